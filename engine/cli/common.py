@@ -1,0 +1,57 @@
+"""Shared pieces of CLI commands: the --format option, the Output value and text tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass
+class Output:
+    """What a command produced: ``data`` for ``--format json``, ``text`` (or tables) for humans."""
+
+    data: Any
+    text: str | None = None
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+
+    def print(self, fmt: str) -> None:
+        if fmt == "json":
+            print(json.dumps(_json_safe(self.data), indent=2))
+            return
+        parts = [self.text] if self.text else []
+        for title, table in self.tables:
+            parts.append(f"{title}\n{table.to_string()}" if title else table.to_string())
+        if not parts:
+            parts.append(json.dumps(_json_safe(self.data), indent=2))
+        print("\n\n".join(parts))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def leaf(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], Output],
+    help: str,
+) -> argparse.ArgumentParser:
+    """Add a leaf command with the shared ``--format text|json`` option."""
+    parser = subparsers.add_parser(name, help=help, description=help)
+    parser.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    parser.set_defaults(func=func)
+    return parser

@@ -1,0 +1,41 @@
+"""Where Law Explorer keeps its state: the DuckDB store, caches, uploads and jobs (env-configurable)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+
+
+def home() -> Path:
+    """Root of all mutable state; ``LAW_EXPLORER_HOME`` overrides the per-user default."""
+    env = os.environ.get("LAW_EXPLORER_HOME")
+    if env:
+        path = Path(env).expanduser()
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        path = Path(base) / "law-explorer"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def db_path() -> Path:
+    """The DuckDB database file; ``LAW_EXPLORER_DB`` overrides ``<home>/law_explorer.duckdb``."""
+    env = os.environ.get("LAW_EXPLORER_DB")
+    path = Path(env).expanduser() if env else home() / "law_explorer.duckdb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def subdir(name: str) -> Path:
+    """A named folder under home (``cache``, ``features``, ``jobs``, ``uploads``, ``exports`` ...)."""
+    path = home() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def feature_cache_limit_bytes() -> int:
+    """Size cap of the on-disk feature cache; ``LAW_EXPLORER_FEATURE_CACHE_GB`` (default 20)."""
+    return int(float(os.environ.get("LAW_EXPLORER_FEATURE_CACHE_GB", "20")) * 1024**3)

@@ -1,0 +1,13 @@
+"""User-facing error types: anything raised as these is shown as one clear line, never a traceback."""
+
+
+class LawExplorerError(Exception):
+    """An error whose message is meant for the user (CLI: one line on stderr; UI: st.error)."""
+
+
+class InputError(LawExplorerError):
+    """Bad user input: a file, a column, a value or an argument that cannot be used."""
+
+
+class NotAvailableError(LawExplorerError):
+    """A resource (model weights, dataset, device) is not reachable from this machine."""
