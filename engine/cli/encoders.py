@@ -1,0 +1,116 @@
+"""`python -m engine encoders ...`: list, show, upload, delete and probe vision encoders (a thin shell over engine.encoders)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+
+from engine.cli.common import Output, leaf
+
+
+def _row(spec) -> dict:
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "pretrained": spec.pretrained,
+        "offline_available": spec.offline_available(),
+        "description": spec.description,
+        "source": spec.source,
+        "paper_setting": spec.paper_setting,
+        "license": spec.license,
+        "label": spec.params.get("label") if spec.family == "upload" else None,
+    }
+
+
+def _list(args: argparse.Namespace) -> Output:
+    from engine.encoders.registry import list_encoders
+
+    rows = [_row(s) for s in list_encoders()]
+    if args.offline_only:
+        rows = [r for r in rows if r["offline_available"]]
+    table = pd.DataFrame(rows, columns=["name", "family", "pretrained", "offline_available", "paper_setting", "source"])
+    return Output(data=rows, tables=[("", table.set_index("name") if len(table) else table)])
+
+
+def _show(args: argparse.Namespace) -> Output:
+    from engine.encoders.registry import get_spec
+
+    spec = get_spec(args.name)
+    data = _row(spec) | {"params": spec.params}
+    text = "\n".join(f"{k}: {v}" for k, v in data.items())
+    return Output(data=data, text=text)
+
+
+def _upload(args: argparse.Namespace) -> Output:
+    from engine.encoders.upload import upload_file
+
+    result = upload_file(args.path, args.kind, arch=args.arch, model_name=args.model_name, label=args.label, image_size=args.image_size)
+    data = {"name": result.name, "hash": result.hash, "label": result.label, "kind": result.kind, "existed": result.existed, "describe": result.describe}
+    verb = "already stored as" if result.existed else "stored as"
+    return Output(data=data, text=f"{args.path} {verb} {result.name} (hash {result.hash})")
+
+
+def _delete(args: argparse.Namespace) -> Output:
+    from engine.encoders.upload import delete_upload
+
+    delete_upload(args.name)
+    return Output(data={"deleted": args.name}, text=f"deleted {args.name}")
+
+
+def sample_image(size: int = 256) -> np.ndarray:
+    """A deterministic synthetic RGB test image (gradients and a disc), so probing needs no files."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    disc = ((xx - 0.6) ** 2 + (yy - 0.4) ** 2) < 0.05
+    img = np.stack([xx, yy, 1 - xx * yy], axis=-1)
+    img[disc] = [1.0, 0.2, 0.1]
+    return (img * 255).astype(np.uint8)
+
+
+def _probe(args: argparse.Namespace) -> Output:
+    from engine.encoders.preprocess import prepare
+    from engine.encoders.registry import build_encoder
+
+    t0 = time.perf_counter()
+    encoder = build_encoder(args.name, device=args.device, layer=args.layer)
+    t1 = time.perf_counter()
+    pixels, _ = prepare([sample_image()], encoder.preprocessing)
+    feats = encoder.encode(pixels)
+    t2 = time.perf_counter()
+    data = {
+        "name": encoder.name,
+        "grid": list(feats.grid),
+        "channels": int(feats.features.shape[1]),
+        "input_size": list(encoder.preprocessing.input_size),
+        "patch_size": encoder.patch_size,
+        "stride": encoder.stride,
+        "prefix_tokens": encoder.prefix_tokens,
+        "layer": encoder.layer,
+        "weights_hash": encoder.weights_hash(),
+        "build_s": round(t1 - t0, 3),
+        "encode_s": round(t2 - t1, 3),
+    }
+    return Output(data=data, text="\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("encoders", help="List, inspect, upload and probe vision encoders").add_subparsers(dest="cmd", required=True)
+    p = leaf(group, "list", _list, "List registered and uploaded encoders")
+    p.add_argument("--offline-only", action="store_true", help="only encoders that load without network")
+    p = leaf(group, "show", _show, "Show one encoder's spec")
+    p.add_argument("name")
+    p = leaf(group, "upload", _upload, "Validate and store a custom checkpoint")
+    p.add_argument("path")
+    p.add_argument("--kind", required=True, choices=["hf-zip", "open-clip", "state-dict", "torchscript"])
+    p.add_argument("--arch", help="registered architecture for --kind state-dict (e.g. dinov2-s14-random)")
+    p.add_argument("--model-name", help="open_clip model name for --kind open-clip (e.g. ViT-B-32)")
+    p.add_argument("--label", help="a human label shown next to upload:<hash>")
+    p.add_argument("--image-size", type=int, help="input size for --kind torchscript (default 224)")
+    p = leaf(group, "delete", _delete, "Delete an uploaded encoder (store row and files)")
+    p.add_argument("name")
+    p = leaf(group, "probe", _probe, "Build an encoder, encode a sample image, print grid/dims/time")
+    p.add_argument("name")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--layer", default=None, help="layer/block index (default: the encoder's default)")

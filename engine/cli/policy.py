@@ -1,0 +1,96 @@
+"""``python -m engine policy ...``: simulate the AC policy, recommend the next finetune, estimate cost."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.cli.common import Output, leaf
+from engine.errors import InputError
+from engine.policy import VARIANTS, cost_comparison, recall_curve, recommend, simulate
+from engine.study import load_study
+
+
+def _simulate(args: argparse.Namespace) -> Output:
+    result = simulate(load_study(args.study), benchmark=args.benchmark, budget=args.budget, trials=args.trials,
+                      seed=args.seed, top=args.top, variant=args.variant)
+    text = (f"AC policy ({args.variant} variant) on '{args.study}': budget {args.budget}, top-{args.top}, "
+            f"{args.trials} trials, seed {args.seed}")
+    return Output(data=result.to_dict(), text=text, tables=[("", result.table().set_index("benchmark").round(4))])
+
+
+def _curve(args: argparse.Namespace) -> Output:
+    try:
+        budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
+    except ValueError:
+        raise InputError(f"--budgets must be comma-separated integers, got {args.budgets!r}") from None
+    curve = recall_curve(load_study(args.study), budgets=budgets, trials=args.trials, seed=args.seed, top=args.top,
+                         variant=args.variant, benchmark=args.benchmark)
+    return Output(data={"study": args.study, "trials": args.trials, "seed": args.seed, "top": args.top,
+                        "variant": args.variant, "curve": curve.to_dict(orient="records")},
+                  tables=[(f"recall@{args.top} by budget ({args.variant} variant)", curve.round(4))])
+
+
+def parse_finetuned(text: str) -> dict[str, float]:
+    """``"CLIP336=64.3,DINOv2=58.5"`` -> {"CLIP336": 64.3, "DINOv2": 58.5}."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, sep, value = part.rpartition("=")
+        if not sep or not name.strip():
+            raise InputError(f"--finetuned entry '{part}' is not SETTING=SCORE")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--finetuned score of '{name.strip()}' is not a number: {value!r}") from None
+    return out
+
+
+def _recommend(args: argparse.Namespace) -> Output:
+    rec = recommend(load_study(args.study), args.benchmark, parse_finetuned(args.finetuned), top=args.top, seed=args.seed)
+    lines = [f"next (region rule): {rec.next_setting} (grid level {rec.level})"]
+    if rec.alternative:
+        lines.append(f"alternative (highest prediction): {rec.alternative} ({rec.alternative_predicted:.2f} ± {rec.loo_rmse:.2f})")
+    return Output(data=rec.to_dict(), text="\n".join(lines), tables=[("ranking", rec.ranking.round(3))])
+
+
+def _cost(args: argparse.Namespace) -> Output:
+    data = cost_comparison(encoder_width=args.encoder_width, llm_hidden=args.llm_hidden, llm_params=args.llm_params,
+                           n_candidates=args.n_candidates, budget=args.budget, stage1_gpu_hours=args.stage1_gpu_hours,
+                           stage2_gpu_hours=args.stage2_gpu_hours)
+    text = (f"projector {data['projector_params']:,} vs full finetune {data['full_finetune_params']:,.0f} trainable "
+            f"parameters: {100 * data['trainable_savings']:.1f}% fewer\nGPU-hours: all {data['gpu_hours_all_full']:.0f} "
+            f"vs policy {data['gpu_hours_policy']:.0f} ({100 * data['gpu_hours_savings']:.1f}% saved)")
+    return Output(data=data, text=text)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser("policy", help="The AC policy: simulate, recommend, cost").add_subparsers(dest="cmd", required=True)
+    p = leaf(group, "simulate", _simulate, "Recall of the AC policy over seeded region-sampling trials")
+    p.add_argument("--study", required=True)
+    p.add_argument("--budget", type=int, default=3)
+    p.add_argument("--trials", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--variant", choices=list(VARIANTS), default="paper")
+    p.add_argument("--benchmark", default=None)
+    p = leaf(group, "curve", _curve, "Recall of the AC policy for every budget (recall curve)")
+    p.add_argument("--study", required=True)
+    p.add_argument("--budgets", default=None, help="comma-separated budgets (default: 2..number of settings)")
+    p.add_argument("--trials", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--variant", choices=list(VARIANTS), default="paper")
+    p.add_argument("--benchmark", default=None)
+    p = leaf(group, "recommend", _recommend, "Which setting to finetune next")
+    p.add_argument("--study", required=True)
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--finetuned", default="", help='measured scores, e.g. "CLIP336=64.3,DINOv2=58.5"')
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p = leaf(group, "cost", _cost, "Trainable parameters and GPU-hours: AC policy vs finetuning everything")
+    p.add_argument("--encoder-width", type=int, default=1024)
+    p.add_argument("--llm-hidden", type=int, default=4096)
+    p.add_argument("--llm-params", type=float, default=6.74e9)
+    p.add_argument("--n-candidates", type=int, default=15)
+    p.add_argument("--budget", type=int, default=3)
+    p.add_argument("--stage1-gpu-hours", type=float, default=16.0)
+    p.add_argument("--stage2-gpu-hours", type=float, default=80.0)

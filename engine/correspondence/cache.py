@@ -1,0 +1,155 @@
+"""On-disk fp16 feature cache: one ``.npy`` per (encoder, weights, preprocessing, layer, image), LRU-capped, in DuckDB."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine import config, store
+from engine.hashing import hash_obj
+
+CACHE_VERSION = 1
+
+store.register_schema(
+    "correspondence_features",
+    """
+    CREATE TABLE IF NOT EXISTS corr_feature_cache (
+        key VARCHAR PRIMARY KEY,
+        path VARCHAR NOT NULL,
+        bytes BIGINT NOT NULL,
+        encoder VARCHAR,
+        weights_hash VARCHAR,
+        image_key VARCHAR,
+        shape VARCHAR,
+        patch_size DOUBLE,
+        stride DOUBLE,
+        created DOUBLE,
+        last_used DOUBLE
+    );
+    """,
+)
+
+
+@dataclass
+class CachedFeatures:
+    """C x h x w fp16 features of one image plus the grid geometry they came with."""
+
+    features: np.ndarray
+    patch_size: float
+    stride: float
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    written: int = 0
+    evicted: int = 0
+    keys_seen: set[str] = field(default_factory=set)
+
+
+def feature_key(encoder_name: str, weights_hash: str, preprocessing: dict, layer: str, image_key: str) -> str:
+    return hash_obj(
+        {
+            "v": CACHE_VERSION,
+            "encoder": encoder_name,
+            "weights": weights_hash,
+            "pre": preprocessing,
+            "layer": layer,
+            "image": image_key,
+        },
+        length=32,
+    )
+
+
+def features_folder() -> Path:
+    return config.subdir("features")
+
+
+def lookup(keys: list[str]) -> dict[str, tuple[str, float, float]]:
+    """key -> (path, patch_size, stride) for the keys present in the index (and on disk)."""
+    if not keys:
+        return {}
+    found: dict[str, tuple[str, float, float]] = {}
+    with store.connect(read_only=True) as con:
+        for start in range(0, len(keys), 2000):
+            chunk = keys[start : start + 2000]
+            rows = con.execute(
+                "SELECT key, path, patch_size, stride FROM corr_feature_cache WHERE key IN (SELECT unnest(?))", [chunk]
+            ).fetchall()
+            for key, path, patch, stride in rows:
+                found[key] = (path, patch, stride)
+    return {k: v for k, v in found.items() if os.path.exists(v[0])}
+
+
+def load(path: str, patch_size: float, stride: float) -> CachedFeatures:
+    return CachedFeatures(np.load(path, allow_pickle=False), patch_size, stride)
+
+
+def touch(keys: list[str]) -> None:
+    """Mark entries as used now (LRU order)."""
+    if not keys:
+        return
+    with store.connect() as con:
+        con.execute("UPDATE corr_feature_cache SET last_used = ? WHERE key IN (SELECT unnest(?))", [time.time(), keys])
+
+
+def save_many(entries: list[tuple[str, np.ndarray, float, float, str, str, str]]) -> int:
+    """Write (key, C x h x w array, patch_size, stride, encoder, weights_hash, image_key) as fp16; returns bytes."""
+    if not entries:
+        return 0
+    rows = []
+    total = 0
+    folder = features_folder()
+    now = time.time()
+    for key, array, patch, stride, encoder, weights, image_key in entries:
+        sub = folder / key[:2]
+        sub.mkdir(parents=True, exist_ok=True)
+        path = sub / f"{key}.npy"
+        tmp = sub / f".{key}.{os.getpid()}.tmp.npy"
+        arr = np.ascontiguousarray(array, dtype=np.float16)
+        np.save(tmp, arr, allow_pickle=False)
+        os.replace(tmp, path)
+        size = path.stat().st_size
+        total += size
+        rows.append((key, str(path), size, encoder, weights, image_key, "x".join(map(str, arr.shape)), patch, stride, now, now))
+    with store.connect() as con:
+        con.executemany("INSERT OR REPLACE INTO corr_feature_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return total
+
+
+def enforce_limit(limit_bytes: int | None = None, protect: set[str] | None = None) -> int:
+    """Evict least-recently-used entries until the cache fits ``limit_bytes``; returns the number evicted."""
+    limit = config.feature_cache_limit_bytes() if limit_bytes is None else int(limit_bytes)
+    protect = protect or set()
+    with store.connect(read_only=True) as con:
+        total = con.execute("SELECT coalesce(sum(bytes), 0) FROM corr_feature_cache").fetchone()[0]
+        if total <= limit:
+            return 0
+        rows = con.execute("SELECT key, path, bytes FROM corr_feature_cache ORDER BY last_used ASC").fetchall()
+    victims = []
+    for key, path, size in rows:
+        if total <= limit:
+            break
+        if key in protect:
+            continue
+        victims.append((key, path))
+        total -= size
+    with store.connect() as con:
+        con.execute("DELETE FROM corr_feature_cache WHERE key IN (SELECT unnest(?))", [[k for k, _ in victims]])
+    for _, path in victims:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    return len(victims)
+
+
+def cache_summary() -> dict:
+    """Entries and bytes in the feature cache, and its cap."""
+    with store.connect(read_only=True) as con:
+        count, size = con.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM corr_feature_cache").fetchone()
+    return {"entries": int(count), "bytes": int(size), "limit_bytes": config.feature_cache_limit_bytes()}

@@ -1,0 +1,262 @@
+"""Keypoint transfer by feature matching: grid maps (pixels <-> feature cells), NN / upsampled maps, soft-argmax.
+
+Vectorised over keypoints; ``match_cells`` batches equal-shape pairs, ``transfer_keypoints`` batches all pairs
+that share a target image into one matrix product.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.correspondence.protocols import Protocol
+from engine.encoders.base import Preprocessing
+from engine.encoders.preprocess import ImageGeometry, _geometry  # _geometry: the exact resize geometry, no pixels
+from engine.errors import InputError
+
+_MAX_UPSAMPLED_ELEMENTS = 20_000_000  # floats per chunk of upsampled similarity maps
+
+
+@dataclass(frozen=True)
+class GridMap:
+    """Maps original-image pixels (x, y) to continuous feature-cell coordinates (i=row, j=col) and back.
+
+    ``frame is None``: exact, through the encoder's preprocessing geometry; cell (i, j) centre sits at model-input
+    pixel (j * stride + patch_size / 2, i * stride + patch_size / 2). ``frame = F``: the authors' convention
+    (GeoAware-SC ``preprocess_kps_pad`` / ``kpts_to_patch_idx``): keypoints are placed in an F x F zero-padded,
+    aspect-kept, centred frame which is *assumed* to tile the feature grid uniformly, whatever the encoder saw.
+    """
+
+    grid: tuple[int, int]
+    geometry: ImageGeometry | None = None
+    stride: float = 1.0
+    patch_size: float = 1.0
+    frame: int | None = None
+    frame_scale: float = 1.0
+    frame_offset: tuple[float, float] = (0.0, 0.0)
+
+    def to_cell(self, xy: np.ndarray) -> np.ndarray:
+        """N x 2 original (x, y) -> N x 2 integer (i, j) of the cell holding the point, clipped to the grid."""
+        pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        h, w = self.grid
+        if self.frame is None:
+            assert self.geometry is not None
+            inp = self.geometry.to_input(pts)
+            half = self.patch_size / 2.0
+            ij = np.stack([np.rint((inp[:, 1] - half) / self.stride), np.rint((inp[:, 0] - half) / self.stride)], 1)
+        else:
+            fx = pts[:, 0] * self.frame_scale + self.frame_offset[0]
+            fy = pts[:, 1] * self.frame_scale + self.frame_offset[1]
+            ij = np.stack([np.trunc(h / self.frame * fy), np.trunc(w / self.frame * fx)], 1)
+        ij = np.nan_to_num(ij, nan=0.0).astype(np.int64)
+        ij[:, 0] = np.clip(ij[:, 0], 0, h - 1)
+        ij[:, 1] = np.clip(ij[:, 1], 0, w - 1)
+        return ij
+
+    def from_cell(self, ij: np.ndarray) -> np.ndarray:
+        """N x 2 continuous (i, j) -> N x 2 original (x, y)."""
+        cells = np.asarray(ij, dtype=np.float64).reshape(-1, 2)
+        if self.frame is None:
+            assert self.geometry is not None
+            half = self.patch_size / 2.0
+            inp = np.stack([cells[:, 1] * self.stride + half, cells[:, 0] * self.stride + half], 1)
+            return self.geometry.to_original(inp)
+        h, w = self.grid
+        sx, sy = self.frame / w, self.frame / h
+        fx = cells[:, 1] * sx + sx // 2
+        fy = cells[:, 0] * sy + sy // 2
+        return np.stack(
+            [(fx - self.frame_offset[0]) / self.frame_scale, (fy - self.frame_offset[1]) / self.frame_scale], 1
+        )
+
+
+def frame_transform(size: tuple[int, int], frame: int) -> tuple[float, tuple[float, float]]:
+    """Scale and (x, y) offset of the authors' aspect-kept, centred, zero-padded F x F frame."""
+    w, h = size
+    scale = frame / max(w, h)
+    if h < w:
+        new_h = int(np.around(frame * h / w))
+        return scale, (0.0, float(int((frame - new_h) / 2)))
+    if w < h:
+        new_w = int(np.around(frame * w / h))
+        return scale, (float(int((frame - new_w) / 2)), 0.0)
+    return scale, (0.0, 0.0)
+
+
+def make_grid_map(
+    orig_size: tuple[int, int],
+    pre: Preprocessing,
+    grid: tuple[int, int],
+    stride: float,
+    patch_size: float,
+    frame: int | None = None,
+) -> GridMap:
+    """The GridMap of one image of size (w, h) encoded with ``pre`` into a feature grid (h, w)."""
+    if frame is not None:
+        scale, offset = frame_transform(orig_size, int(frame))
+        return GridMap(grid=tuple(grid), frame=int(frame), frame_scale=scale, frame_offset=offset)  # type: ignore[arg-type]
+    geometry, _ = _geometry(int(orig_size[0]), int(orig_size[1]), pre)
+    return GridMap(grid=tuple(grid), geometry=geometry, stride=float(stride), patch_size=float(patch_size))  # type: ignore[arg-type]
+
+
+def normalise(features: torch.Tensor) -> torch.Tensor:
+    """L2-normalise along the channel axis (dim -3 of ... x C x h x w)."""
+    return F.normalize(features.float(), dim=-3, eps=1e-8)
+
+
+def soft_argmax_2d(sim: torch.Tensor, window: int, beta: float) -> torch.Tensor:
+    """... x h x w similarity -> ... x 2 expected (i, j) of softmax(sim / beta) within ``window`` cells of the max.
+
+    The window is (2 * window + 1)^2 cells; ``window <= 0`` means the whole map (as ``SOFT_EVAL_WINDOW=0`` upstream).
+    """
+    *lead, h, w = sim.shape
+    flat = sim.reshape(-1, h * w)
+    best = flat.argmax(dim=1)
+    bi, bj = (best // w).float(), (best % w).float()
+    ii = torch.arange(h, dtype=torch.float32, device=sim.device).repeat_interleave(w)
+    jj = torch.arange(w, dtype=torch.float32, device=sim.device).repeat(h)
+    logits = flat.float() / beta
+    if window > 0:
+        inside = ((ii[None] - bi[:, None]).abs() <= window) & ((jj[None] - bj[:, None]).abs() <= window)
+        logits = logits.masked_fill(~inside, float("-inf"))
+    weights = torch.softmax(logits, dim=1)
+    out = torch.stack([(weights * ii[None]).sum(1), (weights * jj[None]).sum(1)], dim=1)
+    return out.reshape(*lead, 2)
+
+
+def hard_argmax_2d(sim: torch.Tensor) -> torch.Tensor:
+    *lead, h, w = sim.shape
+    best = sim.reshape(-1, h * w).argmax(dim=1)
+    return torch.stack([best // w, best % w], dim=1).float().reshape(*lead, 2)
+
+
+def locate(
+    sim: torch.Tensor,
+    matching: str = "nn_feature",
+    argmax: str = "argmax",
+    soft_window: int = 5,
+    soft_beta: float = 0.02,
+    upsample: int = 1,
+) -> torch.Tensor:
+    """K x h x w similarity maps -> K x 2 continuous cell coordinates (i, j) of the match."""
+    if matching == "nn_feature" or upsample <= 1:
+        if matching not in ("nn_feature", "upsampled_map"):
+            raise InputError(f"unknown matching {matching!r}")
+        return soft_argmax_2d(sim, soft_window, soft_beta) if argmax == "soft_argmax" else hard_argmax_2d(sim)
+    if matching != "upsampled_map":
+        raise InputError(f"unknown matching {matching!r}")
+    k, h, w = sim.shape
+    out = torch.empty(k, 2)
+    chunk = max(1, _MAX_UPSAMPLED_ELEMENTS // max(1, h * w * upsample * upsample))
+    for start in range(0, k, chunk):
+        part = sim[start : start + chunk]
+        up = F.interpolate(part[:, None], scale_factor=upsample, mode="bilinear", align_corners=False)[:, 0]
+        pix = soft_argmax_2d(up, soft_window, soft_beta) if argmax == "soft_argmax" else hard_argmax_2d(up)
+        out[start : start + part.shape[0]] = (pix + 0.5) / upsample - 0.5
+    return out
+
+
+def match_cells(
+    src_feats: torch.Tensor,
+    trg_feats: torch.Tensor,
+    src_cells: torch.Tensor,
+    matching: str = "nn_feature",
+    argmax: str = "argmax",
+    soft_window: int = 5,
+    soft_beta: float = 0.02,
+    upsample: int = 1,
+) -> torch.Tensor:
+    """Transfer cells from source to target grids, batched.
+
+    ``src_feats`` B x C x hs x ws, ``trg_feats`` B x C x ht x wt (raw; normalised here), ``src_cells`` B x N x 2 long
+    (i, j). Returns B x N x 2 float continuous target cell coordinates (i, j).
+    """
+    if src_feats.shape[0] != trg_feats.shape[0] or src_feats.shape[1] != trg_feats.shape[1]:
+        raise InputError("source and target features must have the same batch size and channel count")
+    b, c, hs, ws = src_feats.shape
+    ht, wt = trg_feats.shape[-2:]
+    src = normalise(src_feats).reshape(b, c, hs * ws)
+    trg = normalise(trg_feats).reshape(b, c, ht * wt)
+    index = (src_cells[..., 0] * ws + src_cells[..., 1]).long()  # B x N
+    vectors = torch.gather(src, 2, index[:, None, :].expand(b, c, index.shape[1])).transpose(1, 2)  # B x N x C
+    sim = torch.bmm(vectors, trg).reshape(-1, ht, wt)  # (B * N) x ht x wt
+    return locate(sim, matching, argmax, soft_window, soft_beta, upsample).reshape(b, -1, 2)
+
+
+def transfer_keypoints(
+    src_feats: Sequence[torch.Tensor],
+    trg_feats: Sequence[torch.Tensor],
+    src_maps: Sequence[GridMap],
+    trg_maps: Sequence[GridMap],
+    src_kps: Sequence[np.ndarray],
+    protocol: Protocol,
+    upsample: int = 1,
+    normalised: bool = False,
+) -> list[np.ndarray]:
+    """Predict target keypoints (original pixels) for many pairs.
+
+    ``src_feats[k]`` / ``trg_feats[k]`` are C x h x w tensors (pass the same tensor object for the same image);
+    ``src_kps[k]`` is N_k x 2 original (x, y). Pairs sharing a target image are batched into one matrix product
+    of all their source descriptors with that target grid; each image is normalised once (skipped when
+    ``normalised``).
+    """
+    count = len(src_feats)
+    results: list[np.ndarray] = [np.zeros((0, 2)) for _ in range(count)]
+    unit: dict[int, torch.Tensor] = {}
+
+    def unit_of(t: torch.Tensor) -> torch.Tensor:
+        if id(t) not in unit:
+            unit[id(t)] = t.float() if normalised else normalise(t)
+        return unit[id(t)]
+
+    groups: dict[int, list[int]] = {}
+    for k in range(count):
+        if len(src_kps[k]):
+            groups.setdefault(id(trg_feats[k]), []).append(k)
+    for members in groups.values():
+        trg = unit_of(trg_feats[members[0]])
+        c, ht, wt = trg.shape
+        vectors = []
+        for k in members:
+            cells = torch.from_numpy(src_maps[k].to_cell(src_kps[k]))
+            src = unit_of(src_feats[k])
+            if src.shape[0] != c:
+                raise InputError("source and target features must have the same channel count")
+            vectors.append(src[:, cells[:, 0], cells[:, 1]].T)
+        sim = (torch.cat(vectors) @ trg.reshape(c, ht * wt)).reshape(-1, ht, wt)
+        cell_pred = locate(sim, protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample)
+        cell_pred = cell_pred.numpy()
+        offset = 0
+        for k in members:
+            n = len(src_kps[k])
+            results[k] = trg_maps[k].from_cell(cell_pred[offset : offset + n])
+            offset += n
+    return results
+
+
+def similarity_map(
+    src_feats: torch.Tensor | np.ndarray,
+    trg_feats: torch.Tensor | np.ndarray,
+    src_xy: Sequence[float] | np.ndarray,
+    src_map: GridMap | None = None,
+) -> np.ndarray:
+    """Cosine similarity (ht x wt) of every target cell to the source cell at ``src_xy``.
+
+    ``src_xy`` is an original-image (x, y) when ``src_map`` is given, else (x=j, y=i) in feature cells.
+    """
+    src = torch.as_tensor(np.asarray(src_feats, dtype=np.float32))
+    trg = torch.as_tensor(np.asarray(trg_feats, dtype=np.float32))
+    if src.ndim != 3 or trg.ndim != 3 or src.shape[0] != trg.shape[0]:
+        raise InputError("similarity_map expects C x h x w source and target features with the same C")
+    point = np.asarray(src_xy, dtype=np.float64).reshape(1, 2)
+    if src_map is not None:
+        i, j = src_map.to_cell(point)[0]
+    else:
+        i = int(np.clip(np.rint(point[0, 1]), 0, src.shape[1] - 1))
+        j = int(np.clip(np.rint(point[0, 0]), 0, src.shape[2] - 1))
+    vec = normalise(src)[:, i, j]
+    return torch.einsum("c,chw->hw", vec, normalise(trg)).numpy()

@@ -1,0 +1,127 @@
+"""The table of C evaluations in DuckDB, per-category tables, and attaching a C score to a study setting."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from engine import store
+from engine.errors import InputError
+
+store.register_schema(
+    "correspondence_results",
+    """
+    CREATE TABLE IF NOT EXISTS corr_results (
+        id VARCHAR PRIMARY KEY,
+        encoder VARCHAR NOT NULL,
+        weights_hash VARCHAR,
+        dataset VARCHAR,
+        dataset_key VARCHAR,
+        split VARCHAR,
+        limit_pairs INTEGER,
+        protocol_name VARCHAR,
+        protocol_hash VARCHAR,
+        pck_json VARCHAR NOT NULL,
+        stats_json VARCHAR,
+        created TIMESTAMP
+    );
+    """,
+)
+
+
+def record_result(result: dict[str, Any]) -> str:
+    """Insert (or replace: same inputs, same id) one evaluation; returns its id."""
+    row = (
+        result["result_id"],
+        result["encoder"]["name"],
+        result["encoder"].get("weights_hash"),
+        result["dataset"]["spec"],
+        result["dataset"]["key"],
+        result["dataset"]["split"],
+        result["dataset"].get("limit"),
+        result["protocol"]["name"],
+        result["protocol"]["hash"],
+        json.dumps(result["pck"]),
+        json.dumps(result.get("stats", {})),
+        datetime.now(UTC).replace(tzinfo=None),
+    )
+    with store.connect() as con:
+        con.execute("INSERT OR REPLACE INTO corr_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    return result["result_id"]
+
+
+def _row_to_dict(row: tuple, columns: list[str]) -> dict[str, Any]:
+    data = dict(zip(columns, row, strict=True))
+    data["pck"] = json.loads(data.pop("pck_json"))
+    data["stats"] = json.loads(data.pop("stats_json") or "{}")
+    data["created"] = str(data["created"])
+    return data
+
+
+def list_results(encoder: str | None = None) -> list[dict[str, Any]]:
+    """Every recorded evaluation, newest first (optionally of one encoder)."""
+    query = "SELECT * FROM corr_results"
+    args: list[Any] = []
+    if encoder:
+        query += " WHERE encoder = ?"
+        args.append(encoder)
+    with store.connect(read_only=True) as con:
+        cur = con.execute(query + " ORDER BY created DESC", args)
+        columns = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+    return [_row_to_dict(r, columns) for r in rows]
+
+
+def get_result(result_id: str) -> dict[str, Any]:
+    with store.connect(read_only=True) as con:
+        cur = con.execute("SELECT * FROM corr_results WHERE id = ?", [result_id])
+        columns = [d[0] for d in cur.description]
+        row = cur.fetchone()
+    if row is None:
+        raise InputError(f"no correspondence result with id {result_id!r} (see `correspondence results`)")
+    return _row_to_dict(row, columns)
+
+
+def c_score(result: dict[str, Any], alpha: str = "0.1", averaging: str = "per_image") -> float:
+    """The paper's C: PCK@0.10 (per image by default) x 100."""
+    value = result["pck"].get(averaging, {}).get(alpha)
+    if value is None:
+        raise InputError(f"result has no {averaging} PCK@{alpha}")
+    return float(value) * 100.0
+
+
+def attach_c_to_study(result: str | dict[str, Any], study_name: str, setting: str) -> float:
+    """Set C (= per-image PCK@0.10 x 100) of a study setting from a recorded result id or an evaluation dict."""
+    data = get_result(result) if isinstance(result, str) else result
+    value = c_score(data)
+    try:
+        from engine.study import set_setting_scores
+    except ImportError as exc:
+        raise InputError("studies are not available in this build (engine.study is missing)") from exc
+    set_setting_scores(study_name, setting, C=value)
+    return value
+
+
+def per_category_table(*results: dict[str, Any], alpha: str = "0.1") -> pd.DataFrame:
+    """Categories x evaluations table of PCK@alpha (x 100), with an ``overall`` row per averaging."""
+    columns: dict[str, dict[str, float | None]] = {}
+    for res in results:
+        enc = res.get("encoder")
+        label = enc["name"] if isinstance(enc, dict) else str(enc)
+        proto = res.get("protocol")
+        proto_name = proto["name"] if isinstance(proto, dict) else res.get("protocol_name", "")
+        label = f"{label} [{proto_name}]" if proto_name else label
+        while label in columns:
+            label += "'"
+        pck = res["pck"]
+        col = {cat: (None if v.get(alpha) is None else 100.0 * v[alpha]) for cat, v in pck["per_category"].items()}
+        for averaging in ("per_image", "per_point"):
+            value = pck[averaging].get(alpha)
+            col[f"overall ({averaging})"] = None if value is None else 100.0 * value
+        columns[label] = col
+    table = pd.DataFrame(columns)
+    table.index.name = "category"
+    return table

@@ -1,0 +1,1 @@
+"""Vision encoders behind one dense-feature contract: registry, adapters, preprocessing and uploads."""

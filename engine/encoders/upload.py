@@ -1,0 +1,238 @@
+"""Custom checkpoints (HF zip, open_clip, state dict, TorchScript): validated in a temp dir, then stored by content hash.
+
+An uploaded encoder is named ``upload:<hash12>`` (plus a user label), lives in
+``config.subdir("uploads")/<hash>/`` and is recorded in the ``encoder_uploads`` table; it then
+appears in ``list_encoders()``. Nothing is kept when validation fails: the files are staged in a
+temporary folder, the encoder is built from there and run on a tiny input, and only then moved into
+place and recorded. TorchScript: ``torch.jit.load`` rebuilds a module from its serialized code
+without unpickling arbitrary Python objects, but a TorchScript program is still code that runs on
+forward; only load TorchScript files whose origin you trust.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from engine import config, store
+from engine.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, VisionEncoder
+from engine.encoders.common import ModuleEncoder
+from engine.encoders.registry import EncoderSpec, get_family, get_spec, register_family
+from engine.encoders.safe_files import is_safetensors, load_state_dict_file, safe_extract_zip, strict_load
+from engine.errors import InputError
+from engine.hashing import hash_bytes, hash_obj
+
+CODE_VERSION = "upload-v1"
+KINDS = ("hf-zip", "open-clip", "state-dict", "torchscript")
+FAMILY = "upload"
+
+store.register_schema(
+    "encoder_uploads",
+    """CREATE TABLE IF NOT EXISTS encoder_uploads (
+        hash VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, label VARCHAR, kind VARCHAR NOT NULL,
+        params VARCHAR NOT NULL, description VARCHAR, size_bytes BIGINT,
+        created_at TIMESTAMP DEFAULT current_timestamp)""",
+)
+
+
+@dataclass
+class UploadResult:
+    name: str
+    hash: str
+    label: str | None
+    kind: str
+    describe: dict
+    existed: bool = False
+
+
+def _spec_from_row(hash_: str, name: str, label: str | None, kind: str, params: str, description: str | None) -> EncoderSpec:
+    p = json.loads(params) | {"hash": hash_, "kind": kind, "label": label}
+    return EncoderSpec(name, FAMILY, description or f"uploaded {kind}", True, f"upload:{kind}", p)
+
+
+def uploaded_specs() -> list[EncoderSpec]:
+    with store.connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT hash, name, label, kind, params, description FROM encoder_uploads ORDER BY created_at, hash"
+        ).fetchall()
+    return [_spec_from_row(*row) for row in rows]
+
+
+# --- building an uploaded encoder from its folder -------------------------------------------------
+
+
+def _hf_zip(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
+    inner = replace(spec, family="hf-transformers", params={"path": str(base / spec.params["subdir"])})
+    return get_family("hf-transformers").build(inner, layer)
+
+
+def _open_clip(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
+    params = {"model_name": spec.params["model_name"], "checkpoint": str(base / spec.params["file"])}
+    return get_family("open-clip").build(replace(spec, family="open-clip", params=params), layer)
+
+
+def _state_dict(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
+    arch = get_spec(spec.params["arch"])
+    if arch.family in (FAMILY, "combined"):
+        raise InputError("a state dict needs a registered single architecture as --arch, not an upload or combination")
+    params = dict(arch.params) | {"seed": 0}
+    encoder = get_family(arch.family).build(replace(arch, name=spec.name, pretrained=False, params=params), layer)
+    if not isinstance(encoder, ModuleEncoder):
+        raise InputError(f"architecture {arch.name!r} cannot take a state dict")
+    strict_load(encoder.module, load_state_dict_file(base / spec.params["file"]), what=f"state dict for {arch.name}")
+    encoder._hash = None
+    encoder.info["arch"] = arch.name
+    return encoder
+
+
+def _torchscript(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
+    try:
+        module = torch.jit.load(str(base / spec.params["file"]), map_location="cpu")
+    except Exception as exc:
+        raise InputError(f"not a TorchScript module: {str(exc).splitlines()[0][:160]}") from exc
+    size = int(spec.params.get("image_size", 224))
+    with torch.inference_mode():
+        probe = module(torch.zeros(1, 3, size, size))
+    if not isinstance(probe, torch.Tensor) or probe.ndim != 4:
+        raise InputError("a TorchScript encoder must map B x 3 x H x W to B x C x h x w features")
+    stride = size // probe.shape[-1]
+    return ModuleEncoder(
+        name=spec.name, family=FAMILY, module=module, forward=lambda m, x: m(x),
+        preprocessing=Preprocessing((size, size), "stretch", IMAGENET_MEAN, IMAGENET_STD),
+        patch_size=stride, stride=stride, embed_dim=int(probe.shape[1]), extra_hash=spec.params["hash"],
+    )
+
+
+_BUILDERS = {"hf-zip": _hf_zip, "open-clip": _open_clip, "state-dict": _state_dict, "torchscript": _torchscript}
+
+
+def _build_from(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
+    encoder = _BUILDERS[spec.params["kind"]](spec, base, layer)
+    encoder.name, encoder.family = spec.name, FAMILY
+    if isinstance(encoder, ModuleEncoder):
+        encoder.info.update({"upload_kind": spec.params["kind"], "label": spec.params.get("label"), "hash": spec.params["hash"]})
+    return encoder
+
+
+def _build(spec: EncoderSpec, layer: str | None) -> VisionEncoder:
+    return _build_from(spec, config.subdir("uploads") / spec.params["hash"], layer)
+
+
+register_family(FAMILY, _build, lambda spec: (config.subdir("uploads") / spec.params["hash"]).is_dir())
+
+
+# --- staging and validation -----------------------------------------------------------------------
+
+
+def _stage(src: Path, kind: str, stage: Path) -> dict:
+    """Put the payload into ``stage``; returns the params that locate it."""
+    if kind == "hf-zip":
+        files = safe_extract_zip(src, stage / "model")
+        configs = [f for f in files if f.name == "config.json"]
+        if len(configs) != 1:
+            raise InputError(f"the zip must contain exactly one config.json (found {len(configs)})")
+        folder = configs[0].parent
+        weights = list(folder.glob("*.safetensors"))
+        if not weights:
+            raise InputError("the zip holds no .safetensors weights next to config.json (pickled .bin files are not accepted)")
+        for f in files:
+            if f.suffix in {".bin", ".pt", ".pth", ".pkl", ".py"}:
+                f.unlink()  # never loaded; keep only data files
+        return {"subdir": str(folder.relative_to(stage))}
+    name = "weights.safetensors" if is_safetensors(src) else "checkpoint.pt"
+    if kind == "torchscript":
+        name = "module.pt"
+    shutil.copyfile(src, stage / name)
+    return {"file": name}
+
+
+def _validate(encoder: VisionEncoder) -> dict:
+    size = encoder.preprocessing.input_size
+    pixels = torch.zeros(1, 3, *size)
+    feats = encoder.encode(pixels).features
+    if feats.ndim != 4 or not torch.isfinite(feats).all():
+        raise InputError("the uploaded encoder did not produce finite B x C x h x w features")
+    out = encoder.describe()
+    out["grid"] = list(feats.shape[-2:])
+    out["weights_hash"] = encoder.weights_hash()
+    return out
+
+
+def upload_file(
+    path: str | Path, kind: str, arch: str | None = None, model_name: str | None = None, label: str | None = None,
+    image_size: int | None = None, display_name: str | None = None,
+) -> UploadResult:
+    """Validate and store a checkpoint file; idempotent (same content + options -> same name)."""
+    path = Path(path)
+    if kind not in KINDS:
+        raise InputError(f"unknown upload kind {kind!r} (use one of {', '.join(KINDS)})")
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    if kind == "state-dict" and not arch:
+        raise InputError("a state-dict upload needs --arch NAME (a registered architecture, e.g. dinov2-s14-random)")
+    if kind == "open-clip" and not model_name:
+        raise InputError("an open-clip upload needs --model-name (an open_clip model name, e.g. ViT-B-32)")
+    if arch:
+        get_spec(arch)  # unknown arch -> InputError with close matches
+    from engine.hashing import hash_file
+
+    options = {"kind": kind, "arch": arch, "model_name": model_name, "image_size": image_size}
+    digest = hash_obj([CODE_VERSION, hash_file(path, length=64), options], length=32)
+    name = f"upload:{digest[:12]}"
+    uploads = config.subdir("uploads")
+    final = uploads / digest
+    existing = [s for s in uploaded_specs() if s.params["hash"] == digest]
+    if existing and final.is_dir():
+        spec = existing[0]
+        return UploadResult(spec.name, digest, spec.params.get("label"), kind, {}, existed=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=uploads))
+    shown = display_name or path.name
+    try:
+        params = _stage(path, kind, stage) | {k: v for k, v in options.items() if v is not None and k != "kind"}
+        description = f"uploaded {kind}" + (f" ({arch})" if arch else "") + (f" ({model_name})" if model_name else "")
+        spec = EncoderSpec(name, FAMILY, description, True, f"upload:{kind}", params | {"hash": digest, "kind": kind, "label": label})
+        info = _validate(_build_from(spec, stage, None))
+        if final.exists():
+            shutil.rmtree(final)
+        stage.rename(final)
+    except InputError as exc:
+        raise InputError(f"{shown}: {exc}") from exc
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{shown}: the encoder could not be built or run ({str(exc).splitlines()[0][:160]})") from exc
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    try:
+        with store.connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO encoder_uploads (hash, name, label, kind, params, description, size_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [digest, name, label, kind, json.dumps(params), description, path.stat().st_size],
+            )
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    return UploadResult(name, digest, label, kind, info)
+
+
+def upload_bytes(data: bytes, filename: str, kind: str, **options) -> UploadResult:
+    """Same as ``upload_file`` for bytes received by the app (written to a private temp file first)."""
+    suffix = Path(filename).suffix[:16]
+    with tempfile.TemporaryDirectory(prefix="law-upload-") as tmp:
+        path = Path(tmp) / f"payload-{hash_bytes(data, 8)}{suffix}"
+        path.write_bytes(data)
+        return upload_file(path, kind, display_name=Path(filename).name, **options)
+
+
+def delete_upload(name: str) -> None:
+    """Remove an uploaded encoder (store row and folder)."""
+    spec = get_spec(name)
+    if spec.family != FAMILY:
+        raise InputError(f"{name!r} is a built-in encoder, not an upload")
+    with store.connect() as con:
+        con.execute("DELETE FROM encoder_uploads WHERE hash = ?", [spec.params["hash"]])
+    shutil.rmtree(config.subdir("uploads") / spec.params["hash"], ignore_errors=True)

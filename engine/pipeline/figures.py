@@ -1,0 +1,68 @@
+"""Figures of the score-an-encoder page: the candidate on the A-C plane and its predicted scores with LOO bands."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine.plots.style import family_color, finish, setting_families
+
+CANDIDATE_COLOR = "#d62728"
+
+
+def candidate_scatter(settings: pd.DataFrame, setting: str, A: float, C: float, scale: str) -> go.Figure:
+    """The study's settings on the A-C plane (coloured by family) with the candidate highlighted."""
+    fig = go.Figure()
+    known = settings[settings["setting"] != setting].dropna(subset=["A", "C"])
+    families = setting_families(known)
+    for family in dict.fromkeys(families.tolist()):
+        rows = known[families.reindex(known["setting"]).to_numpy() == family]
+        fig.add_trace(go.Scatter(
+            x=rows["A"], y=rows["C"], mode="markers+text", name=family, text=rows["setting"],
+            textposition="top center", marker={"size": 10, "color": family_color(family)},
+            hovertemplate="%{text}<br>A=%{x:.3f}<br>C=%{y:.2f}<extra></extra>",
+        ))
+    label = f"{setting} [{scale}-scale]"
+    fig.add_trace(go.Scatter(
+        x=[A], y=[C], mode="markers+text", name=label, text=[label], textposition="bottom center",
+        marker={"size": 18, "symbol": "star", "color": CANDIDATE_COLOR, "line": {"width": 1, "color": "black"}},
+        hovertemplate="%{text}<br>A=%{x:.3f}<br>C=%{y:.2f}<extra></extra>",
+    ))
+    return finish(fig, "Where the new setting falls among the study's settings", "A", "C (PCK@0.10 x 100)")
+
+
+def prediction_bars(table: pd.DataFrame, setting: str, scale: str, study_scores: pd.DataFrame | None = None,
+                    cols: int = 4) -> go.Figure:
+    """One panel per benchmark (own y axis: MME is out of 2000): the predicted score ± leave-one-out RMSE, beside
+    the study's measured scores of that benchmark (grey) and the setting's own score when measured (black)."""
+    rows = math.ceil(len(table) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=table["label"].tolist(), horizontal_spacing=0.06,
+                        vertical_spacing=0.18)
+    for i, row in enumerate(table.itertuples()):
+        r, c = i // cols + 1, i % cols + 1
+        scores = None
+        if study_scores is not None:
+            scores = study_scores.loc[study_scores["benchmark"] == row.benchmark].dropna(subset=["score"])
+            fig.add_trace(go.Box(y=scores["score"], x=["study"] * len(scores), name="study settings", boxpoints="all",
+                                 text=scores["setting"], marker={"color": "#9e9e9e"}, line={"color": "#9e9e9e"},
+                                 showlegend=i == 0, legendgroup="study"), row=r, col=c)
+        fig.add_trace(go.Bar(
+            x=["predicted"], y=[row.predicted], name="predicted ± LOO RMSE", showlegend=i == 0, legendgroup="pred",
+            error_y={"type": "data", "array": [row.loo_rmse], "visible": True},
+            marker={"color": CANDIDATE_COLOR, "pattern": {"shape": "/" if row.extrapolated else ""}},
+            hovertemplate=f"{row.label}<br>predicted %{{y:.2f}} ± {row.loo_rmse:.2f}<extra></extra>",
+        ), row=r, col=c)
+        values = [row.loo_rmse_band_low, row.loo_rmse_band_high, *([] if scores is None else scores["score"])]
+        if not math.isnan(row.actual):
+            values.append(row.actual)
+        pad = 0.08 * (max(values) - min(values) or 1.0)
+        fig.update_yaxes(range=[min(values) - pad, max(values) + pad], row=r, col=c)  # zoom: bars need not start at 0
+        if not math.isnan(row.actual):
+            fig.add_trace(go.Scatter(x=["predicted"], y=[row.actual], mode="markers", name="measured",
+                                     marker={"size": 11, "color": "black", "symbol": "diamond"},
+                                     showlegend=i == 0, legendgroup="measured"), row=r, col=c)
+    title = f"Predicted scores of {setting} ({scale}-scale A and C; hatched = extrapolated)"
+    return finish(fig, title, "", "", height=300 * rows + 80)

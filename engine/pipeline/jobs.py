@@ -1,0 +1,95 @@
+"""Launching a plan's missing jobs (in dependency order) and reporting each step's live state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.pipeline.planning import SATISFIED, Plan, Step, StepStatus, refresh
+
+JOB_END_OK = "done"
+
+
+def _latest_job(step: Step) -> Any:
+    from engine.jobs import list_jobs
+    from engine.jobs.runner import check_params
+
+    if step.target is None or step.params is None:
+        return None
+    found = list_jobs(target=step.target, params=check_params(step.params))
+    return found[0] if found else None
+
+
+def _job_value(step: Step, result: dict[str, Any] | None) -> float | None:
+    if not result:
+        return None
+    if step.key == "c":
+        value = result.get("pck", {}).get("per_image", {}).get("0.1")
+        return None if value is None else 100.0 * float(value)
+    if step.key == "a":
+        return None if result.get("A") is None else float(result["A"])
+    return None
+
+
+def status(p: Plan) -> list[StepStatus]:
+    """Each step now: stored (value known), its latest job's status and progress, waiting, missing or unavailable."""
+    now = refresh(p)
+    states: dict[str, StepStatus] = {}
+    for step in now.steps:
+        if step.state in ("reuse", "not needed", "unavailable"):
+            state = {"reuse": "stored"}.get(step.state, step.state)
+            states[step.key] = StepStatus(step.key, step.title, state, value=step.value, note=step.note)
+            continue
+        job = _latest_job(step)
+        if job is not None:
+            states[step.key] = StepStatus(step.key, step.title, job.status, job.id, job.progress,
+                                          _job_value(step, job.result), job.error, step.note)
+            continue
+        waiting = [n for n in step.needs if states.get(n) and states[n].state not in ("stored", "not needed", "done")]
+        state = "waiting" if waiting else "missing"
+        note = f"starts when {', '.join(waiting)} is done" if waiting else step.note
+        states[step.key] = StepStatus(step.key, step.title, state, note=note)
+    return list(states.values())
+
+
+def launch(p: Plan, resume_failed: bool = True) -> list[str]:
+    """Submit the missing jobs whose inputs are ready (idempotent); returns the ids of this plan's active jobs.
+
+    A step that waits for another (A-scoring after projector training) is submitted by a later ``launch`` once
+    that one is done; interrupted, failed or cancelled jobs are resumed (their finished work is kept) unless
+    ``resume_failed`` is False (what a polling caller passes, so that a failing job is not retried in a loop).
+    """
+    from engine import jobs
+
+    now = refresh(p)
+    satisfied = {s.key for s in now.steps if s.state in SATISFIED}
+    ids: list[str] = []
+    for step in now.steps:
+        if step.state != "run":
+            continue
+        job = _latest_job(step)
+        if job is not None and job.status == JOB_END_OK:
+            satisfied.add(step.key)
+            continue
+        if not set(step.needs) <= satisfied:
+            continue
+        if job is not None and job.status in jobs.ACTIVE:
+            ids.append(job.id)
+        elif job is not None and resume_failed:
+            ids.append(jobs.resume(job.id).id)
+        elif job is not None:
+            continue
+        else:
+            ids.append(jobs.submit(step.target, step.params, title=f"{step.title} of {now.encoder}"))
+    return ids
+
+
+def complete(p: Plan) -> bool:
+    """Whether both A and C are known (stored or from finished jobs)."""
+    values = {s.key: s.value for s in status(p)}
+    return values.get("a") is not None and values.get("c") is not None
+
+
+def scores(p: Plan) -> tuple[float | None, float | None]:
+    """(A, C) as far as known now."""
+    values = {s.key: s.value for s in status(p)}
+    return values.get("a"), values.get("c")

@@ -1,0 +1,443 @@
+"""Plotly figures of the keypoint-match viewer: pair matches, similarity heatmap, feature PCA, per-category PCK.
+
+Every image figure is one canvas (a single x/y axis with equal scale and y pointing down) on which
+the images are laid side by side, all scaled to the height of the first one without resampling
+(plotly ``go.Image`` with ``dx``/``dy``), so keypoints and lines that cross from one image to the
+other live in one coordinate system. Image coordinates are continuous pixels: (0, 0) is the
+top-left corner of the image and pixel ``i`` spans ``[i, i + 1)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from PIL import Image
+
+from engine.encoders.base import to_uint8_rgb
+from engine.errors import InputError
+
+CORRECT_COLOR = "#1a9850"
+WRONG_COLOR = "#d73027"
+QUERY_COLOR = "#00e5ff"
+GT_RING_COLOR = "#ff2bd6"  # magenta: not in the Turbo colormap, visible on white legends too
+KEYPOINT_PALETTE = (
+    "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+    "#393b79", "#e7ba52", "#ad494a", "#a55194", "#6b6ecf", "#637939", "#843c39", "#3182bd",
+)  # fmt: skip
+PANEL_GAP = 0.04  # gap between panels, as a fraction of the display height
+DEFAULT_HEIGHT_PX = 460
+
+
+@dataclass(frozen=True)
+class Panel:
+    """Where one image sits on the canvas: offset (x0, y0) and display scale (canvas units per image pixel)."""
+
+    x0: float
+    y0: float
+    scale_x: float
+    scale_y: float
+    width: float
+    height: float
+
+    def to_canvas(self, xy: np.ndarray) -> np.ndarray:
+        """N x 2 image pixel coordinates -> N x 2 canvas coordinates."""
+        xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+        return np.column_stack([self.x0 + xy[:, 0] * self.scale_x, self.y0 + xy[:, 1] * self.scale_y])
+
+    @property
+    def right(self) -> float:
+        return self.x0 + self.width * self.scale_x
+
+    @property
+    def bottom(self) -> float:
+        return self.y0 + self.height * self.scale_y
+
+
+JPEG_MIN_PIXELS = 128 * 128  # photos this large travel as JPEG (5-10x lighter); small feature maps stay PNG (exact)
+
+
+def image_data_uri(image: np.ndarray, fmt: str | None = None) -> str:
+    """An RGB image as a base64 data URI (far lighter in a figure than a pixel array); JPEG for large images."""
+    arr = to_uint8_rgb(image)
+    fmt = fmt or ("jpeg" if arr.shape[0] * arr.shape[1] >= JPEG_MIN_PIXELS else "png")
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        Image.fromarray(arr).save(buf, format="JPEG", quality=90)
+    else:
+        Image.fromarray(arr).save(buf, format="PNG")
+    return f"data:image/{fmt};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def add_image(fig: go.Figure, image: np.ndarray, panel: Panel, name: str, width: int | None = None) -> None:
+    """Draw ``image`` so that it fills ``panel`` (an image coarser than the panel is stretched to cover it)."""
+    img = to_uint8_rgb(image)
+    h, w = img.shape[:2]
+    dx = panel.width * panel.scale_x / w
+    dy = panel.height * panel.scale_y / h
+    fig.add_trace(
+        go.Image(source=image_data_uri(img), x0=panel.x0 + dx / 2, y0=panel.y0 + dy / 2, dx=dx, dy=dy,
+                 name=name, hoverinfo="skip")
+    )  # fmt: skip
+
+
+def layout_row(sizes: Sequence[tuple[int, int]], y0: float = 0.0, height: float | None = None) -> list[Panel]:
+    """Panels for images of (height, width) ``sizes`` side by side, each scaled to a common display height."""
+    if not sizes:
+        raise InputError("no image to lay out")
+    target_h = float(height if height is not None else sizes[0][0])
+    gap = PANEL_GAP * target_h
+    panels, x = [], 0.0
+    for h, w in sizes:
+        scale = target_h / h
+        panels.append(Panel(x0=x, y0=y0, scale_x=scale, scale_y=scale, width=float(w), height=float(h)))
+        x += w * scale + gap
+    return panels
+
+
+def _image_size(image: np.ndarray) -> tuple[int, int]:
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or min(arr.shape[:2]) < 1:
+        raise InputError(f"expected an H x W x 3 image, got an array of shape {arr.shape}")
+    return int(arr.shape[0]), int(arr.shape[1])
+
+
+def _points(values: np.ndarray | Sequence, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return arr.reshape(0, 2)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise InputError(f"{name} must be an N x 2 array of (x, y) pixels, got shape {arr.shape}")
+    return arr
+
+
+def _finish(
+    fig: go.Figure, panels: Sequence[Panel], title: str | None, height_px: int, extra_right: int = 0
+) -> go.Figure:
+    """Equal-scale, y-down axes framing the panels; the figure width follows the canvas aspect (no blank bands)."""
+    left = min(p.x0 for p in panels)
+    right = max(p.right for p in panels)
+    top = min(p.y0 for p in panels)
+    bottom = max(p.bottom for p in panels)
+    aspect = (right - left) / max(bottom - top, 1e-9)
+    has_legend = any(getattr(t, "showlegend", None) is not False and isinstance(t, go.Scatter) for t in fig.data)
+    margin = {"l": 10, "r": 10 + extra_right, "t": 60 if title else 30, "b": 60 if has_legend else 10}
+    plot_h = height_px - margin["t"] - margin["b"]
+    width_px = int(min(max(aspect * plot_h + margin["l"] + margin["r"], 360), 1800))
+    fig.update_xaxes(range=[left, right], visible=False, constrain="domain", automargin=False)
+    fig.update_yaxes(range=[bottom, top], visible=False, scaleanchor="x", scaleratio=1, constrain="domain", automargin=False)
+    fig.update_layout(
+        title={"text": title or "", "x": 0.01, "xanchor": "left", "font": {"size": 15}},
+        height=height_px,
+        width=width_px,
+        margin=margin,
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        legend={"orientation": "h", "yanchor": "top", "y": -0.02, "xanchor": "left", "x": 0},
+        hovermode="closest",
+        dragmode="pan",
+    )
+    return fig
+
+
+def _panel_label(fig: go.Figure, panel: Panel, text: str) -> None:
+    fig.add_annotation(x=panel.x0, y=panel.y0, text=text, showarrow=False, xanchor="left", yanchor="bottom",
+                       font={"size": 12, "color": "#333"})  # fmt: skip
+
+
+def _circle_path(centres: np.ndarray, radii: np.ndarray, steps: int = 41) -> tuple[list, list]:
+    theta = np.linspace(0, 2 * np.pi, steps)
+    xs: list = []
+    ys: list = []
+    for (cx, cy), r in zip(centres, radii, strict=True):
+        xs += [*(cx + r * np.cos(theta)), None]
+        ys += [*(cy + r * np.sin(theta)), None]
+    return xs, ys
+
+
+def _segments(a: np.ndarray, b: np.ndarray) -> tuple[list, list]:
+    xs: list = []
+    ys: list = []
+    for (ax, ay), (bx, by) in zip(a, b, strict=True):
+        xs += [ax, bx, None]
+        ys += [ay, by, None]
+    return xs, ys
+
+
+def pck_summary(correct: np.ndarray, visible: np.ndarray | None = None) -> dict:
+    """Correct / evaluated keypoint counts and their ratio (``pck`` is NaN when nothing is evaluated)."""
+    correct = np.asarray(correct, dtype=bool)
+    mask = np.ones_like(correct) if visible is None else np.asarray(visible, dtype=bool)
+    total = int(mask.sum())
+    hits = int((correct & mask).sum())
+    return {"correct": hits, "total": total, "pck": hits / total if total else float("nan")}
+
+
+def pair_matches_figure(
+    src_img: np.ndarray,
+    trg_img: np.ndarray,
+    src_kps: np.ndarray,
+    gt_kps: np.ndarray,
+    pred_kps: np.ndarray,
+    visible: np.ndarray,
+    correct: np.ndarray,
+    *,
+    threshold_px: float | np.ndarray | None = None,
+    alpha: float | None = None,
+    show_threshold: bool = False,
+    keypoint_names: Sequence[str] | None = None,
+    title: str | None = None,
+    height_px: int = DEFAULT_HEIGHT_PX,
+) -> go.Figure:
+    """Source | target with keypoints and a line from each source keypoint to its prediction, green if correct.
+
+    ``src_kps`` are in source pixels, ``gt_kps`` and ``pred_kps`` in target pixels (N x 2, x then y);
+    only ``visible`` keypoints are drawn and counted. ``threshold_px`` (scalar or per keypoint, in
+    target pixels) draws the alpha circle around each ground truth: a legend entry the user toggles,
+    shown from the start when ``show_threshold``. The title carries the pair's PCK.
+    """
+    src_kps, gt_kps, pred_kps = (_points(v, n) for v, n in ((src_kps, "src_kps"), (gt_kps, "gt_kps"), (pred_kps, "pred_kps")))
+    n = len(src_kps)
+    visible = np.asarray(visible, dtype=bool).reshape(-1)
+    correct = np.asarray(correct, dtype=bool).reshape(-1)
+    if not (len(gt_kps) == len(pred_kps) == len(visible) == len(correct) == n):
+        raise InputError(
+            f"keypoint arrays disagree in length: src {n}, gt {len(gt_kps)}, pred {len(pred_kps)}, "
+            f"visible {len(visible)}, correct {len(correct)}"
+        )
+    src_panel, trg_panel = layout_row([_image_size(src_img), _image_size(trg_img)])
+    fig = go.Figure()
+    add_image(fig, src_img, src_panel, "source")
+    add_image(fig, trg_img, trg_panel, "target")
+    _panel_label(fig, src_panel, "source")
+    _panel_label(fig, trg_panel, "target")
+
+    idx = np.flatnonzero(visible)
+    names = [keypoint_names[i] if keypoint_names is not None else f"kp {i}" for i in idx]
+    colors = [KEYPOINT_PALETTE[i % len(KEYPOINT_PALETTE)] for i in idx]
+    src_c = src_panel.to_canvas(src_kps[idx])
+    gt_c = trg_panel.to_canvas(gt_kps[idx])
+    pred_c = trg_panel.to_canvas(pred_kps[idx])
+    ok = correct[idx]
+    err = np.linalg.norm(pred_kps[idx] - gt_kps[idx], axis=1) if len(idx) else np.zeros(0)
+
+    for mask, name, color in ((ok, "correct match", CORRECT_COLOR), (~ok, "wrong match", WRONG_COLOR)):
+        xs, ys = _segments(src_c[mask], pred_c[mask])
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{name} ({int(mask.sum())})",
+                                 line={"color": color, "width": 2}, opacity=0.85, hoverinfo="skip"))  # fmt: skip
+
+    radii = None
+    if threshold_px is not None and len(idx):
+        radii = np.broadcast_to(np.asarray(threshold_px, dtype=float), (n,))[idx]
+        xs, ys = _circle_path(gt_c, radii * trg_panel.scale_x)
+        label = f"α={alpha:g} threshold" if alpha is not None else "α threshold"
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=label, hoverinfo="skip",
+                                 line={"color": "#ffd700", "width": 1.5, "dash": "dot"},
+                                 visible=True if show_threshold else "legendonly"))  # fmt: skip
+
+    outline = {"color": "white", "width": 1.5}
+    fig.add_trace(go.Scatter(
+        x=src_c[:, 0], y=src_c[:, 1], mode="markers", name="source keypoints", text=names,
+        marker={"size": 10, "color": colors, "line": outline},
+        hovertemplate="%{text}<br>source (%{customdata[0]:.0f}, %{customdata[1]:.0f})<extra></extra>",
+        customdata=src_kps[idx],
+    ))  # fmt: skip
+    hover_r = [f"<br>threshold {r:.1f} px" for r in radii] if radii is not None else [""] * len(idx)
+    fig.add_trace(go.Scatter(
+        x=gt_c[:, 0], y=gt_c[:, 1], mode="markers", name="ground truth",
+        text=[f"{nm}{h}" for nm, h in zip(names, hover_r, strict=True)],
+        marker={"size": 11, "color": "rgba(0,0,0,0)", "symbol": "circle", "line": {"color": colors, "width": 2.5}},
+        customdata=gt_kps[idx],
+        hovertemplate="%{text}<br>ground truth (%{customdata[0]:.0f}, %{customdata[1]:.0f})<extra></extra>",
+    ))  # fmt: skip
+    fig.add_trace(go.Scatter(
+        x=pred_c[:, 0], y=pred_c[:, 1], mode="markers", name="prediction", text=names,
+        marker={"size": 9, "symbol": "x", "color": [CORRECT_COLOR if c else WRONG_COLOR for c in ok],
+                "line": {"color": "white", "width": 1}},
+        customdata=np.column_stack([pred_kps[idx], err]) if len(idx) else np.zeros((0, 3)),
+        hovertemplate="%{text}<br>prediction (%{customdata[0]:.0f}, %{customdata[1]:.0f})"
+                      "<br>error %{customdata[2]:.1f} px<extra></extra>",
+    ))  # fmt: skip
+
+    summary = pck_summary(correct, visible)
+    pck_text = "no visible keypoint" if not summary["total"] else (
+        f"{summary['correct']} / {summary['total']} correct = {100 * summary['pck']:.1f} %"
+    )
+    head = f"PCK@{alpha:g}: " if alpha is not None else "PCK: "
+    full_title = f"{title} — {head}{pck_text}" if title else head + pck_text
+    return _finish(fig, [src_panel, trg_panel], full_title, height_px)
+
+
+def click_grid(height: int, width: int, cells: int = 24) -> np.ndarray:
+    """Centres of a regular grid of about ``cells`` points along the longer side (clickable query points)."""
+    step = max(height, width) / cells
+    xs = np.arange(step / 2, width, step)
+    ys = np.arange(step / 2, height, step)
+    gx, gy = np.meshgrid(xs, ys)
+    return np.column_stack([gx.ravel(), gy.ravel()])
+
+
+def similarity_figure(
+    src_img: np.ndarray,
+    trg_img: np.ndarray,
+    similarity: np.ndarray,
+    query_xy: Sequence[float] | None,
+    best_xy: Sequence[float] | None = None,
+    *,
+    gt_xy: Sequence[float] | None = None,
+    extent: Sequence[float] | None = None,
+    opacity: float = 0.55,
+    grid_cells: int = 20,
+    colorscale: str = "Turbo",
+    title: str | None = None,
+    height_px: int = DEFAULT_HEIGHT_PX,
+) -> go.Figure:
+    """Source with a clickable point grid and the query; target overlaid with the similarity map and best match.
+
+    ``similarity`` (h x w) covers ``extent`` = (x0, y0, x1, y1) in target pixels (default: the whole
+    target). The trace named ``"click a source point"`` is the selectable layer: its ``customdata``
+    holds source pixel coordinates (on the canvas the source sits at scale 1, so x/y are pixels too).
+    ``gt_xy`` (target pixels) marks the true correspondence when the query is an annotated keypoint.
+    """
+    sim = np.asarray(similarity, dtype=float)
+    if sim.ndim != 2 or min(sim.shape) < 1:
+        raise InputError(f"similarity must be an h x w map, got shape {sim.shape}")
+    src_panel, trg_panel = layout_row([_image_size(src_img), _image_size(trg_img)])
+    ex0, ey0, ex1, ey1 = extent if extent is not None else (0.0, 0.0, float(trg_panel.width), float(trg_panel.height))
+    fig = go.Figure()
+    add_image(fig, src_img, src_panel, "source")
+    add_image(fig, trg_img, trg_panel, "target")
+    _panel_label(fig, src_panel, "source — click a point")
+    _panel_label(fig, trg_panel, "target — similarity to the query")
+
+    cell_w = (ex1 - ex0) / sim.shape[1]
+    cell_h = (ey1 - ey0) / sim.shape[0]
+    (hx0, hy0), = trg_panel.to_canvas([[ex0 + cell_w / 2, ey0 + cell_h / 2]])  # fmt: skip
+    finite = sim[np.isfinite(sim)]
+    fig.add_trace(go.Heatmap(
+        z=sim, x0=hx0, dx=cell_w * trg_panel.scale_x, y0=hy0, dy=cell_h * trg_panel.scale_y,
+        colorscale=colorscale, opacity=opacity, name="similarity", zsmooth="best",
+        zmin=float(finite.min()) if finite.size else None, zmax=float(finite.max()) if finite.size else None,
+        colorbar={"title": {"text": "cosine", "side": "right"}, "thickness": 12, "len": 0.9},
+        hovertemplate="similarity %{z:.3f}<extra></extra>",
+    ))  # fmt: skip
+
+    grid = click_grid(src_panel.height, src_panel.width, grid_cells)
+    grid_c = src_panel.to_canvas(grid)
+    fig.add_trace(go.Scatter(
+        x=grid_c[:, 0], y=grid_c[:, 1], mode="markers", name="click a source point", customdata=grid,
+        marker={"size": 7, "color": "rgba(255,255,255,0.18)", "line": {"color": "rgba(0,0,0,0.22)", "width": 1}},
+        hovertemplate="query (%{customdata[0]:.0f}, %{customdata[1]:.0f})<extra></extra>", showlegend=False,
+    ))  # fmt: skip
+    if gt_xy is not None:
+        g = trg_panel.to_canvas([gt_xy])
+        fig.add_trace(go.Scatter(x=g[:, 0], y=g[:, 1], mode="markers", name="ground truth",
+                                 marker={"size": 24, "color": "rgba(0,0,0,0)", "line": {"color": GT_RING_COLOR, "width": 3}},
+                                 hovertemplate=f"ground truth ({gt_xy[0]:.0f}, {gt_xy[1]:.0f})<extra></extra>"))  # fmt: skip
+    star = {"size": 16, "symbol": "star", "line": {"color": "black", "width": 1.5}}
+    if query_xy is not None:
+        q = src_panel.to_canvas([query_xy])
+        fig.add_trace(go.Scatter(x=q[:, 0], y=q[:, 1], mode="markers", name="query",
+                                 marker={**star, "color": QUERY_COLOR},
+                                 hovertemplate=f"query ({query_xy[0]:.0f}, {query_xy[1]:.0f})<extra></extra>"))  # fmt: skip
+    if best_xy is not None:
+        b = trg_panel.to_canvas([best_xy])
+        fig.add_trace(go.Scatter(x=b[:, 0], y=b[:, 1], mode="markers", name="best match",
+                                 marker={**star, "color": QUERY_COLOR},
+                                 hovertemplate=f"best match ({best_xy[0]:.0f}, {best_xy[1]:.0f})<extra></extra>"))  # fmt: skip
+    return _finish(fig, [src_panel, trg_panel], title, height_px, extra_right=80)
+
+
+def sub_panel(panel: Panel, extent: Sequence[float] | None) -> Panel:
+    """The part of ``panel`` covering the pixel box ``extent`` = (x0, y0, x1, y1) of its image."""
+    if extent is None:
+        return panel
+    x0, y0, x1, y1 = (float(v) for v in extent)
+    return Panel(panel.x0 + x0 * panel.scale_x, panel.y0 + y0 * panel.scale_y, panel.scale_x, panel.scale_y,
+                 x1 - x0, y1 - y0)  # fmt: skip
+
+
+def pca_figure(
+    src_rgb: np.ndarray,
+    trg_rgb: np.ndarray,
+    src_img: np.ndarray | None = None,
+    trg_img: np.ndarray | None = None,
+    *,
+    src_extent: Sequence[float] | None = None,
+    trg_extent: Sequence[float] | None = None,
+    title: str | None = None,
+    height_px: int = DEFAULT_HEIGHT_PX,
+) -> go.Figure:
+    """Joint-PCA feature colours (h x w x 3, values in [0, 1] or uint8) of source and target, side by side.
+
+    With the images given, they form the top row and each PCA map is stretched under its image to
+    the image's extent, or to the pixel box ``src_extent`` / ``trg_extent`` (x0, y0, x1, y1) the
+    feature cells cover; without images, the maps are shown at their own aspect.
+    """
+    if src_img is not None and trg_img is not None:
+        sizes = [_image_size(src_img), _image_size(trg_img)]
+        top = layout_row(sizes)
+        bottom_y0 = top[0].bottom + 2.5 * PANEL_GAP * top[0].height * top[0].scale_y
+        bottom = [Panel(p.x0, bottom_y0, p.scale_x, p.scale_y, p.width, p.height) for p in top]
+        panels = top + bottom
+        fig = go.Figure()
+        for img, panel, name in ((src_img, top[0], "source"), (trg_img, top[1], "target")):
+            add_image(fig, img, panel, name)
+            _panel_label(fig, panel, name)
+    else:
+        bottom = layout_row([_image_size(src_rgb), _image_size(trg_rgb)])
+        panels = bottom
+        fig = go.Figure()
+    extents = (src_extent, trg_extent) if src_img is not None and trg_img is not None else (None, None)
+    for rgb, panel, extent, name in zip((src_rgb, trg_rgb), bottom, extents, ("source features (PCA)", "target features (PCA)"), strict=True):
+        add_image(fig, rgb, sub_panel(panel, extent), name)
+        _panel_label(fig, panel, name)
+    return _finish(fig, panels, title, height_px if src_img is None else int(height_px * 1.6))
+
+
+def per_category_bars(
+    df: pd.DataFrame,
+    *,
+    value: str = "pck",
+    category: str = "category",
+    encoder: str = "encoder",
+    title: str | None = None,
+    add_mean: bool = True,
+) -> go.Figure:
+    """Grouped bars of PCK per category, one colour per encoder, plus the mean over categories.
+
+    ``df`` has one row per (encoder, category) with the PCK as a fraction in [0, 1]. The "mean"
+    group is the unweighted mean over the categories shown (each category counts once).
+    """
+    missing = [c for c in (value, category, encoder) if c not in df.columns]
+    if missing:
+        raise InputError(f"per-category results lack column(s) {', '.join(missing)}")
+    data = df[[encoder, category, value]].dropna().copy()
+    data[category] = data[category].astype(str)
+    categories = sorted(data[category].unique())
+    fig = go.Figure()
+    for enc, rows in data.groupby(encoder, sort=True):
+        per_cat = rows.groupby(category)[value].mean().reindex(categories)
+        xs, ys = list(categories), list(per_cat.to_numpy())
+        if add_mean:
+            xs.append("mean")
+            ys.append(float(np.nanmean(per_cat.to_numpy())))
+        fig.add_trace(go.Bar(x=xs, y=ys, name=str(enc), hovertemplate=f"{enc}<br>%{{x}}: %{{y:.1%}}<extra></extra>"))
+    fig.update_layout(
+        barmode="group",
+        title={"text": title or "", "x": 0.01, "xanchor": "left"},
+        yaxis={"title": value.upper() if value.islower() else value, "tickformat": ".0%", "rangemode": "tozero"},
+        xaxis={"title": category, "tickangle": -35},
+        legend={"title": {"text": encoder}},
+        height=DEFAULT_HEIGHT_PX,
+        width=max(600, 40 * len(categories) * max(1, len(fig.data)) // 2 + 300),
+        margin={"l": 60, "r": 10, "t": 50, "b": 90},
+        plot_bgcolor="white",
+    )
+    fig.update_yaxes(gridcolor="#e5e5e5")
+    return fig

@@ -1,0 +1,76 @@
+"""Shared look of every figure: encoder-family colours, the family table of known settings, layout defaults."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+# Families of the settings in the bundled study (a table, not name matching); a study may override
+# them with a ``family`` column in its settings table. Unknown settings fall in "other".
+KNOWN_FAMILIES: dict[str, str] = {
+    "CLIP336": "language-supervised",
+    "CLIP224": "language-supervised",
+    "OpenCLIP": "language-supervised",
+    "SigLIP": "language-supervised",
+    "SigLIP-B": "language-supervised",
+    "SigLIP-L": "language-supervised",
+    "SigLIP2-L": "language-supervised",
+    "DINOv2": "self-supervised",
+    "CLIP224+DINOv2": "combined",
+    "CLIP336+DINOv2": "combined",
+    "DiT": "diffusion",
+    "SDXL": "diffusion",
+    "SD3": "diffusion",
+    "SD2.1": "diffusion",
+    "SD1.5": "diffusion",
+    "SDim": "diffusion",
+}
+
+FAMILY_COLORS: dict[str, str] = {
+    "language-supervised": "#1f77b4",
+    "self-supervised": "#2ca02c",
+    "combined": "#9467bd",
+    "diffusion": "#ff7f0e",
+    "other": "#7f7f7f",
+}
+
+# One colour per law variant, used by every R² comparison.
+VARIANT_COLORS: dict[str, str] = {
+    "AC": "#d62728",
+    "A": "#1f77b4",
+    "C": "#2ca02c",
+    "random": "#7f7f7f",
+}
+
+TEMPLATE = "plotly_white"
+# Point labels stay readable on any background (contour fills included)
+LABEL_FONT = {"size": 10, "color": "#222", "shadow": "0px 0px 3px white"}
+
+
+def setting_families(settings: pd.DataFrame) -> pd.Series:
+    """Family of each setting (indexed by setting name): the ``family`` column if given, else the known table."""
+    names = settings["setting"].astype(str)
+    given = settings["family"] if "family" in settings.columns else pd.Series([None] * len(settings), index=settings.index)
+    families = [
+        str(fam) if isinstance(fam, str) and fam.strip() else KNOWN_FAMILIES.get(name, "other")
+        for name, fam in zip(names, given, strict=True)
+    ]
+    return pd.Series(families, index=names.values, name="family")
+
+
+def family_color(family: str) -> str:
+    return FAMILY_COLORS.get(family, FAMILY_COLORS["other"])
+
+
+def finish(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 480) -> go.Figure:
+    """Apply the common template, title and axis labels."""
+    fig.update_layout(
+        template=TEMPLATE,
+        title={"text": title, "x": 0.01, "xanchor": "left"},
+        height=height,
+        margin={"l": 60, "r": 20, "t": 60, "b": 55},
+        legend={"title": None},
+    )
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text=y_title)
+    return fig

@@ -1,0 +1,187 @@
+"""Tables the law pages draw and export, derived from a LawReport and its Study (pure pandas, no streamlit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from engine.benchmarks import BENCHMARKS, GROUPS, label
+from engine.law import FEATURE_SETS, BenchmarkFit, LawReport, minmax, response_surface
+from engine.study import Study
+
+# Headline R² (x100, mean over the group's benchmarks) as printed in the paper, per study it reproduces.
+PRINTED_HEADLINE: dict[str, dict[str, float]] = {
+    "paper-v3": {"vision": 94.06, "ocr": 83.85},  # arXiv 2408.16357 v3, 15 settings
+}
+VARIANT_OF_FEATURE_SET = {"ac_poly": "AC", "a_poly": "A", "c_poly": "C", "ac_linear": "AC", "a_linear": "A",
+                          "c_linear": "C"}
+FEATURE_SET_LABELS = {
+    "ac_poly": "A and C, quadratic (the law)",
+    "a_poly": "A only, quadratic",
+    "c_poly": "C only, quadratic",
+    "ac_linear": "A and C, linear",
+    "a_linear": "A only, linear",
+    "c_linear": "C only, linear",
+}
+TERM_LABELS = {"1": "intercept", "A": "A", "C": "C", "A^2": "A²", "AC": "A·C", "C^2": "C²"}
+
+
+def feature_set_label(name: str) -> str:
+    return FEATURE_SET_LABELS.get(name, name)
+
+
+def score_unit(benchmark: str) -> str:
+    """Unit suffix of a benchmark's score: ``%`` for accuracies, ``""`` for point scores (MME)."""
+    bench = BENCHMARKS.get(benchmark)
+    return "%" if bench is None or bench.percent else ""
+
+
+@dataclass
+class Headline:
+    reproduced: dict[str, float]  # group -> mean R² (fraction)
+    printed: dict[str, float]  # group -> printed mean R² (x100), when the study reproduces a paper table
+    members: dict[str, list[str]]  # group -> benchmark labels
+
+
+def headline(report: LawReport, study_name: str) -> Headline:
+    """Mean R² of the law (ac_poly) over the vision and OCR groups, with the paper's printed values if any."""
+    members = {g: [label(b) for b in names if b in report.fits] for g, names in GROUPS.items()}
+    return Headline(reproduced={g: report.mean_r2[g]["ac_poly"] for g in GROUPS},
+                    printed=PRINTED_HEADLINE.get(study_name, {}), members=members)
+
+
+def r2_by_benchmark(report: LawReport) -> pd.DataFrame:
+    """Long table ``benchmark, variant, r2`` of the quadratic in A and C, A alone, C alone, and random features."""
+    rows = []
+    for bench, fits in report.fits.items():
+        for fs, variant in (("ac_poly", "AC"), ("a_poly", "A"), ("c_poly", "C")):
+            rows.append((label(bench), variant, fits[fs].r2))
+        rows.append((label(bench), "random", report.random_r2[bench]))
+    return pd.DataFrame(rows, columns=["benchmark", "variant", "r2"])
+
+
+def r2_comparison(report: LawReport, benchmark: str) -> pd.DataFrame:
+    """One benchmark's R² and LOO R² for every feature set (``feature_set, variant, r2, loo_r2, loo_rmse``)."""
+    fits = report.fits[benchmark]
+    return pd.DataFrame([
+        {"feature_set": fs, "variant": VARIANT_OF_FEATURE_SET.get(fs, fs), "r2": fits[fs].r2,
+         "loo_r2": fits[fs].loo_r2, "loo_rmse": fits[fs].loo_rmse}
+        for fs in FEATURE_SETS if fs in fits
+    ])
+
+
+def fit_quality(report: LawReport, feature_set: str) -> pd.DataFrame:
+    """Per benchmark: n, R², LOO R², LOO RMSE of one feature set, with the random baseline and null expectation."""
+    return pd.DataFrame([
+        {"benchmark": label(b), "n": f[feature_set].n, "r2": f[feature_set].r2, "loo_r2": f[feature_set].loo_r2,
+         "loo_rmse": f[feature_set].loo_rmse, "random_r2": report.random_r2[b], "null_r2": report.random_null[b]}
+        for b, f in report.fits.items()
+    ])
+
+
+def coefficients(fit: BenchmarkFit) -> pd.DataFrame:
+    """The fitted terms: coefficient on normalised A, C, score and in raw units (score per unit of A, C)."""
+    rows = []
+    for term in ("1", *FEATURE_SETS[fit.feature_set]):
+        norm_key = "intercept" if term == "1" else term
+        rows.append({"term": TERM_LABELS.get(term, term), "normalised": fit.coef_normalized.get(norm_key, 0.0),
+                     "raw units": fit.coef_raw.get(term, 0.0)})
+    # A quadratic in normalised A, C expands to every raw term; list the ones the feature set lacks
+    for term in ("A", "C", "A^2", "AC", "C^2"):
+        if term not in FEATURE_SETS[fit.feature_set] and abs(fit.coef_raw.get(term, 0.0)) > 0:
+            rows.append({"term": TERM_LABELS[term], "normalised": 0.0, "raw units": fit.coef_raw[term]})
+    return pd.DataFrame(rows)
+
+
+def unscored_predictions(study: Study, fit: BenchmarkFit) -> pd.DataFrame:
+    """Settings with A and C but no score on the fit's benchmark: prediction ± the fit's LOO RMSE."""
+    table = study.table(fit.benchmark)
+    values = table[["A", "C", "score"]].to_numpy(dtype=float)
+    todo = np.isfinite(values[:, :2]).all(axis=1) & ~np.isfinite(values[:, 2])
+    predicted = fit.predict(values[todo, 0], values[todo, 1])
+    return pd.DataFrame({"setting": table["setting"][todo].tolist(), "A": values[todo, 0], "C": values[todo, 1],
+                         "predicted": predicted, "plus_minus": fit.loo_rmse, "low": predicted - fit.loo_rmse,
+                         "high": predicted + fit.loo_rmse})
+
+
+def surface(fit: BenchmarkFit, n: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
+    """The response surface grid and the fitted settings at their normalised (A, C)."""
+    a_grid, c_grid, z = response_surface(fit, n)
+    b = fit.bounds
+    preds = fit.predictions
+    points = pd.DataFrame({"setting": preds["setting"], "A_norm": minmax(preds["A"].to_numpy(), b["A_min"], b["A_max"]),
+                           "C_norm": minmax(preds["C"].to_numpy(), b["C_min"], b["C_max"]), "score": preds["score"]})
+    return a_grid, c_grid, z, points
+
+
+def settings_ac(study: Study) -> pd.DataFrame:
+    """``setting, A, C`` per setting; a per-benchmark A is averaged over benchmarks."""
+    settings = study.settings[["setting", "A", "C"]].copy()
+    if settings["A"].isna().any():
+        mean_a = study.long.groupby("setting")["A"].mean()
+        settings["A"] = settings["A"].fillna(settings["setting"].map(mean_a))
+    return settings.dropna(subset=["A", "C"]).reset_index(drop=True)
+
+
+def policy_curves(results: dict) -> pd.DataFrame:
+    """Recall@T per benchmark and budget for each simulated variant (``{variant: PolicyResult}``).
+
+    Columns as ``engine.policy.recall_curve``: benchmark, budget, recall, random_recall (k / n),
+    random_sampling_recall (the same refit on randomly ordered finetunes), variant.
+    """
+    rows = []
+    for variant, result in results.items():
+        for bench, res in result.benchmarks.items():
+            for k in range(2, res.n_candidates + 1):
+                rows.append({"benchmark": bench, "budget": k, "recall": res.recall(k),
+                             "random_recall": k / res.n_candidates,
+                             "random_sampling_recall": res.random_sampling_recall(k), "variant": variant})
+    return pd.DataFrame(rows)
+
+
+def runs_needed(results: dict, benchmark: str | None) -> pd.DataFrame:
+    """Finetunes until the best setting first enters the predicted top T, per trial (``method, runs``).
+
+    One benchmark, or all pooled when ``benchmark`` is None; AC-policy order per variant vs random order.
+    """
+    frames = []
+    for variant, result in results.items():
+        for bench, res in result.benchmarks.items():
+            if benchmark is not None and bench != benchmark:
+                continue
+            frames.append(pd.DataFrame({"method": f"AC policy ({variant})", "runs": res.runs_to_hit()}))
+            if variant == next(iter(results)):
+                hit = res.random_success.any(axis=1)
+                first = np.where(hit, res.random_success.argmax(axis=1) + 1, res.n_candidates)
+                frames.append(pd.DataFrame({"method": "random order", "runs": first}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["method", "runs"])
+
+
+def cost_table(cost: dict) -> pd.DataFrame:
+    """GPU-hours and trainable parameters of finetuning every candidate vs the AC policy (``cost_comparison``)."""
+    return pd.DataFrame([
+        {"method": f"finetune all {cost['n_candidates']}", "gpu_hours": cost["gpu_hours_all_full"],
+         "trainable_params_per_candidate": cost["full_finetune_params"]},
+        {"method": f"AC policy (A for all, finetune {cost['budget']})", "gpu_hours": cost["gpu_hours_policy"],
+         "trainable_params_per_candidate": cost["projector_params"]},
+    ])
+
+
+def study_tidy(study: Study) -> pd.DataFrame:
+    """The study as a tidy table (``setting, benchmark, A, C, score`` + setting metadata), re-importable."""
+    from engine.study import SETTING_META_COLUMNS
+
+    meta = study.settings[["setting", *SETTING_META_COLUMNS]]
+    return study.long.merge(meta, on="setting", how="left")
+
+
+def studies_overview(entries: list[dict]) -> pd.DataFrame:
+    """``engine.study.list_studies()`` as a table."""
+    return pd.DataFrame([
+        {"study": e["name"], "settings": e["n_settings"], "benchmarks": len(e["benchmarks"]),
+         "kind": "bundled (read-only)" if e.get("bundled") else "stored", "source": e.get("source", ""),
+         "updated": e.get("updated") or ""}
+        for e in entries
+    ])

@@ -1,0 +1,24 @@
+"""The AC policy: which vision representations deserve a full finetune (simulation, recommender, cost)."""
+
+from engine.policy.cost import cost_comparison, projector_params
+from engine.policy.recommend import Recommendation, recommend
+from engine.policy.sampling import cell_ids, region_sequence
+from engine.policy.simulate import VARIANTS, BenchmarkPolicy, PolicyResult, recall_curve, simulate
+
+# Bump when region sampling, the refit or the success rule changes: part of cache keys and exports.
+POLICY_VERSION = "region-sampling-v1"
+
+__all__ = [
+    "POLICY_VERSION",
+    "VARIANTS",
+    "BenchmarkPolicy",
+    "PolicyResult",
+    "Recommendation",
+    "cell_ids",
+    "cost_comparison",
+    "projector_params",
+    "recall_curve",
+    "recommend",
+    "region_sequence",
+    "simulate",
+]

@@ -1,0 +1,198 @@
+"""Simulate the AC policy: region sampling, refit on the finetuned settings, top-T recall vs random.
+
+Variants: ``paper`` ranks ALL settings by the law's prediction (as the authors' ``validate_run``), so a
+finetuned optimum can still be missed; ``measured`` ranks finetuned settings by their measured score and
+only the others by prediction. The law is refitted (minimum-norm when underdetermined) on the finetuned
+settings with A, C min-max normalised over all candidates of the benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import InputError
+from engine.hashing import hash_obj
+from engine.law.fit import features, minmax
+from engine.policy.sampling import level_cells, region_sequence
+from engine.policy.subsets import SubsetSolver, prefix_masks
+from engine.study.model import Study
+
+VARIANTS = ("paper", "measured")
+MAX_TRIALS = 100_000
+
+
+@dataclass
+class Candidates:
+    """The settings of one benchmark that have A, C and a score (true scores known for the simulation)."""
+
+    benchmark: str
+    names: list[str]
+    a_norm: np.ndarray
+    c_norm: np.ndarray
+    score: np.ndarray
+
+    @property
+    def optimum(self) -> int:
+        return int(np.argmax(self.score))
+
+
+def candidates(study: Study, benchmark: str) -> Candidates:
+    names, A, C, score = study.arrays(benchmark)
+    return Candidates(benchmark, names, minmax(A, A.min(), A.max()), minmax(C, C.min(), C.max()), score)
+
+
+def _success(cand: Candidates, solver: SubsetSolver, index: np.ndarray, fit_ok: np.ndarray, top: int, variant: str) -> np.ndarray:
+    """success[t, k-1]: the optimum is in the top-T after finetuning the first k settings of trial t.
+
+    ``index`` (T, n) maps each prefix to its row in ``solver``; ``fit_ok`` marks rows with >= 2 settings.
+    """
+    n = len(cand.names)
+    rank_score = solver.predict(cand.score)
+    if variant == "measured":
+        rank_score = np.where(solver.w > 0, cand.score[None, :], rank_score)
+    opt = cand.optimum
+    s_opt = rank_score[:, opt : opt + 1]
+    ahead = (rank_score > s_opt).sum(axis=1) + ((rank_score == s_opt) & (np.arange(n) < opt)).sum(axis=1)
+    ok = (ahead < top) & fit_ok
+    return ok[index]
+
+
+def _orders(cand: Candidates, trials: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Region-sampling and uniformly random finetune orders, seeded by the seed and the A-C geometry only,
+    so benchmarks that share A and C (and a one-benchmark run) see the same trials."""
+    geometry = hash_obj([cand.a_norm.round(12).tolist(), cand.c_norm.round(12).tolist()])
+    rng = np.random.default_rng([int(seed), int(geometry, 16)])
+    levels = level_cells(cand.a_norm, cand.c_norm)
+    n = len(cand.names)
+    region = np.array([region_sequence(levels, n, rng) for _ in range(trials)], dtype=np.int64).reshape(trials, n)
+    random = rng.permuted(np.tile(np.arange(n, dtype=np.int64), (trials, 1)), axis=1)
+    return region, random
+
+
+@dataclass
+class BenchmarkPolicy:
+    """Policy outcome on one benchmark: success per trial and budget, for region and random sampling."""
+
+    benchmark: str
+    optimum: str
+    n_candidates: int
+    success: np.ndarray
+    random_success: np.ndarray
+
+    def recall(self, budget: int) -> float:
+        return float(self.success[:, budget - 1].mean())
+
+    def random_sampling_recall(self, budget: int) -> float:
+        return float(self.random_success[:, budget - 1].mean())
+
+    def runs_to_hit(self) -> np.ndarray:
+        """Finetunes until the optimum first enters the top-T (n_candidates when it never does)."""
+        hit = self.success.any(axis=1)
+        first = self.success.argmax(axis=1) + 1
+        return np.where(hit, first, self.n_candidates)
+
+
+@dataclass
+class PolicyResult:
+    """AC policy simulation over one or all benchmarks of a study (same seed, same result)."""
+
+    study: str
+    budget: int
+    trials: int
+    seed: int
+    top: int
+    variant: str
+    benchmarks: dict[str, BenchmarkPolicy] = field(default_factory=dict)
+
+    def summary(self, benchmark: str) -> dict[str, Any]:
+        res = self.benchmarks[benchmark]
+        runs = res.runs_to_hit()
+        return {
+            "recall": res.recall(self.budget),
+            "random_recall": self.budget / res.n_candidates,
+            "random_sampling_recall": res.random_sampling_recall(self.budget),
+            "optimum": res.optimum,
+            "mean_runs": float(runs.mean()),
+            "runs_distribution": {int(k): int(v) for k, v in zip(*np.unique(runs, return_counts=True), strict=True)},
+            "n_candidates": res.n_candidates,
+        }
+
+    def table(self) -> pd.DataFrame:
+        rows = [{"benchmark": b, **{k: v for k, v in self.summary(b).items() if k != "runs_distribution"}} for b in self.benchmarks]
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI JSON of ``policy simulate``."""
+        return {"study": self.study, "benchmarks": {b: self.summary(b) for b in self.benchmarks}, "budget": self.budget,
+                "trials": self.trials, "seed": self.seed, "top": self.top, "variant": self.variant}
+
+
+def _check(study: Study, benchmark: str | None, trials: int, top: int, variant: str) -> list[str]:
+    if variant not in VARIANTS:
+        raise InputError(f"unknown policy variant '{variant}' (choose paper or measured)")
+    if not 1 <= int(trials) <= MAX_TRIALS:
+        raise InputError(f"trials must be between 1 and {MAX_TRIALS}, got {trials}")
+    if int(top) < 1:
+        raise InputError(f"top must be at least 1, got {top}")
+    if benchmark is not None and benchmark not in study.benchmarks:
+        raise InputError(f"unknown benchmark '{benchmark}' in study '{study.name}' (has: {', '.join(study.benchmarks)})")
+    benches = [benchmark] if benchmark else study.benchmarks
+    usable = [b for b in benches if len(study.arrays(b)[0]) >= 3]
+    if not usable:
+        raise InputError(f"no benchmark of study '{study.name}' has 3 settings with A, C and a score")
+    return usable
+
+
+def _run(study: Study, benches: list[str], trials: int, top: int, variant: str, seed: int) -> dict[str, BenchmarkPolicy]:
+    """Simulate each benchmark; orders and subset fits are shared between benchmarks with the same A, C."""
+    out: dict[str, BenchmarkPolicy] = {}
+    shared: dict[str, tuple] = {}
+    for bench in benches:
+        cand = candidates(study, bench)
+        key = hash_obj([cand.names, cand.a_norm.round(12).tolist(), cand.c_norm.round(12).tolist()])
+        if key not in shared:
+            region, random = _orders(cand, int(trials), seed)
+            both = np.concatenate([region, random])
+            masks, inverse = prefix_masks(both)
+            solver = SubsetSolver(features(cand.a_norm, cand.c_norm, "ac_poly"), masks)
+            shared[key] = (solver, inverse.reshape(both.shape), masks.sum(axis=1) >= 2)
+        solver, index, fit_ok = shared[key]
+        success = _success(cand, solver, index, fit_ok, int(top), variant)
+        out[bench] = BenchmarkPolicy(bench, cand.names[cand.optimum], len(cand.names), success[: int(trials)],
+                                     success[int(trials):])
+    return out
+
+
+def simulate(
+    study: Study, benchmark: str | None = None, budget: int = 3, trials: int = 1000, seed: int = 0, top: int = 3,
+    variant: str = "paper",
+) -> PolicyResult:
+    """Recall@top of the AC policy for ``budget`` full finetunes, over ``trials`` seeded region-sampling runs."""
+    benches = _check(study, benchmark, trials, top, variant)
+    smallest = min(len(study.arrays(b)[0]) for b in benches)
+    if not 2 <= int(budget) <= smallest:
+        raise InputError(f"budget must be between 2 and the number of candidate settings ({smallest}), got {budget}")
+    return PolicyResult(study.name, int(budget), int(trials), int(seed), int(top), variant,
+                        _run(study, benches, trials, top, variant, seed))
+
+
+def recall_curve(
+    study: Study, budgets: list[int] | None = None, trials: int = 1000, seed: int = 0, top: int = 3,
+    variant: str = "paper", benchmark: str | None = None,
+) -> pd.DataFrame:
+    """Recall per benchmark and budget: ``benchmark, budget, recall, random_recall, random_sampling_recall, variant``."""
+    benches = _check(study, benchmark, trials, top, variant)
+    results = _run(study, benches, trials, top, variant, seed)
+    rows = []
+    for bench, res in results.items():
+        for k in budgets or range(2, res.n_candidates + 1):
+            if not 2 <= int(k) <= res.n_candidates:
+                raise InputError(f"budget {k} is outside 2..{res.n_candidates} for {bench}")
+            rows.append({"benchmark": bench, "budget": int(k), "recall": res.recall(int(k)),
+                         "random_recall": int(k) / res.n_candidates,
+                         "random_sampling_recall": res.random_sampling_recall(int(k)), "variant": variant})
+    return pd.DataFrame(rows)

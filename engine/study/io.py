@@ -1,0 +1,325 @@
+"""Study importers (released v1 CSV, tidy CSV, paper v3 table, JSON export) and validation."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.benchmarks import BENCHMARKS
+from engine.errors import InputError
+from engine.study.model import (
+    LONG_COLUMNS,
+    SETTING_META_COLUMNS,
+    SETTINGS_COLUMNS,
+    STUDY_FORMAT_VERSION,
+    Study,
+    make_study,
+)
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+FORMATS = ("auto", "released", "tidy", "paper", "json")
+JSON_KIND = "law-explorer-study"
+_MISSING = {"", "nan", "na", "n/a", "none", "null"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+\-@()/]{0,79}$")
+
+
+def check_study_name(name: str) -> str:
+    """A study name: 1-80 characters, letters/digits and ``_.+-@()/`` or spaces."""
+    name = str(name or "").strip()
+    if not _NAME_RE.match(name):
+        raise InputError(f"invalid study name {name!r}: use 1-80 letters, digits, spaces or _ . + - @ ( ) /")
+    return name
+
+
+def read_text(data: bytes | str | Path, what: str = "file") -> tuple[str, str]:
+    """Decode an uploaded/imported file to text, rejecting missing, empty, huge and binary files."""
+    label = what
+    if isinstance(data, Path) or (isinstance(data, str) and not any(ch in data for ch in "\n,{")):
+        path = Path(data)
+        label = str(path)
+        if not path.is_file():
+            raise InputError(f"{label}: file not found")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise InputError(f"{label}: file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        raw = path.read_bytes()
+    elif isinstance(data, bytes):
+        raw = data
+    else:
+        raw = str(data).encode()
+    if len(raw) > MAX_FILE_BYTES:
+        raise InputError(f"{label}: file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    if not raw.strip():
+        raise InputError(f"{label}: file is empty")
+    if b"\x00" in raw[:8192]:
+        raise InputError(f"{label}: binary file, expected CSV or JSON text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{label}: not UTF-8 text, expected CSV or JSON") from None
+    return text, label
+
+
+def parse_study_file(data: bytes | str | Path, name: str, fmt: str = "auto") -> Study:
+    """Parse and validate a study file (``released``, ``tidy``, ``paper`` CSV or ``json`` export); writes nothing."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    name = check_study_name(name)
+    text, label = read_text(data)
+    if fmt == "json" or (fmt == "auto" and text.lstrip().startswith("{")):
+        study = study_from_json(text, label, name)
+    else:
+        frame = _read_csv(text, label)
+        if fmt == "auto":
+            fmt = detect_format(frame, label)
+        parser = {"released": _from_released, "tidy": _from_tidy, "paper": _from_wide}[fmt]
+        study = parser(frame, name, label)
+        study.meta.setdefault("imported_format", fmt)
+    study.meta.setdefault("source", Path(label).name if label != "file" else "uploaded file")
+    validate_study(study)
+    return study
+
+
+def detect_format(frame: pd.DataFrame, label: str = "file") -> str:
+    cols = set(frame.columns)
+    if {"setting", "benchmark", "score"} <= cols:
+        return "tidy"
+    if "model" in cols and "corres" in cols:
+        return "released"
+    if "setting" in cols and ({"A_loglik", "A"} & cols) and ({"C_pck10", "C"} & cols):
+        return "paper"
+    raise InputError(
+        f"{label}: unrecognised columns {sorted(cols)[:8]}: expected tidy (setting, benchmark, A, C, score), "
+        "released (model, <bench>, <bench>_average, corres) or paper (setting, A_loglik, C_pck10, <bench>...)"
+    )
+
+
+def _read_csv(text: str, label: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError) as exc:
+        raise InputError(f"{label}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise InputError(f"{label}: no data rows")
+    dupes = [c for c in frame.columns if list(frame.columns).count(c) > 1]
+    if dupes:
+        raise InputError(f"{label}: duplicate column '{dupes[0]}'")
+    return frame
+
+
+def to_number(value: Any, label: str, column: str, row: int, setting: str, required: bool) -> float:
+    """One numeric cell; blank/NA is NaN unless ``required``; text or inf raises naming file, column and row."""
+    where = f"{label}: column '{column}', row {row} (setting '{setting}')"
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip().lower() in _MISSING:
+        if required:
+            raise InputError(f"{where}: missing value")
+        return float("nan")
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise InputError(f"{where}: non-numeric value {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise InputError(f"{where}: value {value!r} is not finite")
+    return number
+
+
+def _settings_column(frame: pd.DataFrame, column: str, label: str) -> list[str]:
+    names = [str(v).strip() for v in frame[column]]
+    for i, setting in enumerate(names):
+        if not setting:
+            raise InputError(f"{label}: empty setting name in column '{column}', row {i + 2}")
+    seen: set[str] = set()
+    for i, setting in enumerate(names):
+        if setting in seen:
+            raise InputError(f"{label}: duplicate setting '{setting}' (row {i + 2})")
+        seen.add(setting)
+    return names
+
+
+def _numeric_block(frame: pd.DataFrame, names: list[str], columns: list[str], label: str, required: bool) -> pd.DataFrame:
+    values = {
+        col: [to_number(frame[col].iat[i], label, col, i + 2, names[i], required) for i in range(len(names))]
+        for col in columns
+    }
+    return pd.DataFrame(values, index=names)
+
+
+def _unknown_benchmark(column: str, label: str) -> InputError:
+    return InputError(f"{label}: unknown column '{column}' (benchmarks: {', '.join(BENCHMARKS)}; metadata: {', '.join(SETTING_META_COLUMNS)})")
+
+
+def _from_released(frame: pd.DataFrame, name: str, label: str) -> Study:
+    """The authors' released v1 table: A = ``<bench>_average`` per benchmark, C = ``corres``."""
+    names = _settings_column(frame, "model", label)
+    benchmarks = [b for b in BENCHMARKS if b in frame.columns]
+    if not benchmarks:
+        raise InputError(f"{label}: no benchmark columns (expected some of {', '.join(BENCHMARKS)})")
+    for col in frame.columns:
+        known = col in ("model", "corres", "geo_corres") or any(col == b or col.startswith(b + "_") for b in BENCHMARKS)
+        if not known and not col.startswith("vizwiz_vqa_"):
+            raise _unknown_benchmark(col, label)
+    for bench in benchmarks:
+        if f"{bench}_average" not in frame.columns:
+            raise InputError(f"{label}: missing column '{bench}_average' (the A of {bench})")
+    scores = _numeric_block(frame, names, benchmarks, label, required=False)
+    a_block = _numeric_block(frame, names, [f"{b}_average" for b in benchmarks], label, required=True)
+    a_block.columns = benchmarks
+    c_values = _numeric_block(frame, names, ["corres"], label, required=True)["corres"]
+    settings = pd.DataFrame({"setting": names, "A": np.nan, "C": c_values.to_numpy(), "source": "released v1 table"})
+    meta = {"a_method": "v1 projected-token cosine vs CLIP (mean of 224/336 references), per benchmark", "c_method": "SPair-71k PCK@0.10 (corres)"}
+    return make_study(name, settings, scores, a_per_benchmark=a_block, meta=meta)
+
+
+def _from_wide(frame: pd.DataFrame, name: str, label: str) -> Study:
+    """The paper's v3 layout (``setting, A_loglik, C_pck10, <bench>...``) or the editor's ``setting, A, C, ...``."""
+    a_col = "A_loglik" if "A_loglik" in frame.columns else "A"
+    c_col = "C_pck10" if "C_pck10" in frame.columns else "C"
+    for col in ("setting", a_col, c_col):
+        if col not in frame.columns:
+            raise InputError(f"{label}: missing column '{col}'")
+    names = _settings_column(frame, "setting", label)
+    benchmarks = []
+    for col in frame.columns:
+        if col in ("setting", a_col, c_col) or col in SETTING_META_COLUMNS:
+            continue
+        if col not in BENCHMARKS:
+            raise _unknown_benchmark(col, label)
+        benchmarks.append(col)
+    if not benchmarks:
+        raise InputError(f"{label}: no benchmark columns (expected some of {', '.join(BENCHMARKS)})")
+    ac = _numeric_block(frame, names, [a_col, c_col], label, required=True)
+    scores = _numeric_block(frame, names, benchmarks, label, required=False)
+    settings = pd.DataFrame({"setting": names, "A": ac[a_col].to_numpy(), "C": ac[c_col].to_numpy()})
+    for col in SETTING_META_COLUMNS:
+        if col in frame.columns:
+            settings[col] = [str(v).strip() for v in frame[col]]
+    return make_study(name, settings, scores)
+
+
+def _from_tidy(frame: pd.DataFrame, name: str, label: str) -> Study:
+    """Tidy CSV: ``setting, benchmark, A, C, score`` (+ optional metadata columns), one row per pair."""
+    for col in ("setting", "benchmark", "A", "C", "score"):
+        if col not in frame.columns:
+            raise InputError(f"{label}: missing column '{col}'")
+    for col in frame.columns:
+        if col not in LONG_COLUMNS and col not in SETTING_META_COLUMNS:
+            raise InputError(f"{label}: unknown column '{col}' (tidy columns: {', '.join(LONG_COLUMNS + SETTING_META_COLUMNS)})")
+    rows, seen = [], set()
+    for i in range(len(frame)):
+        setting = str(frame["setting"].iat[i]).strip()
+        bench = str(frame["benchmark"].iat[i]).strip()
+        if not setting:
+            raise InputError(f"{label}: empty setting name, row {i + 2}")
+        if bench not in BENCHMARKS:
+            raise InputError(f"{label}: unknown benchmark '{bench}' in row {i + 2} (known: {', '.join(BENCHMARKS)})")
+        if (setting, bench) in seen:
+            raise InputError(f"{label}: duplicate row for setting '{setting}' and benchmark '{bench}' (row {i + 2})")
+        seen.add((setting, bench))
+        a = to_number(frame["A"].iat[i], label, "A", i + 2, setting, required=True)
+        c = to_number(frame["C"].iat[i], label, "C", i + 2, setting, required=True)
+        score = to_number(frame["score"].iat[i], label, "score", i + 2, setting, required=False)
+        rows.append((setting, bench, a, c, score, i))
+    long = pd.DataFrame(rows, columns=[*LONG_COLUMNS, "row"])
+    names = list(dict.fromkeys(long["setting"]))
+    benchmarks = list(dict.fromkeys(long["benchmark"]))
+    for setting, group in long.groupby("setting", sort=False):
+        if group["C"].nunique() > 1:
+            raise InputError(f"{label}: setting '{setting}' has different C values across rows (C is one number per setting)")
+    shared = all(g["A"].nunique() == 1 for _, g in long.groupby("setting", sort=False))
+    scores = long.pivot(index="setting", columns="benchmark", values="score").reindex(index=names, columns=benchmarks)
+    a_wide = long.pivot(index="setting", columns="benchmark", values="A").reindex(index=names, columns=benchmarks)
+    if a_wide.isna().any().any():
+        missing = a_wide.stack(future_stack=True)
+        setting, bench = missing[missing.isna()].index[0]
+        raise InputError(f"{label}: no row for setting '{setting}' and benchmark '{bench}' (give a row with score empty if not measured)")
+    first = long.groupby("setting", sort=False).first().reindex(names)
+    settings = pd.DataFrame({"setting": names, "A": first["A"].to_numpy() if shared else np.nan, "C": first["C"].to_numpy()})
+    for col in SETTING_META_COLUMNS:
+        if col in frame.columns:
+            by_setting = frame.assign(setting=frame["setting"].str.strip()).groupby("setting", sort=False)[col].first()
+            settings[col] = [str(by_setting.get(s, "")).strip() for s in names]
+    return make_study(name, settings, scores, a_per_benchmark=None if shared else a_wide)
+
+
+def study_to_json(study: Study) -> str:
+    """The JSON export of a study (re-importable with ``parse_study_file``)."""
+    def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+        out = []
+        for rec in frame.to_dict(orient="records"):
+            out.append({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()})
+        return out
+
+    payload = {"kind": JSON_KIND, "version": STUDY_FORMAT_VERSION, "name": study.name, "meta": study.meta,
+               "settings": records(study.settings[SETTINGS_COLUMNS]), "long": records(study.long[LONG_COLUMNS])}
+    return json.dumps(payload, indent=1, default=str)
+
+
+def study_from_json(text: str, label: str = "json", name: str | None = None) -> Study:
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{label}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(payload, dict) or payload.get("kind") != JSON_KIND:
+        raise InputError(f"{label}: not a Law Explorer study export (missing \"kind\": \"{JSON_KIND}\")")
+    try:
+        settings = pd.DataFrame(payload["settings"])
+        long = pd.DataFrame(payload["long"])
+        meta = dict(payload.get("meta") or {})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{label}: malformed study export ({exc})") from None
+    for col in SETTINGS_COLUMNS:
+        if col not in settings.columns:
+            raise InputError(f"{label}: settings lack column '{col}'")
+    for col in LONG_COLUMNS:
+        if col not in long.columns:
+            raise InputError(f"{label}: long table lacks column '{col}'")
+    for col in ("A", "C"):
+        settings[col] = pd.to_numeric(settings[col], errors="coerce").astype(float)
+    for col in ("A", "C", "score"):
+        if long[col].map(lambda v: v is not None and not isinstance(v, int | float)).any():
+            raise InputError(f"{label}: non-numeric value in column '{col}'")
+        long[col] = pd.to_numeric(long[col], errors="coerce").astype(float)
+    for col in SETTING_META_COLUMNS:
+        settings[col] = settings[col].fillna("").astype(str)
+    return Study(name=name or str(payload.get("name", "imported")), long=long[LONG_COLUMNS].copy(),
+                 settings=settings[SETTINGS_COLUMNS].copy(), meta=meta)
+
+
+def validate_study(study: Study, min_settings: int = 3) -> None:
+    """Raise InputError when the study cannot be fitted or is inconsistent (one message naming the problem)."""
+    where = f"study '{study.name}'"
+    names = study.settings["setting"].tolist()
+    if not names:
+        raise InputError(f"{where} has no settings")
+    dupes = sorted({s for s in names if names.count(s) > 1})
+    if dupes:
+        raise InputError(f"{where}: duplicate setting '{dupes[0]}'")
+    if not study.benchmarks:
+        raise InputError(f"{where} has no benchmarks")
+    if study.long.duplicated(["setting", "benchmark"]).any():
+        row = study.long[study.long.duplicated(["setting", "benchmark"])].iloc[0]
+        raise InputError(f"{where}: duplicate entry for setting '{row.setting}' and benchmark '{row.benchmark}'")
+    unknown = set(study.long["setting"]) - set(names)
+    if unknown:
+        raise InputError(f"{where}: scores for setting '{sorted(unknown)[0]}' which is not in the settings table")
+    values = study.long[["A", "C", "score"]].to_numpy(dtype=float)
+    if np.isinf(values).any():
+        raise InputError(f"{where}: infinite value in A, C or score")
+    usable = study.long.dropna(subset=["A", "C", "score"])
+    n_usable = usable["setting"].nunique()
+    if n_usable < min_settings:
+        raise InputError(f"{where}: too few settings to fit: {n_usable} with A, C and a score (need at least {min_settings})")
+    for bench, group in usable.groupby("benchmark", sort=False):
+        if len(group) < 2:
+            continue
+        if group["A"].nunique() == 1:
+            raise InputError(f"{where}: A is constant ({group['A'].iat[0]:g}) over the settings scored on {bench}; min-max normalisation needs a range")
+        if group["C"].nunique() == 1:
+            raise InputError(f"{where}: C is constant ({group['C'].iat[0]:g}) over the settings scored on {bench}; min-max normalisation needs a range")

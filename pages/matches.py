@@ -1,0 +1,367 @@
+"""Keypoint matches: one pair through an encoder — predicted matches, click-a-point similarity, feature PCA, per-category PCK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from engine import export
+from engine.correspondence import datasets as cdata
+from engine.correspondence import protocols as cproto
+from engine.correspondence import viewer_query
+from engine.errors import InputError, LawExplorerError
+from engine.hashing import hash_obj
+from engine.plots import matches as mplots
+from pages import _ui
+
+ALPHAS = (0.01, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
+SPLITS = ("test", "val", "trn")
+EVAL_JOB_KEY = "mx_eval_job"
+
+
+# ----------------------------------------------------------------------------- cached engine calls
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _dataset(spec: str, split: str) -> cdata.Dataset:
+    return cdata.open_dataset(spec, split)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _pair_table(spec: str, split: str) -> pd.DataFrame:
+    pairs = _dataset(spec, split).pairs(split)
+    return pd.DataFrame(
+        {
+            "pair_id": [p.pair_id for p in pairs],
+            "category": [p.category for p in pairs],
+            "src_id": [p.src_id for p in pairs],
+            "trg_id": [p.trg_id for p in pairs],
+            "trg_bbox": [tuple(float(v) for v in p.trg_bbox) for p in pairs],
+            "keypoints": [int(np.asarray(p.visible, dtype=bool).sum()) for p in pairs],
+        }
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _encoder_table() -> pd.DataFrame:
+    from engine.encoders.registry import list_encoders
+
+    rows = [
+        {"name": s.name, "family": s.family, "pretrained": s.pretrained, "offline": s.offline_available(),
+         "description": s.description}
+        for s in list_encoders()
+    ]  # fmt: skip
+    table = pd.DataFrame(rows)
+    # offline-available first, pretrained before random / baseline, registry order otherwise
+    order = np.lexsort((np.arange(len(table)), ~table["pretrained"].to_numpy(), ~table["offline"].to_numpy()))
+    return table.iloc[order].reset_index(drop=True)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _encoder(name: str):
+    from engine.encoders.registry import build_encoder
+
+    return build_encoder(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _thumbnail(spec: str, split: str, image_id: str, side: int = 160) -> np.ndarray:
+    from PIL import Image
+
+    img = Image.fromarray(_dataset(spec, split).load_image(image_id))
+    img.thumbnail((side, side))
+    return np.asarray(img)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _predict(encoder_name: str, spec: str, split: str, pair_id: str, protocol: str) -> dict:
+    from engine.correspondence.viewer import predict_pair
+
+    return predict_pair(_encoder(encoder_name), _dataset(spec, split), pair_id, protocol, split)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _query(encoder_name: str, spec: str, split: str, pair_id: str, protocol: str, query_xy: tuple[float, float]) -> dict:
+    return viewer_query.query_similarity(_predict(encoder_name, spec, split, pair_id, protocol), query_xy, protocol)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _pca(encoder_name: str, spec: str, split: str, pair_id: str, protocol: str) -> dict:
+    return viewer_query.pca_maps(_predict(encoder_name, spec, split, pair_id, protocol))
+
+
+def _results_frame(dataset_name: str, split: str, protocol: str, alpha: float) -> pd.DataFrame:
+    """Newest stored evaluation per encoder for this dataset, split and protocol, one row per category."""
+    from engine.correspondence.results import list_results
+
+    key = cproto.alpha_key(alpha)
+    rows, seen = [], set()
+    for res in list_results():  # newest first
+        if (res["dataset"], res["split"], res["protocol_name"]) != (dataset_name, split, protocol) or res["encoder"] in seen:
+            continue
+        seen.add(res["encoder"])
+        for category, values in res["pck"]["per_category"].items():
+            if values.get(key) is not None:
+                rows.append({"encoder": res["encoder"], "category": category, "pck": values[key],
+                             "split": res["split"], "pairs": res["stats"].get("pairs"), "result_id": res["id"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["encoder", "category", "pck", "split", "pairs", "result_id"])
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _guarded() -> Iterator[None]:
+    """Any failure inside becomes one ``st.error`` line (engine errors verbatim), never a traceback."""
+    try:
+        yield
+    except LawExplorerError as exc:
+        st.error(str(exc), icon=":material/error:")
+    except Exception as exc:  # a model or plotting failure must not take the page down
+        first = (str(exc).strip().splitlines() or [""])[0]
+        st.error(f"unexpected {type(exc).__name__}: {first}", icon=":material/error:")
+
+
+def _provenance(**extra: object) -> export.Provenance:
+    record = {k: str(v) for k, v in extra.items()}
+    return export.Provenance(study="keypoint-matches", study_hash=hash_obj(record), extra=record)
+
+
+def _show_image_figure(fig, name: str, provenance: export.Provenance) -> None:
+    """An image canvas at its own aspect-derived width (stretching it would only add blank bands), with exports."""
+    st.plotly_chart(fig, width="content", key=f"chart-{name}", theme=None)
+    _ui.export_buttons(fig, name, provenance)
+
+
+def _default_encoders(table: pd.DataFrame) -> list[str]:
+    wanted = st.query_params.get("encoder")
+    if wanted in set(table["name"]):
+        return [wanted]
+    usable = table[table["offline"]]
+    return usable["name"].head(1).tolist() or table["name"].head(1).tolist()
+
+
+def _dataset_controls() -> tuple[str, str]:
+    cols = st.columns([1.2, 3, 1])
+    source = cols[0].radio("Dataset", ["builtin", "SPair-71k folder"], key="mx_source", horizontal=True,
+                           help="builtin: real images shipped in wheels with exact warps; or a local SPair-71k copy")  # fmt: skip
+    if source == "builtin":
+        cols[1].caption("Built-in pairs: images from scikit-image / scikit-learn with known warps (exact ground truth).")
+        cols[2].selectbox("Split", ["test"], key="mx_split_builtin", disabled=True, help="builtin has one split")
+        return "builtin", "test"
+    split = cols[2].selectbox("Split", SPLITS, key="mx_split")
+    path = cols[1].text_input("SPair-71k folder", key="mx_spair_path", placeholder="/data/SPair-71k")
+    if not path.strip():
+        raise InputError("enter the path of a local SPair-71k folder (the one holding JPEGImages/ and PairAnnotation/)")
+    return f"spair:{path.strip()}", split
+
+
+def _pair_controls(spec: str, split: str, table: pd.DataFrame) -> pd.Series:
+    if table.empty:
+        raise InputError(f"the dataset has no pairs in split {split!r}")
+    cols = st.columns([1.2, 2.5, 1, 1])
+    categories = sorted(table["category"].unique())
+    category = cols[0].selectbox("Category", categories, key="mx_category")
+    in_cat = table[table["category"] == category].reset_index(drop=True)
+    index = cols[1].selectbox(
+        f"Pair ({len(in_cat)} in {category})", range(len(in_cat)), key="mx_pair_index",
+        format_func=lambda i: f"{i}: {in_cat.loc[i, 'pair_id']} ({in_cat.loc[i, 'keypoints']} kps)",
+    )  # fmt: skip
+    pair = in_cat.loc[min(int(index), len(in_cat) - 1)]
+    cols[2].image(_thumbnail(spec, split, pair["src_id"]), caption="source")
+    cols[3].image(_thumbnail(spec, split, pair["trg_id"]), caption="target")
+    return pair
+
+
+def _model_controls(encoders: pd.DataFrame) -> tuple[list[str], str, float]:
+    cols = st.columns([3, 1.2, 2])
+    labels = {r.name: f"{r.name}{'' if r.offline else ' (needs download)'}" for r in encoders.itertuples()}
+    chosen = cols[0].multiselect(
+        "Encoder(s)", list(encoders["name"]), default=_default_encoders(encoders), key="mx_encoders",
+        format_func=lambda n: labels.get(n, n), help="Offline-available encoders are listed first.",
+    )  # fmt: skip
+    names = [p.name for p in cproto.list_protocols()]
+    protocol = cols[1].selectbox("Protocol", names, key="mx_protocol",
+                                 help=cproto.get_protocol(names[0]).description)  # fmt: skip
+    alpha = cols[2].select_slider("α (PCK threshold)", ALPHAS, value=0.1, key="mx_alpha",
+                                  help="A keypoint is correct when its error is within α × the protocol's normaliser.")  # fmt: skip
+    if not chosen:
+        raise InputError("pick at least one encoder")
+    return chosen, protocol, float(alpha)
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def _matches_view(encoders: list[str], spec: str, split: str, pair: pd.Series, protocol: str, alpha: float) -> None:
+    show_circles = st.toggle("Show the α circles around the ground truth", key="mx_circles",
+                             help="Also toggled from the figure legend; hover a ground-truth point for its radius.")  # fmt: skip
+    for name in encoders:
+        with _guarded(), st.spinner(f"Matching with {name} ..."):
+            result = _predict(name, spec, split, pair["pair_id"], protocol)
+            scored = viewer_query.correct_at(result, pair["trg_bbox"], alpha, protocol)
+            fig = mplots.pair_matches_figure(
+                result["src_image"], result["trg_image"], result["src_kps"], result["gt_kps"], result["pred_kps"],
+                result["visible"], scored["correct"], threshold_px=scored["threshold_px"], alpha=alpha,
+                show_threshold=show_circles, title=f"{name} · {pair['pair_id']}",
+            )  # fmt: skip
+            _show_image_figure(fig, f"matches-{name}-{pair['pair_id']}".replace("/", "_"),
+                            _provenance(view="matches", encoder=name, dataset=spec, pair=pair["pair_id"],
+                                        protocol=protocol, alpha=alpha))  # fmt: skip
+            per_alpha = ", ".join(f"@{a}: {'–' if v is None else f'{100 * v:.1f} %'}" for a, v in result["pck"].items())
+            st.caption(f"Pair PCK under protocol {protocol!r} ({per_alpha}); error threshold at α={alpha:g}: "
+                       f"{scored['threshold_px']:.1f} px.")  # fmt: skip
+
+
+def _selected_query(chart_key: str, grid_trace: int) -> tuple[float, float] | None:
+    """A point newly clicked on the source grid (read from the chart's widget state), else None."""
+    state = st.session_state.get(chart_key)
+    points = (state or {}).get("selection", {}).get("points", []) if isinstance(state, dict) else []
+    if not points:
+        points = getattr(getattr(state, "selection", None), "points", []) or []
+    for point in points:
+        if point.get("curve_number") == grid_trace and point.get("x") is not None:
+            marker = hash_obj(points)
+            if st.session_state.get("mx_last_click") == marker:
+                return None
+            st.session_state["mx_last_click"] = marker
+            return float(point["x"]), float(point["y"])
+    return None
+
+
+def _similarity_view(encoders: list[str], spec: str, split: str, pair: pd.Series, protocol: str) -> None:
+    name = st.selectbox("Encoder", encoders, key="mx_sim_encoder") if len(encoders) > 1 else encoders[0]
+    result = _predict(name, spec, split, pair["pair_id"], protocol)
+    src_h, src_w = result["src_image"].shape[:2]
+    pair_key = f"{spec}|{split}|{pair['pair_id']}"
+    if st.session_state.get("mx_query_pair") != pair_key:  # new pair: start at its first visible keypoint
+        visible = np.flatnonzero(result["visible"])
+        start = result["src_kps"][visible[0]] if len(visible) else (src_w / 2, src_h / 2)
+        st.session_state["mx_qx"], st.session_state["mx_qy"] = float(start[0]), float(start[1])
+        st.session_state["mx_query_pair"] = pair_key
+    chart_key = f"mx-sim-chart-{hash_obj([pair_key, name, protocol])}"
+    probe = mplots.similarity_figure(result["src_image"], result["trg_image"], np.zeros((1, 1)), None)
+    grid_trace = next(i for i, t in enumerate(probe.data) if t.name == "click a source point")
+    clicked = _selected_query(chart_key, grid_trace)
+    if clicked is not None:
+        st.session_state["mx_qx"], st.session_state["mx_qy"] = clicked
+    cols = st.columns([1, 1, 1, 3])
+    qx = cols[0].number_input("query x (px)", 0.0, float(src_w), step=1.0, key="mx_qx")
+    qy = cols[1].number_input("query y (px)", 0.0, float(src_h), step=1.0, key="mx_qy")
+    opacity = cols[2].slider("heatmap opacity", 0.0, 1.0, 0.55, 0.05, key="mx_opacity")
+    cols[3].caption("Click a grid dot on the source (or type x / y): the target shows the cosine similarity of its "
+                    "feature cell to every target cell; the star is the match the protocol would predict.")  # fmt: skip
+    query = _query(name, spec, split, pair["pair_id"], protocol, (float(qx), float(qy)))
+    gap = np.linalg.norm(result["src_kps"] - np.array([qx, qy]), axis=1)
+    on_kp = np.flatnonzero(result["visible"] & (gap < 1.0))
+    fig = mplots.similarity_figure(
+        result["src_image"], result["trg_image"], query["similarity"], query["query_xy"], query["best_xy"],
+        gt_xy=result["gt_kps"][on_kp[0]] if len(on_kp) else None, extent=query["extent"], opacity=opacity,
+        title=f"{name}: best match ({query['best_xy'][0]:.0f}, {query['best_xy'][1]:.0f}), cosine {query['best_score']:.3f}",
+    )  # fmt: skip
+    st.plotly_chart(fig, width="content", key=chart_key, on_select="rerun", selection_mode="points", theme=None)
+    _ui.export_buttons(fig, f"similarity-{name}-{pair['pair_id']}".replace("/", "_"),
+                       _provenance(view="similarity", encoder=name, dataset=spec, pair=pair["pair_id"],
+                                   protocol=protocol, query=f"{qx:.0f},{qy:.0f}"))  # fmt: skip
+
+
+def _pca_view(encoders: list[str], spec: str, split: str, pair: pd.Series, protocol: str) -> None:
+    name = st.selectbox("Encoder", encoders, key="mx_pca_encoder") if len(encoders) > 1 else encoders[0]
+    result = _predict(name, spec, split, pair["pair_id"], protocol)
+    maps = _pca(name, spec, split, pair["pair_id"], protocol)
+    fig = mplots.pca_figure(maps["src_rgb"], maps["trg_rgb"], result["src_image"], result["trg_image"],
+                            src_extent=maps["src_extent"], trg_extent=maps["trg_extent"],
+                            title=f"{name}: joint PCA of the features (3 components → RGB)")  # fmt: skip
+    st.caption("Same colour = similar feature direction in both images: good encoders colour corresponding parts alike.")
+    _show_image_figure(fig, f"pca-{name}-{pair['pair_id']}".replace("/", "_"),
+                    _provenance(view="pca", encoder=name, dataset=spec, pair=pair["pair_id"], protocol=protocol))  # fmt: skip
+
+
+def _job_status(job_id: str) -> None:
+    """Progress of the launched evaluation; when it ends, one full rerun so the bars pick up the new result."""
+    from engine.jobs import ACTIVE, get_job
+
+    try:
+        job = get_job(job_id)
+    except LawExplorerError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return
+    done, total, message = job.progress
+    label = f"{job.title}: {job.status}" + (f" — {message}" if message else "")
+    st.progress(min(1.0, done / total) if total else 0.0, text=label)
+    if job.status in ACTIVE:
+        return
+    if st.session_state.get("mx_eval_seen") != (job_id, job.status):
+        st.session_state["mx_eval_seen"] = (job_id, job.status)
+        st.rerun(scope="app")
+    if job.status == "failed":
+        st.error(f"evaluation failed: {(job.error or 'unknown error').strip().splitlines()[-1]}")
+    elif job.status == "done":
+        st.success("evaluation finished; the bars below include it")
+    else:
+        st.warning(f"evaluation {job.status}; resume it from the Jobs page")
+
+
+def _category_view(encoders: list[str], spec: str, split: str, dataset: cdata.Dataset, protocol: str, alpha: float) -> None:
+    proto = cproto.get_protocol(protocol)
+    bar_alpha = alpha if alpha in proto.alphas else 0.1
+    cols = st.columns([2, 1, 1.2])
+    job_encoder = cols[0].selectbox("Evaluate encoder", encoders, key="mx_job_encoder")
+    limit = cols[1].number_input("pairs (0 = all)", 0, 100_000, 0, step=10, key="mx_job_limit")
+    cols[2].write("")
+    if cols[2].button("Evaluate", key="mx_eval_button", icon=":material/play_arrow:",
+                      help="Runs the C evaluation of this encoder on this dataset / split / protocol as a background job "
+                           "(it survives page changes; see the Jobs page)."):  # fmt: skip
+        from engine.correspondence.evaluate import submit_evaluation
+
+        st.session_state[EVAL_JOB_KEY] = submit_evaluation(spec, job_encoder, protocol, split, int(limit) or None)
+        st.session_state.pop("mx_eval_seen", None)
+    job_id = st.session_state.get(EVAL_JOB_KEY)
+    if job_id:
+        from engine.jobs import ACTIVE, get_job
+
+        if get_job(job_id).status in ACTIVE:
+            st.fragment(_job_status, run_every=1)(job_id)
+        else:
+            _job_status(job_id)
+    table = _results_frame(dataset.name, split, protocol, bar_alpha)
+    if table.empty:
+        st.info(f"No stored evaluation of {dataset.name} ({split}) under protocol {protocol!r} yet: launch one above "
+                "(or `python -m engine correspondence evaluate ...`).")  # fmt: skip
+        return
+    fig = mplots.per_category_bars(table, title=f"PCK@{bar_alpha:g} per category — {dataset.name}, protocol {protocol}")
+    if bar_alpha != alpha:
+        st.caption(f"Stored results hold PCK at α ∈ {list(proto.alphas)}; showing α={bar_alpha:g}.")
+    prov = _provenance(view="per-category", dataset=spec, protocol=protocol, alpha=bar_alpha)
+    _ui.show_figure(fig, f"pck-per-category-{protocol}", prov)
+    _ui.show_table(table, f"pck-per-category-{protocol}", prov)
+
+
+# ----------------------------------------------------------------------------- page
+
+
+def render() -> None:
+    st.title("Keypoint matches")
+    st.caption("How the C of the law is measured, one pair at a time: each source keypoint is matched to the most "
+               "similar target feature cell; a match is correct when it lands within α × the normaliser of the truth.")  # fmt: skip
+    spec, split = _dataset_controls()
+    dataset = _dataset(spec, split)
+    pair = _pair_controls(spec, split, _pair_table(spec, split))
+    encoders, protocol, alpha = _model_controls(_encoder_table())
+    tabs = st.tabs(["Matches", "Click a point", "Feature PCA", "PCK per category"])
+    with tabs[0]:
+        _matches_view(encoders, spec, split, pair, protocol, alpha)
+    with tabs[1], _guarded():
+        _similarity_view(encoders, spec, split, pair, protocol)
+    with tabs[2], _guarded():
+        _pca_view(encoders, spec, split, pair, protocol)
+    with tabs[3], _guarded():
+        _category_view(encoders, spec, split, dataset, protocol, alpha)
+
+
+with _guarded():
+    render()

@@ -1,0 +1,198 @@
+"""Score an encoder: reuse or launch its C and A jobs (or enter A and C by hand) and see where it falls on the law."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from engine import pipeline
+from engine.benchmarks import label
+from engine.errors import LawExplorerError
+from engine.pipeline import figures
+from pages import _ui
+
+MEASURE, MANUAL = "Measure with background jobs", "Enter A and C by hand"
+LAUNCHED_KEY = "score_launched"
+RESTARTABLE = ("missing", "failed", "cancelled", "interrupted")
+STATE_ICONS = {"stored": ":material/inventory_2:", "done": ":material/check_circle:", "running": ":material/sync:",
+               "queued": ":material/schedule:", "waiting": ":material/hourglass_empty:",
+               "failed": ":material/error:", "interrupted": ":material/pause_circle:",
+               "cancelled": ":material/cancel:", "missing": ":material/radio_button_unchecked:",
+               "unavailable": ":material/block:", "not needed": ":material/remove:"}
+
+
+def _encoder_names() -> list[str]:
+    from engine.encoders.registry import list_encoders
+
+    return [spec.name for spec in list_encoders()]
+
+
+def _protocol_names() -> list[str]:
+    from engine.correspondence.protocols import list_protocols
+
+    return [p.name for p in list_protocols()]
+
+
+def _plan_inputs() -> dict:
+    names = _encoder_names()
+    cols = st.columns(3)
+    encoder = cols[0].selectbox("Encoder", names, key="score_encoder", help="Built-in or uploaded (upload:<hash>)")
+    a_definition = cols[1].selectbox("A definition", list(pipeline.A_DEFINITIONS), key="score_a_definition",
+                                     help="v3-loglik: the paper's final A; v1-clip-ref: max cosine to CLIP tokens")
+    protocol = cols[2].selectbox("C protocol", _protocol_names(), key="score_c_protocol")
+    cols = st.columns(3)
+    dataset = cols[0].text_input("Correspondence dataset", "builtin", key="score_dataset",
+                                 help="builtin (offline, demo-scale) or spair:/path/to/SPair-71k")
+    limit = cols[1].number_input("Pairs (0 = all)", min_value=0, value=0, step=10, key="score_limit")
+    demo = cols[2].checkbox("Demo A (offline tiny LLM + demo projector)", value=True, key="score_demo")
+    setting = st.text_input("Setting name (default: the encoder's name)", key="score_setting")
+    args = {"a_definition": a_definition, "c_protocol": protocol, "dataset": dataset, "demo": demo,
+            "limit": int(limit) or None, "setting": setting.strip() or None}
+    if not demo and a_definition == "v3-loglik":
+        with st.expander("LLM and alignment data (paper: Vicuna-7B v1.5, LLaVA-558K)", expanded=True):
+            cols = st.columns(3)
+            args["llm"] = cols[0].text_input("LLM (cached HF id or folder)", key="score_llm") or None
+            args["align_data"] = cols[1].text_input("LLaVA-Pretrain JSON", key="score_align_data") or None
+            args["align_images"] = cols[2].text_input("Image folder", key="score_align_images") or None
+    return {"encoder_name": encoder, **args}
+
+
+def _show_steps(states: list[pipeline.StepStatus]) -> None:
+    for s in states:
+        value = "" if s.value is None else f" = **{s.value:.4g}**"
+        job = f" · job `{s.job_id}`" if s.job_id else ""
+        st.markdown(f"{STATE_ICONS.get(s.state, '')} **{s.title}** — {s.state}{value}{job}")
+        if s.state in ("running", "queued"):
+            st.progress(s.fraction, text=s.progress[2] or s.state)
+        if s.error:
+            st.error(s.error, icon=":material/error:")
+        elif s.note and s.state not in ("stored", "done"):
+            st.caption(s.note)
+
+
+def _polling(plan: pipeline.Plan, states: list[pipeline.StepStatus]) -> bool:
+    """Whether live updates are needed: a job is queued/running, or a launched plan has a step still waiting."""
+    launched = st.session_state.get(LAUNCHED_KEY) == plan.args
+    return any(s.state in ("queued", "running") or (launched and s.state == "waiting") for s in states)
+
+
+@st.fragment(run_every=2)
+def _live(plan: pipeline.Plan) -> None:
+    """Live job progress; once launched, keeps submitting steps whose inputs became ready (A after projector)."""
+    with _ui.user_errors():
+        if st.session_state.get(LAUNCHED_KEY) == plan.args:
+            pipeline.launch(plan, resume_failed=False)
+        states = pipeline.status(plan)
+        _show_steps(states)
+        if not _polling(plan, states):
+            st.rerun(scope="app")  # jobs ended: redraw the page once, statically, with the results
+
+
+def _render_measure(study_name: str) -> tuple[pipeline.Plan, float | None, float | None]:
+    args = _plan_inputs()
+    plan = pipeline.plan(study_name=study_name, **args)
+    for warning in plan.warnings:
+        st.warning(warning, icon=":material/warning:")
+    st.caption(f"Setting name: `{plan.setting}` · scale: **{plan.scale}** · stored in: `{plan.target_study}`")
+    states = pipeline.status(plan)
+    launched = st.session_state.get(LAUNCHED_KEY) == plan.args
+    to_start = [s for s in states if s.state in RESTARTABLE or (s.state == "waiting" and not launched)]
+    if to_start and st.button(f"Launch {len(to_start)} missing job(s)", key="score_launch", type="primary",
+                              icon=":material/play_arrow:", help="Runs in background workers; see also the Jobs page"):
+        st.session_state[LAUNCHED_KEY] = plan.args
+        ids = pipeline.launch(plan)
+        st.toast(f"Started {len(ids)} job(s): {', '.join(ids)}")
+        states = pipeline.status(plan)
+    if plan.A is not None and plan.C is not None:
+        st.success("A and C are both stored: nothing to run.", icon=":material/inventory_2:")
+    if _polling(plan, states):
+        _live(plan)
+    else:
+        _show_steps(states)
+    values = {s.key: s.value for s in states}  # stored results, or the values of finished jobs
+    return plan, values.get("a"), values.get("c")
+
+
+def _render_manual() -> tuple[str, float | None, float | None, str]:
+    st.caption("The main path on a CPU machine: A and C measured elsewhere (e.g. on a GPU with the CLI).")
+    cols = st.columns([2, 1, 1, 2])
+    setting = cols[0].text_input("Setting name", "my-encoder", key="score_manual_setting")
+    a_text = cols[1].text_input("A", "", key="score_manual_a", placeholder="e.g. -1.95")
+    c_text = cols[2].text_input("C (PCK@0.10 x 100)", "", key="score_manual_c", placeholder="e.g. 18.4")
+    paper = cols[3].radio("Measured as in the paper?", ["yes: paper scale", "no: demo / other scale"],
+                          key="score_manual_scale", help="Paper scale: Vicuna-7B log-likelihood on LLaVA-558K "
+                          "(A) and SPair-71k test PCK@0.10 x 100 (C)")
+    if not a_text.strip() or not c_text.strip():
+        st.info("Enter A and C to see the predictions.", icon=":material/edit:")
+        return setting, None, None, "paper"
+    a_value = pipeline.finite(a_text.strip(), "A")
+    c_value = pipeline.finite(c_text.strip(), "C")
+    return setting, a_value, c_value, "paper" if paper.startswith("yes") else "demo"
+
+
+def _render_policy(study, setting: str, A: float, C: float, prov) -> None:
+    st.subheader("What the AC policy recommends to finetune next")
+    cols = st.columns([1, 3])
+    benchmark = cols[0].selectbox("Benchmark", study.benchmarks, key="score_policy_benchmark",
+                                  format_func=label)
+    table = study.table(benchmark).dropna(subset=["score"])
+    finetuned_names = cols[1].multiselect("Settings already finetuned (their measured scores are used)",
+                                          table["setting"].tolist(), default=table["setting"].tolist(),
+                                          key=f"score_policy_finetuned_{benchmark}")
+    finetuned = dict(zip(table["setting"], table["score"], strict=True))
+    finetuned = {name: float(finetuned[name]) for name in finetuned_names}
+    rec = pipeline.recommend_next(study, benchmark, finetuned, setting, A, C)
+    cols = st.columns(2)
+    cols[0].markdown(f"**Next by the AC region rule:** `{rec.next_setting or 'nothing left'}`")
+    if rec.alternative:
+        cols[1].markdown(f"**Best predicted not yet finetuned:** `{rec.alternative}` "
+                         f"({rec.alternative_predicted:.4g} ± {rec.loo_rmse:.2g})")
+    _ui.show_table(rec.ranking, f"score-policy-{benchmark}", prov)
+
+
+def _render_placement(study, setting: str, A: float, C: float, scale: str, target: str) -> None:
+    st.header("Where it falls on the law")
+    prov = _ui.provenance(study, "ac_poly", setting=setting, A=A, C=C, scale=scale)
+    cols = st.columns(3)
+    cols[0].metric("A", f"{A:.4g}")
+    cols[1].metric("C", f"{C:.4g}")
+    cols[2].metric("Scale", scale)
+    if scale != "paper":
+        st.warning(f"Demo-scale A/C: these predictions on the law of '{study.name}' are illustrations, not results.",
+                   icon=":material/science:")
+    _ui.show_figure(figures.candidate_scatter(study.settings, setting, A, C, scale), "score-ac-scatter", prov)
+    table = pipeline.place_on_law(study, setting, A, C)
+    _ui.show_figure(figures.prediction_bars(table, setting, scale, study.long), "score-predictions", prov)
+    if table["extrapolated"].any():
+        st.caption("Hatched bars: A or C lies outside the range the law was fitted on (extrapolation).")
+    _ui.show_table(table, "score-predictions-table", prov)
+    _render_policy(study, setting, A, C, prov)
+    st.subheader("Keep it")
+    if st.button(f"Add '{setting}' to study '{target}'", key="score_add", icon=":material/add:"):
+        written = pipeline.add_to_study(study.name, setting, A, C, {"notes": f"{scale}-scale"},
+                                        demo_scale=scale != "paper")
+        st.success(f"Stored A and C of '{setting}' in study '{written}'.", icon=":material/check:")
+
+
+def render() -> None:
+    st.title("Score an encoder")
+    study_name = _ui.current_study_name()
+    study = _ui.current_study()
+    st.caption(f"Target study: **{study_name}** (pick another in the sidebar). The paper's law uses A = Vicuna-7B "
+               "stage-1 caption log-likelihood on LLaVA-558K and C = SPair-71k test PCK@0.10 x 100; anything "
+               "measured otherwise is demo-scale and is kept in a separate study.")
+    mode = st.radio("How do you get A and C?", [MEASURE, MANUAL], horizontal=True, key="score_mode")
+    if mode == MEASURE:
+        plan, A, C = _render_measure(study_name)
+        setting, scale, target = plan.setting, plan.scale, plan.target_study
+    else:
+        setting, A, C, scale = _render_manual()
+        target = pipeline.user_study_name(study_name, demo_scale=scale != "paper")
+    if A is None or C is None:
+        return
+    try:
+        _render_placement(study, setting, A, C, scale, target)
+    except LawExplorerError as exc:
+        st.error(str(exc), icon=":material/error:")
+
+
+_ui.run(render)

@@ -1,0 +1,58 @@
+"""The encoders page under Streamlit's AppTest: registry table, details/probe, an upload, a refused upload."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "encoders.py")
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_table_details_and_probe(isolated_home):
+    at = _page()
+    assert at.title[0].value == "Encoders"
+    names = list(at.dataframe[0].value["name"])
+    assert "CLIP336" in names and "efficientnet-lite0" in names
+    at.toggle(key="encoders_offline_only").set_value(True).run()
+    assert "CLIP336" not in list(at.dataframe[0].value["name"])
+    at.selectbox(key="encoders_selected").set_value("CLIP224").run()
+    assert any("Not available offline" in w.value for w in at.warning)
+    at.selectbox(key="encoders_selected").set_value("pixels-8").run()
+    at.button(key="encoders_probe").click().run()
+    assert not at.exception and not at.error
+    assert any("28 x 28" in s.value for s in at.success)
+
+
+def test_upload_and_refusal(isolated_home, tmp_path):
+    at = _page()
+    at.selectbox(key="upload_kind").set_value("torchscript").run()
+    at.number_input(key="upload_image_size").set_value(32).run()
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(torch.nn.Conv2d(3, 5, kernel_size=8, stride=8)), buf)
+    at.text_input(key="upload_label").set_value("page conv").run()
+    at.file_uploader(key="upload_file").set_value(("conv.pt", buf.getvalue(), "application/octet-stream")).run()
+    at.button(key="upload_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("stored as upload:" in s.value for s in at.success)
+    at = _page()
+    uploaded = [n for n in at.dataframe[0].value["name"] if n.startswith("upload:")]
+    assert len(uploaded) == 1
+    at.selectbox(key="encoders_selected").set_value(uploaded[0]).run()
+    assert any("page conv" in j.value for j in at.json)
+    at.button(key="encoders_delete").click().run()
+    assert not at.exception and not any(n.startswith("upload:") for n in at.dataframe[0].value["name"])
+    at.selectbox(key="upload_kind").set_value("hf-zip").run()
+    at.file_uploader(key="upload_file").set_value(("bad.zip", b"not a zip", "application/zip")).run()
+    at.button(key="upload_go").click().run()
+    assert not at.exception
+    assert any("bad.zip: not a zip archive" in e.value for e in at.error)
