@@ -12,9 +12,9 @@ from pages import _ui
 
 
 def build_pages() -> dict[str, list[st.Page]]:
-    """The sidebar sections of ``_ui.NAVIGATION`` whose page files exist (temporary, until integration)."""
+    """The sidebar sections of ``_ui.NAVIGATION`` as Streamlit pages."""
     sections: dict[str, list[st.Page]] = {}
-    for section, entries in _ui.existing_pages().items():
+    for section, entries in _ui.NAVIGATION.items():
         sections[section] = [
             st.Page(_ui.PAGES_DIR / e.file, title=e.title, url_path=e.url, icon=e.icon, default=e.url == "overview")
             for e in entries

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,14 +15,15 @@ import pandas as pd
 import plotly.io as pio
 import streamlit as st
 
-from engine import export
+from engine import export, law
 from engine.errors import LawExplorerError
+from engine.law import fit_study
+from engine.policy import VARIANTS, simulate
+from engine.study import list_studies, load_study
 
+_LOG = logging.getLogger("law_explorer.pages")
 PAGES_DIR = Path(__file__).resolve().parent
 DEFAULT_STUDY = "paper-v3"
-# Recorded in exports when engine.law declares no LAW_VERSION: per-benchmark min-max normalisation,
-# features 1, A, C, A², AC, C², ordinary least squares.
-DEFAULT_LAW_VERSION = "quadratic-minmax-v1"
 STUDY_KEY = "study_name"
 PENDING_KEY = "study_name_pending"
 FLASH_KEY = "flash_message"
@@ -53,12 +56,6 @@ NAVIGATION: dict[str, list[PageEntry]] = {
 }
 
 
-def existing_pages() -> dict[str, list[PageEntry]]:
-    """``NAVIGATION`` without the pages whose file does not exist yet (a temporary measure until integration)."""
-    sections = {name: [e for e in entries if (PAGES_DIR / e.file).exists()] for name, entries in NAVIGATION.items()}
-    return {name: entries for name, entries in sections.items() if entries}
-
-
 # ----------------------------------------------------------------------------- errors
 
 
@@ -69,6 +66,11 @@ def user_errors() -> Iterator[None]:
         yield
     except LawExplorerError as exc:
         st.error(str(exc), icon=":material/error:")
+    except Exception as exc:  # a bug, not the user's fault: one line here, the traceback in the server log
+        if os.environ.get("LAW_EXPLORER_DEBUG"):
+            raise
+        _LOG.exception("unexpected error in a page")
+        st.error(f"Internal error ({type(exc).__name__}: {exc}). The server log has the details.", icon=":material/bug_report:")
 
 
 def ensure_app_navigation() -> None:
@@ -99,8 +101,6 @@ def run(render: Callable[[], None]) -> None:
 
 def study_names() -> list[str]:
     """Bundled and stored study names, the bundled default first."""
-    from engine.study import list_studies
-
     return list(dict.fromkeys([DEFAULT_STUDY, *(entry["name"] for entry in list_studies())]))
 
 
@@ -141,8 +141,6 @@ def study_picker() -> None:
 
 def current_study() -> Any:
     """The chosen study (bundled or stored); an unknown name falls back to the bundled one with a warning."""
-    from engine.study import load_study
-
     name = current_study_name()
     if name != DEFAULT_STUDY and name not in study_names():
         st.warning(f"There is no study named '{name}'; showing {DEFAULT_STUDY}.")
@@ -153,8 +151,6 @@ def current_study() -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _law_report(content_hash: str, _study: Any) -> Any:
-    from engine.law import fit_study
-
     return fit_study(_study)
 
 
@@ -165,29 +161,33 @@ def law_report(study: Any) -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _policy(content_hash: str, variant: str, trials: int, seed: int, top: int, _study: Any) -> Any:
-    from engine.policy import simulate
-
     return simulate(_study, None, budget=2, trials=trials, seed=seed, top=top, variant=variant)
 
 
 def policy_results(study: Any, trials: int, seed: int, top: int) -> dict[str, Any]:
     """``engine.policy.simulate`` over all benchmarks for each variant, cached on the study's content hash."""
-    from engine.policy import VARIANTS
-
     return {v: _policy(study.content_hash(), v, int(trials), int(seed), int(top), study) for v in VARIANTS}
 
 
 def provenance(study: Any, feature_set: str = "", **extra: Any) -> export.Provenance:
     """What an export of this page records: the study, its content hash, the fit."""
-    from engine import law
-
     return export.Provenance(
         study=study.name,
         study_hash=study.content_hash(),
         feature_set=feature_set,
-        law_version=str(getattr(law, "LAW_VERSION", DEFAULT_LAW_VERSION)),
+        law_version=law.LAW_VERSION,
         extra={k: str(v) for k, v in extra.items()},
     )
+
+
+def url_selectbox(label: str, options: list[str], key: str, param: str, **kwargs: Any) -> str:
+    """A selectbox mirrored in the URL query parameter ``param`` (deep links such as ``/law?benchmark=mme``)."""
+    if st.session_state.get(key) not in options:
+        wanted = st.query_params.get(param, options[0])
+        st.session_state[key] = wanted if wanted in options else options[0]
+    choice = st.selectbox(label, options, key=key, **kwargs)
+    st.query_params[param] = choice
+    return choice
 
 
 # ----------------------------------------------------------------------------- exports

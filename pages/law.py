@@ -18,17 +18,6 @@ def _label(name: str) -> str:
     return "All benchmarks" if name == ALL else label(name)
 
 
-def _pick_benchmark(benchmarks: list[str]) -> str:
-    """Selectbox synced with ``?benchmark=`` so a deep link like ``/law?benchmark=mme`` opens that benchmark."""
-    options = [ALL, *benchmarks]
-    if st.session_state.get("law_benchmark") not in options:
-        wanted = st.query_params.get("benchmark", ALL)
-        st.session_state["law_benchmark"] = wanted if wanted in options else ALL
-    choice = st.selectbox("Benchmark", options, key="law_benchmark", format_func=_label)
-    st.query_params["benchmark"] = choice
-    return choice
-
-
 def _render_all(study, report, feature_set: str, families) -> None:
     panels = [(label(b), fits[feature_set].predictions, fits[feature_set].r2) for b, fits in report.fits.items()]
     prov = _ui.provenance(study, feature_set, benchmark=ALL)
@@ -92,7 +81,8 @@ def render() -> None:
         report = _ui.law_report(study)
     left, right = st.columns(2)
     with left:
-        benchmark = _pick_benchmark(report.benchmarks)
+        benchmark = _ui.url_selectbox("Benchmark", [ALL, *report.benchmarks], "law_benchmark", "benchmark",
+                                      format_func=_label)
     with right:
         feature_set = st.selectbox("Features", list(FEATURE_SETS), key="law_feature_set",
                                    format_func=tables.feature_set_label, help="Which terms of A and C the fit uses")

@@ -9,6 +9,7 @@ import streamlit as st
 from engine.benchmarks import label
 from engine.plots import policy as plots
 from engine.plots import tables
+from engine.policy import cost_comparison, recommend
 from pages import _ui
 
 ALL = "all"
@@ -20,7 +21,9 @@ def _label(name: str) -> str:
 
 def _controls(study, benchmarks: list[str]) -> dict:
     cols = st.columns(4)
-    benchmark = cols[0].selectbox("Benchmark", [ALL, *benchmarks], key="policy_benchmark", format_func=_label)
+    with cols[0]:
+        benchmark = _ui.url_selectbox("Benchmark", [ALL, *benchmarks], "policy_benchmark", "benchmark",
+                                      format_func=_label)
     top = cols[1].number_input("Top T", min_value=1, max_value=max(1, len(study.setting_names) - 1), value=3,
                                key="policy_top", help="Success: the best setting is among the T ranked highest")
     trials = cols[2].number_input("Trials", min_value=10, max_value=5000, value=200, step=50, key="policy_trials",
@@ -49,8 +52,6 @@ def _render_curves(study, results: dict, ctl: dict) -> None:
 
 
 def _render_recommender(study, benchmark: str, top: int) -> None:
-    from engine.policy import recommend
-
     st.subheader("What should I finetune next?")
     if benchmark == ALL:
         st.info("Pick one benchmark above to get a recommendation.")
@@ -84,8 +85,6 @@ def _render_recommender(study, benchmark: str, top: int) -> None:
 
 
 def _render_cost(study) -> None:
-    from engine.policy import cost_comparison
-
     st.subheader("What does it cost?")
     n = len(study.setting_names)
     cols = st.columns(7)

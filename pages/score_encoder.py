@@ -12,6 +12,7 @@ from pages import _ui
 
 MEASURE, MANUAL = "Measure with background jobs", "Enter A and C by hand"
 LAUNCHED_KEY = "score_launched"
+STARTED_KEY = "score_started_jobs"
 RESTARTABLE = ("missing", "failed", "cancelled", "interrupted")
 STATE_ICONS = {"stored": ":material/inventory_2:", "done": ":material/check_circle:", "running": ":material/sync:",
                "queued": ":material/schedule:", "waiting": ":material/hourglass_empty:",
@@ -65,7 +66,7 @@ def _show_steps(states: list[pipeline.StepStatus]) -> None:
             st.progress(s.fraction, text=s.progress[2] or s.state)
         if s.error:
             st.error(s.error, icon=":material/error:")
-        elif s.note and s.state not in ("stored", "done"):
+        elif s.note and s.state in ("missing", "waiting", "unavailable", "not needed"):
             st.caption(s.note)
 
 
@@ -99,9 +100,10 @@ def _render_measure(study_name: str) -> tuple[pipeline.Plan, float | None, float
     if to_start and st.button(f"Launch {len(to_start)} missing job(s)", key="score_launch", type="primary",
                               icon=":material/play_arrow:", help="Runs in background workers; see also the Jobs page"):
         st.session_state[LAUNCHED_KEY] = plan.args
-        ids = pipeline.launch(plan)
-        st.toast(f"Started {len(ids)} job(s): {', '.join(ids)}")
-        states = pipeline.status(plan)
+        st.session_state[STARTED_KEY] = pipeline.launch(plan)
+        st.rerun()  # redraw without the button; the live view below follows the jobs
+    if launched and st.session_state.get(STARTED_KEY):
+        st.caption(f"Background jobs: {', '.join(st.session_state[STARTED_KEY])} (also on the Jobs page).")
     if plan.A is not None and plan.C is not None:
         st.success("A and C are both stored: nothing to run.", icon=":material/inventory_2:")
     if _polling(plan, states):

@@ -10,6 +10,8 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# Pages show unexpected exceptions as one st.error line; in tests they must surface as failures.
+os.environ["LAW_EXPLORER_DEBUG"] = "1"
 _SESSION_HOME = tempfile.mkdtemp(prefix="law-explorer-test-")
 os.environ["LAW_EXPLORER_HOME"] = _SESSION_HOME
 os.environ.pop("LAW_EXPLORER_DB", None)
@@ -33,3 +35,14 @@ def reference_dir() -> Path:
     if not (REFERENCE_DIR / "law_v3_paper_tables.csv").exists():
         pytest.skip("../shared/reference is not present")
     return REFERENCE_DIR
+
+
+@pytest.fixture
+def jobs_home(isolated_home) -> Path:
+    """An isolated state folder whose background job workers are cancelled after the test, even on failure."""
+    yield isolated_home
+    from engine import jobs
+
+    for record in jobs.list_jobs():
+        if record.status in jobs.ACTIVE:
+            jobs.cancel(record.id, wait_s=5)

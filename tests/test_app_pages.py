@@ -238,3 +238,9 @@ def test_export_button_bytes_carry_the_page_provenance():
     svg = _ui._static_bytes(fig.to_json(), "svg", prov_json)
     ET.fromstring(svg)
     assert read_provenance(svg, "svg")["study_hash"] == study.content_hash()
+
+
+def test_policy_page_deep_link_selects_the_benchmark():
+    at = _run("pages/policy.py", benchmark="seed_image")
+    assert at.selectbox(key="policy_benchmark").value == "seed_image"
+    assert at.multiselect(key="policy_finetuned_seed_image") is not None

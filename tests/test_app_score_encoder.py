@@ -14,11 +14,8 @@ PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "score_encoder.py"
 
 
 @pytest.fixture(autouse=True)
-def _stop_workers_left_running(isolated_home):
-    yield
-    for record in jobs.list_jobs():
-        if record.status in jobs.ACTIVE:
-            jobs.cancel(record.id, wait_s=5)
+def _stop_workers_left_running(jobs_home):
+    """A failing test must not leave workers running on the shared machine."""
 
 
 def _page() -> AppTest:

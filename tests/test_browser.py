@@ -28,7 +28,7 @@ TIMEOUT_MS = 90_000
 
 def _expected_nav() -> dict[str, str]:
     """url path -> sidebar title of every page app.py shows, in sidebar order."""
-    return {e.url: e.title for entries in _ui.existing_pages().values() for e in entries}
+    return {e.url: e.title for entries in _ui.NAVIGATION.values() for e in entries}
 
 
 def _sidebar_titles(page) -> list[str]:

@@ -21,12 +21,8 @@ DEMO = demo.TARGET
 
 
 @pytest.fixture(autouse=True)
-def _stop_workers_left_running(isolated_home):
-    """A failing test must not leave demo workers running on the shared machine."""
-    yield
-    for record in jobs.list_jobs():
-        if record.status in jobs.ACTIVE:
-            jobs.cancel(record.id, wait_s=5)
+def _stop_workers_left_running(jobs_home):
+    """A failing test must not leave workers running on the shared machine."""
 
 
 def _poll(predicate, timeout: float = 60.0, every: float = 0.05):

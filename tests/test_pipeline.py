@@ -18,11 +18,8 @@ ENCODER = "pixels-8"  # offline, no weights: a C job on a few builtin pairs take
 
 
 @pytest.fixture(autouse=True)
-def _stop_workers_left_running(isolated_home):
-    yield
-    for record in jobs.list_jobs():
-        if record.status in jobs.ACTIVE:
-            jobs.cancel(record.id, wait_s=5)
+def _stop_workers_left_running(jobs_home):
+    """A failing test must not leave workers running on the shared machine."""
 
 
 def _states(p: pipeline.Plan) -> dict[str, str]:

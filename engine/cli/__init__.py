@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - last resort: one line, traceback only on request
+    except Exception as exc:  # last resort: one line, the traceback only on request
         if os.environ.get("LAW_EXPLORER_DEBUG"):
             traceback.print_exc()
         print(f"error: internal error ({type(exc).__name__}: {exc}); set LAW_EXPLORER_DEBUG=1 for details", file=sys.stderr)

@@ -27,7 +27,7 @@ def candidate_scatter(settings: pd.DataFrame, setting: str, A: float, C: float, 
         ))
     label = f"{setting} [{scale}-scale]"
     fig.add_trace(go.Scatter(
-        x=[A], y=[C], mode="markers+text", name=label, text=[label], textposition="bottom center",
+        x=[A], y=[C], mode="markers", name=label, text=[label],
         marker={"size": 18, "symbol": "star", "color": CANDIDATE_COLOR, "line": {"width": 1, "color": "black"}},
         hovertemplate="%{text}<br>A=%{x:.3f}<br>C=%{y:.2f}<extra></extra>",
     ))

@@ -102,7 +102,9 @@ def detect_format(frame: pd.DataFrame, label: str = "file") -> str:
 
 def _read_csv(text: str, label: str) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        # '#' lines are the provenance header that Law Explorer's own CSV exports carry.
+        body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        frame = pd.read_csv(io.StringIO(body), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError) as exc:
         raise InputError(f"{label}: not a readable CSV ({str(exc).splitlines()[0]})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
