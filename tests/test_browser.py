@@ -84,6 +84,7 @@ def _check_page(page, url_path: str, expected_nav: dict[str, str]) -> None:
     if heading:
         page.get_by_role("heading", name=heading).first.wait_for(timeout=TIMEOUT_MS)
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator('[data-testid="stException"]').first.inner_text()
+    assert page.get_by_text("Page not found").count() == 0, f"'Page not found' shown for /{url_path}"
 
 
 def test_every_page_by_deep_link_and_by_sidebar(tmp_path):
@@ -99,7 +100,8 @@ def test_every_page_by_deep_link_and_by_sidebar(tmp_path):
             # theirs are absent): the legacy pages/ mode must not take over
             first = next((p for p in expected_nav if p not in OWN_PAGES), "law")
             for url_path in [first, *[p for p in expected_nav if p != first]]:
-                page.goto(f"{base}/{url_path}")
+                # the default page lives at the root URL (Streamlit gives the default page no path of its own)
+                page.goto(base if url_path == "overview" else f"{base}/{url_path}")
                 _check_page(page, url_path, expected_nav)
                 _screenshot(page, f"deeplink-{url_path}")
             page.goto(base)
