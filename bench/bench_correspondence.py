@@ -27,6 +27,7 @@ def main() -> int:
     parser.add_argument("--categories", type=int, default=18)
     parser.add_argument("--images-per-category", type=int, default=100)
     parser.add_argument("--pairs", type=int, default=12_234)
+    parser.add_argument("--workers", type=int, default=None, help="decode threads beside the forward (default: 1; 0: none)")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-corr-"))
@@ -51,8 +52,8 @@ def main() -> int:
     t_parse = time.perf_counter() - t0
     unique = len({p.src_id for p in pairs} | {p.trg_id for p in pairs})
 
-    cold = evaluate(spec, args.encoder, record=False)
-    warm = evaluate(spec, args.encoder, record=False)
+    cold = evaluate(spec, args.encoder, record=False, workers=args.workers)
+    warm = evaluate(spec, args.encoder, record=False, workers=args.workers)
 
     encoder = resolve_encoder(args.encoder)
     protocol = get_protocol("default")
@@ -72,6 +73,7 @@ def main() -> int:
     }
     report = {
         "encoder": args.encoder,
+        "decode_workers": provider.workers if args.workers is None else args.workers,
         "torch_threads": torch.get_num_threads(),
         "pairs": len(pairs),
         "unique_images": unique,
@@ -86,9 +88,11 @@ def main() -> int:
         "checks": checks,
     }
     lines = [
-        f"correspondence bench: {len(pairs)} pairs over {unique} images, encoder {args.encoder}, {torch.get_num_threads()} torch threads",
+        f"correspondence bench: {len(pairs)} pairs over {unique} images, encoder {args.encoder}, {torch.get_num_threads()} torch threads,"
+        f" {report['decode_workers']} decode threads",
         f"  dataset write {t_write:.1f} s, annotation parse {t_parse:.1f} s",
-        f"  cold run   {cold['stats']['seconds']:.1f} s ({cold['stats']['images_encoded']} images encoded in {cold['stats']['forwards']} forwards)",
+        f"  cold run   {cold['stats']['seconds']:.1f} s ({cold['stats']['images_encoded']} images encoded in {cold['stats']['forwards']} forwards,"
+        f" encoding {cold['stats']['encode_seconds']:.1f} s)",
         f"  cached run {warm['stats']['seconds']:.1f} s ({warm['stats']['cache_hits']} cache hits, {warm['stats']['images_encoded']} encoded)"
         f" -> {report['speedup_cached_vs_cold']}x faster",
         f"  cached features load {t_load:.1f} s; matching all pairs {t_match:.1f} s",

@@ -1,9 +1,12 @@
 """GPU check: a real-size encoder (CLIP ViT-L/14 @336 architecture, random init) end to end through C evaluation.
 
-Runs ``engine.correspondence.evaluate`` on a synthetic SPair-layout set on the chosen device, cold then cached,
-and prints images/s of the cold run (decode + preprocess + forward + cache write) and of the forward alone.
+Runs ``engine.correspondence.evaluate`` on a synthetic SPair-layout set on the chosen device and reports images/s of
+the forward alone (fp32, tf32, bf16), of the cold evaluation end to end (decode + preprocess + forward + cache write
++ matching; fp32 and bf16, each with its own cache keys; optionally with no decode threads), and the cached re-run.
 Random weights: this times the path, it is not a C score.
 Usage: python bench/bench_gpu_correspondence.py [--device cuda] [--images-per-category 100] [--pairs 12234]
+CPU smoke run: python bench/bench_gpu_correspondence.py --device cpu --model tiny --categories 2
+    --images-per-category 4 --pairs 12 --batch-size 4
 """
 
 from __future__ import annotations
@@ -28,15 +31,52 @@ CLIP_L14_336 = {
     "patch_size": 14,
     "image_size": 336,
 }
+TINY = {**CLIP_L14_336, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128}
+MODELS = {"clip-l14-336": CLIP_L14_336, "tiny": TINY}
+
+
+def forward_images_per_s(encoder, pixels, device: str, precision: str, reps: int) -> float:
+    import torch
+
+    from engine.correspondence.prefetch import forward_precision
+
+    with forward_precision(precision, device):
+        encoder.encode(pixels)  # warm-up
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            encoder.encode(pixels)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    return reps * pixels.shape[0] / (time.perf_counter() - t0)
+
+
+def end_to_end(result: dict) -> dict:
+    stats = result["stats"]
+    return {
+        "pairs": stats["pairs"],
+        "images": stats["images"],
+        "seconds": round(stats["seconds"], 2),
+        "encode_seconds": round(stats["encode_seconds"], 2),
+        "match_seconds": round(stats["seconds"] - stats["encode_seconds"], 2),
+        "images_encoded": stats["images_encoded"],
+        "images_per_s": round(stats["images"] / stats["seconds"], 1),
+        "pck_per_image_0.1": round(result["pck"]["per_image"]["0.1"], 4),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--model", choices=sorted(MODELS), default="clip-l14-336")
     parser.add_argument("--categories", type=int, default=18)
     parser.add_argument("--images-per-category", type=int, default=100)
     parser.add_argument("--pairs", type=int, default=12_234)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None, help="decode threads (default: engine's choice)")
+    parser.add_argument("--reps", type=int, default=5, help="forward-only repetitions")
+    parser.add_argument("--sequential", action="store_true", help="also time a cold fp32 run with no decode threads")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "gpu-correspondence.json"))
     args = parser.parse_args()
 
@@ -45,52 +85,57 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
+    from engine.correspondence import cache
     from engine.correspondence.evaluate import evaluate
+    from engine.correspondence.prefetch import default_workers
     from engine.correspondence.synthetic import write_synthetic_spair
     from engine.encoders.preprocess import prepare
     from engine.encoders.registry import EncoderSpec, build_encoder, register_encoder
 
+    name = f"{args.model}-random"
     register_encoder(EncoderSpec(
-        name="clip-l14-336-random", family="hf-transformers", pretrained=False, source="random:clip-l14-336",
-        description="CLIP ViT-L/14 @336 architecture, random weights (timing only)",
-        params={"config": CLIP_L14_336, "seed": 0},
-    ))
+        name=name, family="hf-transformers", pretrained=False, source=f"random:{args.model}",
+        description=f"{args.model} architecture, random weights (timing only)",
+        params={"config": MODELS[args.model], "seed": 0},
+    ))  # fmt: skip
     root = write_synthetic_spair(scratch / "SPair-71k", args.categories, args.images_per_category, args.pairs)
     spec = f"spair:{root}"
 
-    encoder = build_encoder("clip-l14-336-random", device=args.device)
+    encoder = build_encoder(name, device=args.device)
     images = [torch.randint(0, 255, (336, 336, 3), dtype=torch.uint8).numpy() for _ in range(args.batch_size)]
     pixels, _ = prepare(images, encoder.preprocessing)
-    encoder.encode(pixels)  # warm-up
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    reps = 5
-    for _ in range(reps):
-        feats = encoder.encode(pixels).features
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    forward_ips = reps * args.batch_size / (time.perf_counter() - t0)
+    grid = encoder.encode(pixels).features.shape[-2:]
+    forward = {p: round(forward_images_per_s(encoder, pixels, args.device, p, args.reps), 1) for p in ("fp32", "tf32", "bf16")}
 
-    cold = evaluate(spec, "clip-l14-336-random", record=False, device=args.device, batch_size=args.batch_size)
-    warm = evaluate(spec, "clip-l14-336-random", record=False, device=args.device, batch_size=args.batch_size)
+    common = {"record": False, "device": args.device, "batch_size": args.batch_size, "workers": args.workers}
+    runs = {}
+    if args.sequential:
+        runs["cold_fp32_no_decode_threads"] = end_to_end(evaluate(spec, encoder, **{**common, "workers": 0}))
+        cache.enforce_limit(limit_bytes=0)
+    runs["cold_fp32"] = end_to_end(evaluate(spec, encoder, **common))
+    runs["cached_fp32"] = end_to_end(evaluate(spec, encoder, **common))
+    runs["cold_bf16"] = end_to_end(evaluate(spec, encoder, precision="bf16", **common))
+    cuda = torch.cuda.is_available() and args.device.startswith("cuda")
     report = {
         "device": args.device,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "torch": torch.__version__,
-        "encoder": "CLIP ViT-L/14 @336 (random init), grid " + "x".join(map(str, feats.shape[-2:])),
-        "forward_only_images_per_s": round(forward_ips, 1),
-        "pairs": cold["stats"]["pairs"],
-        "images_encoded": cold["stats"]["images_encoded"],
-        "cold_seconds": round(cold["stats"]["seconds"], 2),
-        "cold_images_per_s": round(cold["stats"]["images_encoded"] / cold["stats"]["seconds"], 1),
-        "cached_seconds": round(warm["stats"]["seconds"], 2),
-        "cached_images_encoded": warm["stats"]["images_encoded"],
-        "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(),
+        "decode_workers": default_workers(args.device) if args.workers is None else args.workers,
+        "encoder": f"{args.model} (random init), grid " + "x".join(map(str, grid)),
+        "batch_size": args.batch_size,
+        "forward_only_images_per_s": forward,
+        "pairs": runs["cold_fp32"]["pairs"],
+        "images": runs["cold_fp32"]["images"],
+        "end_to_end": runs,
+        "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
     }
     print(json.dumps(report, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -131,7 +132,7 @@ class TokenCache:
                 toks = self.encoder.tokens(pixels).float().cpu()
             for j, i in enumerate(idx):
                 tensor = toks[j].clone().contiguous()
-                tmp = self._file(hashes[i]).with_suffix(f".tmp{j}")
+                tmp = self._file(hashes[i]).with_suffix(f".tmp{os.getpid()}-{j}")  # ranks may write the same image
                 save_file({"tokens": tensor}, str(tmp))
                 tmp.replace(self._file(hashes[i]))
                 result[i] = tensor

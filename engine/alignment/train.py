@@ -4,13 +4,17 @@ Recipe (LLaVA-1.5 stage 1, paper defaults): AdamW, lr 1e-3, linear warmup over 3
 cosine decay to 0, global batch 256 reached by gradient accumulation, 1 epoch, no weight decay.
 The batch loss is the pooled mean over all caption tokens of the global batch (each micro-batch's
 summed log-likelihood is divided by the global batch's token count, so accumulation is exact).
-bf16 autocast on CUDA, float32 on CPU. Checkpoints (projector, optimizer, scheduler, torch RNG,
-step, per-epoch data-order seed, loss history) go to the run folder every ``checkpoint_every``
-steps and on cancel; a restarted job continues from the last one and ends at the same step count.
+Runs under ``accelerate`` (bf16 autocast on CUDA, float32 on CPU); with ``num_processes > 1`` or
+under ``torchrun`` / ``accelerate launch`` each rank trains on a strided shard of every global batch
+(DDP), and only the main rank writes files. Optional gradient checkpointing of the frozen LLM.
+Checkpoints (projector, optimizer, scheduler, torch RNG, step, per-epoch data-order seed, loss
+history) go to the run folder every ``checkpoint_every`` steps and on cancel; a restarted job
+continues from the last one (with any process count) and ends at the same step count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -18,7 +22,7 @@ from pathlib import Path
 import torch
 
 from engine import config
-from engine.alignment import records
+from engine.alignment import distributed, records
 from engine.alignment.data import load_pairs
 from engine.alignment.features import TokenCache, build_encoder
 from engine.alignment.llm import caption_ids, llm_fingerprint, load_llm, prefix_ids
@@ -32,8 +36,10 @@ CODE_VERSION = "align-train-1"
 DEFAULTS = {
     "lr": 1e-3, "batch_size": 256, "micro_batch_size": 16, "epochs": 1, "max_steps": None, "warmup_ratio": 0.03,
     "weight_decay": 0.0, "checkpoint_every": 50, "seed": 0, "projector_type": "mlp2x_gelu", "max_samples": None,
-    "threads": None, "device": "auto", "max_caption_tokens": 256,
+    "threads": None, "device": "auto", "max_caption_tokens": 256, "num_processes": 1, "gradient_checkpointing": False,
 }
+# Execution settings that do not change the recipe: a checkpoint resumes under any of their values.
+EXECUTION_KEYS = ("run_dir", "checkpoint_every", "threads", "num_processes", "gradient_checkpointing", "fresh")
 # The demo LM is tiny: one CPU thread beats two (thread sync dominates, worse on a shared machine).
 DEMO_OVERRIDES = {"lr": 3e-3, "batch_size": 16, "micro_batch_size": 16, "epochs": 2, "checkpoint_every": 10, "threads": 1}
 DEMO_ENCODERS = ("efficientnet-lite0", "pixels-8", "alignment-pixel-patches")
@@ -64,7 +70,7 @@ def resolve_params(params: dict) -> dict:
     missing = [k for k in ("encoder", "llm", "data", "images") if not p.get(k)]
     if missing:
         raise InputError(f"projector training needs {', '.join('--' + m for m in missing)} (or --demo)")
-    for key in ("batch_size", "micro_batch_size", "epochs", "checkpoint_every"):
+    for key in ("batch_size", "micro_batch_size", "epochs", "checkpoint_every", "num_processes"):
         if int(p[key]) < 1:
             raise InputError(f"{key} must be at least 1")
     return p
@@ -83,28 +89,76 @@ def _order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 def run_job(params: dict, ctx) -> dict:
-    """Train (or resume training) a stage-1 projector; returns loss_first/last, steps, checkpoint path."""
-    p = resolve_params(params)
+    """Train (or resume training) a stage-1 projector; returns loss_first/last, steps, checkpoint path.
+
+    ``num_processes > 1`` (outside an existing launch) starts that many data-parallel ranks through
+    ``torch.distributed.run`` and relays their progress; under ``accelerate launch`` / ``torchrun``
+    each rank runs the loop itself and only the main rank stores the projector.
+    """
+    launched = distributed.world_size_from_env() > 1
+    accelerator = distributed.make_accelerator(params.get("device") or DEFAULTS["device"]) if launched else None
+    with accelerator.main_process_first() if launched else contextlib.nullcontext():  # demo data is built once
+        p = resolve_params(params)
     threads = torch.get_num_threads()
     if p["threads"]:
         torch.set_num_threads(int(p["threads"]))
     try:
-        return _train(p, ctx)
+        if int(p["num_processes"]) > 1 and not launched:
+            gpus = torch.cuda.device_count() if distributed.wants_cuda(p["device"]) else 0
+            if 0 < gpus < int(p["num_processes"]):
+                raise InputError(f"num_processes {p['num_processes']} exceeds the {gpus} visible GPU(s); use at most {gpus} or --device cpu")
+            p["run_dir"] = str(p.get("run_dir") or ctx.work_dir)
+            if p.pop("fresh", False):
+                (Path(p["run_dir"]) / "checkpoint.pt").unlink(missing_ok=True)
+            result = distributed.launch({**params, **p, "fresh": False}, ctx, int(p["num_processes"]))
+            return finalize(p, result)
+        accelerator = accelerator or distributed.make_accelerator(p["device"])
+        result = run_loop(p, ctx, accelerator)
+        if not accelerator.is_main_process:
+            return {**result, "checkpoint": None}
+        return finalize(p, result)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(p: dict, ctx) -> dict:
+def _enable_gradient_checkpointing(llm) -> None:
+    """Checkpoint the frozen LLM's layers without putting it in train mode (dropout stays off).
+
+    HF layers checkpoint only when ``self.training``; the flag is set on the checkpointing layers
+    alone (``Module.training = True`` does not recurse), so their attention/MLP submodules stay in eval.
+    """
+    if not getattr(llm, "supports_gradient_checkpointing", False):
+        raise InputError(f"{type(llm).__name__} does not support gradient checkpointing")
+    if hasattr(llm, "activation_checkpointing_enable"):  # transformers >= 5 name
+        llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    llm.config.use_cache = False  # no KV cache is needed for a loss, and HF warns about it under checkpointing
+    for module in llm.modules():
+        if getattr(module, "gradient_checkpointing", False) is True:
+            module.training = True
+
+
+def run_loop(params: dict, ctx, accelerator) -> dict:
+    """The training loop of one process (one rank of a data-parallel group); writes checkpoints on the main rank."""
+    p = resolve_params(params)
     work = Path(p.get("run_dir") or ctx.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
+    if main:
+        work.mkdir(parents=True, exist_ok=True)
+        if p.get("fresh"):
+            (work / "checkpoint.pt").unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
     pairs = load_pairs(p["data"], p["images"])
     if p["max_samples"]:
         pairs = pairs[: int(p["max_samples"])]
-    device = "cuda" if torch.cuda.is_available() and p["device"] in ("auto", "cuda") else "cpu"
-    use_bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    ctx.log(f"loading LLM {p['llm']} and encoder {p['encoder']} on {device}")
+    device = accelerator.device
+    use_bf16 = accelerator.mixed_precision == "bf16"
+    ctx.log(f"loading LLM {p['llm']} and encoder {p['encoder']} on {device} ({world} process(es), precision {accelerator.mixed_precision})")
     llm, tokenizer = load_llm(p["llm"], device=device, dtype=torch.bfloat16 if use_bf16 else torch.float32)
-    encoder = build_encoder(p["encoder"], device=device)
+    if p["gradient_checkpointing"]:
+        _enable_gradient_checkpointing(llm)
+    encoder = build_encoder(p["encoder"], device=str(device))
     cache = TokenCache(encoder, batch_size=int(p["micro_batch_size"]))
     hidden = int(llm.get_input_embeddings().weight.shape[1])
 
@@ -119,7 +173,7 @@ def _train(p: dict, ctx) -> dict:
         total = min(total, int(p["max_steps"]))
     warmup = max(1, math.ceil(float(p["warmup_ratio"]) * total)) if float(p["warmup_ratio"]) > 0 else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
-    recipe_key = hash_obj([CODE_VERSION, {k: v for k, v in p.items() if k not in ("run_dir", "checkpoint_every", "threads")}, n])
+    recipe_key = hash_obj([CODE_VERSION, {k: v for k, v in p.items() if k not in EXECUTION_KEYS}, n])
 
     ckpt_path = work / "checkpoint.pt"
     step, losses = 0, []
@@ -133,15 +187,19 @@ def _train(p: dict, ctx) -> dict:
         torch.set_rng_state(state["rng"])
         step, losses = int(state["step"]), list(state["losses"])
         ctx.log(f"resumed from step {step}")
+    # Single process: the projector comes back as is. Several: DDP, which averages gradients over ranks.
+    model = accelerator.prepare_model(projector, device_placement=True)
 
     def save_checkpoint() -> None:
-        tmp = work / "checkpoint.tmp"
-        torch.save({
-            "recipe_key": recipe_key, "projector": projector.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "step": step, "losses": losses,
-            "order_seed": int(p["seed"]), "steps_per_epoch": steps_per_epoch,
-        }, tmp)
-        tmp.replace(ckpt_path)
+        if main:
+            tmp = work / "checkpoint.tmp"
+            torch.save({
+                "recipe_key": recipe_key, "projector": projector.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "step": step, "losses": losses,
+                "order_seed": int(p["seed"]), "steps_per_epoch": steps_per_epoch, "num_processes": world,
+            }, tmp)
+            tmp.replace(ckpt_path)
+        accelerator.wait_for_everyone()
 
     prefix = prefix_ids(tokenizer)
     cap_ids = [caption_ids(tokenizer, pair.caption)[: int(p["max_caption_tokens"])] for pair in pairs]
@@ -159,17 +217,29 @@ def _train(p: dict, ctx) -> dict:
         order = _order(n, int(p["seed"]), epoch)
         batch_idx = order[within * batch : (within + 1) * batch]
         n_tokens = sum(len(cap_ids[i]) for i in batch_idx)
+        local_idx = distributed.shard(batch_idx, rank, world)
+        starts = list(range(0, len(local_idx), micro))
         optimizer.zero_grad(set_to_none=True)
-        batch_loss = 0.0
-        for start in range(0, len(batch_idx), micro):
-            idx = batch_idx[start : start + micro]
+        batch_loss, stop = 0.0, False
+        for k, start in enumerate(starts):
+            idx = local_idx[start : start + micro]
             feats = cache.tokens([pairs[i].image for i in idx], [image_hash(i) for i in idx]).to(device)
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=use_bf16):
-                inputs, mask, labels = build_inputs(llm, prefix, projector(feats), [cap_ids[i] for i in idx])
-                picked, _ = caption_logprobs(llm, inputs, mask, labels, len(prefix) + feats.shape[1])
-            loss = -picked.sum() / n_tokens
-            loss.backward()
+            sync = contextlib.nullcontext() if world == 1 or k == len(starts) - 1 else accelerator.no_sync(model)
+            with sync:
+                with accelerator.autocast():
+                    inputs, mask, labels = build_inputs(llm, prefix, model(feats), [cap_ids[i] for i in idx])
+                    picked, _ = caption_logprobs(llm, inputs, mask, labels, len(prefix) + feats.shape[1])
+                loss = -picked.sum() / n_tokens
+                # DDP averages gradients over ranks; each rank's loss is its share of the global sum.
+                (loss * world if world > 1 else loss).backward()
             batch_loss += float(loss.detach())
+        if world > 1:
+            if not starts:  # an empty shard (batch smaller than the world) still joins the gradient all-reduce
+                (model(torch.zeros(1, 1, encoder.embed_dim, device=device)).sum() * 0.0).backward()
+            # One all-reduce per step: the global loss and the main rank's view of a cancel request.
+            flag = 1.0 if main and ctx.cancelled() else 0.0
+            summed = accelerator.reduce(torch.tensor([batch_loss, flag], device=device, dtype=torch.float64), "sum").tolist()
+            batch_loss, stop = summed[0], summed[1] > 0
         optimizer.step()
         scheduler.step()
         step += 1
@@ -179,33 +249,43 @@ def _train(p: dict, ctx) -> dict:
         ctx.progress(step, total, f"step {step}/{total} loss {batch_loss:.4f}")
         if step % int(p["checkpoint_every"]) == 0 or step == total:
             save_checkpoint()
-        if ctx.cancelled():
+        if stop if world > 1 else ctx.cancelled():
             save_checkpoint()
             ctx.check_cancelled()
     elapsed = time.perf_counter() - started
-
-    out = save_projector(projector, work / "projector.safetensors")
-    sha = hash_file(out)
-    final = config.subdir("projectors") / f"{sha}.safetensors"
-    if not final.exists():
-        final.write_bytes(out.read_bytes())
-    records.record_projector(p["encoder"], p["llm"], encoder.embed_dim, hidden, str(final), "trained" + (" (demo)" if p.get("demo") else ""), sha)
+    if main:
+        save_projector(projector, work / "projector.safetensors")
+    accelerator.wait_for_everyone()
     return {
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
         "steps": step,
         "total_steps": total,
         "losses": losses,
-        "checkpoint": str(final),
         "run_dir": str(work),
-        "projector_sha": sha,
         "encoder": p["encoder"],
         "encoder_hash": encoder.weights_hash(),
+        "in_dim": int(encoder.embed_dim),
+        "hidden": hidden,
         "llm": p["llm"],
-        "llm_hash": llm_fingerprint(p["llm"]),
         "n_pairs": n,
+        "num_processes": world,
+        "mixed_precision": accelerator.mixed_precision,
+        "gradient_checkpointing": bool(p["gradient_checkpointing"]),
         "samples_per_s": samples / elapsed if elapsed > 0 and samples else None,
         "feature_cache": {"hits": cache.hits, "misses": cache.misses},
         "demo": bool(p.get("demo")),
         "note": "smoke-scale demo run, not a result" if p.get("demo") else "",
     }
+
+
+def finalize(p: dict, result: dict) -> dict:
+    """Store the run folder's projector under ``<home>/projectors/<sha>`` and record it (main process only)."""
+    out = Path(result["run_dir"]) / "projector.safetensors"
+    sha = hash_file(out)
+    final = config.subdir("projectors") / f"{sha}.safetensors"
+    if not final.exists():
+        final.write_bytes(out.read_bytes())
+    records.record_projector(p["encoder"], p["llm"], result["in_dim"], result["hidden"], str(final),
+                             "trained" + (" (demo)" if p.get("demo") else ""), sha)
+    return {**result, "checkpoint": str(final), "projector_sha": sha, "llm_hash": llm_fingerprint(p["llm"])}

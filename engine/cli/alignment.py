@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -46,6 +47,7 @@ def _score(args: argparse.Namespace) -> Output:
 
 def _train(args: argparse.Namespace) -> Output:
     from engine.alignment import jobctx
+    from engine.alignment.distributed import rank_from_env, world_size_from_env
     from engine.alignment.train import TARGET
 
     if not args.demo and not all([args.encoder, args.llm, args.data, args.images]):
@@ -53,13 +55,21 @@ def _train(args: argparse.Namespace) -> Output:
     params = {
         "demo": bool(args.demo), "encoder": args.encoder, "llm": args.llm, "data": args.data, "images": args.images,
         "max_steps": args.max_steps, "lr": args.lr, "batch_size": args.batch_size, "micro_batch_size": args.micro_batch_size,
-        "epochs": args.epochs, "checkpoint_every": args.checkpoint_every, "seed": args.seed,
+        "epochs": args.epochs, "checkpoint_every": args.checkpoint_every, "seed": args.seed, "device": args.device,
     }
     params = {k: v for k, v in params.items() if v not in (None, False)}
     run_dir = Path(args.run_dir) if args.run_dir else config.subdir("alignment") / "runs" / hash_obj(params)
-    if not args.resume and run_dir.exists() and not args.background:
-        shutil.rmtree(run_dir)
+    launched = world_size_from_env() > 1  # under accelerate launch / torchrun: every rank runs this
+    if not args.resume and not args.background:
+        if launched:
+            params["fresh"] = True  # the main rank drops the old checkpoint; ranks must not race on rmtree
+        elif run_dir.exists():
+            shutil.rmtree(run_dir)
     params["run_dir"] = str(run_dir)
+    if args.num_processes > 1:
+        params["num_processes"] = args.num_processes
+    if args.gradient_checkpointing:
+        params["gradient_checkpointing"] = True
     if args.background:
         job_id = jobctx.submit(TARGET, params, title="train projector" + (" (demo)" if args.demo else ""))
         return Output(data={"job_id": job_id, "run_dir": str(run_dir)}, text=f"submitted job {job_id}")
@@ -69,8 +79,11 @@ def _train(args: argparse.Namespace) -> Output:
     finally:
         if bar is not None:
             bar.close()
+    if rank_from_env() > 0:  # one report per launch: only the main rank prints
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until the process exits
     data = {k: result[k] for k in ("loss_first", "loss_last", "steps", "checkpoint")}
-    data.update(run_dir=result["run_dir"], samples_per_s=result.get("samples_per_s"))
+    data.update(run_dir=result["run_dir"], samples_per_s=result.get("samples_per_s"), num_processes=result.get("num_processes", 1),
+                mixed_precision=result.get("mixed_precision"))
     note = " [smoke-scale demo, not a result]" if result.get("demo") else ""
     return Output(data=data, text=f"{result['steps']} steps, loss {result['loss_first']:.4f} -> {result['loss_last']:.4f}; projector {result['checkpoint']}{note}")
 
@@ -144,6 +157,10 @@ def register(sub) -> None:
     p.add_argument("--run-dir", default=None, help="checkpoint folder (default: derived from the parameters)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--background", action="store_true", help="run as a background job and print its id")
+    p.add_argument("--num-processes", type=int, default=1,
+                   help="data-parallel processes (torch.distributed.run; one per GPU, or gloo on CPU); default 1")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute the frozen LLM's activations (less memory)")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default=None, help="auto: CUDA when available (bf16), else CPU")
 
     p = leaf(group, "loglik", _loglik, "A-v3: mean caption token log-likelihood under the frozen LLM")
     p.add_argument("--demo", action="store_true")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from engine.cli.common import Output, leaf
 from engine.errors import InputError
+from engine.jobs.progress import tqdm_progress
 
 _MAX_PREDICTIONS_BYTES = 512 * 1024 * 1024
 
@@ -19,20 +19,6 @@ def _pck_table(pck: dict) -> pd.DataFrame:
     rows = {"overall (per_image)": pck["per_image"], "overall (per_point)": pck["per_point"]}
     rows.update(pck.get("per_category", {}))
     return (pd.DataFrame(rows).T * 100.0).round(2)
-
-
-def _tqdm_progress():
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, unit="pair", file=sys.stderr, leave=False)
-
-    def update(done: int, total: int, message: str = "") -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    return bar, update
 
 
 def _protocol_arg(value: str) -> str | dict:
@@ -57,14 +43,14 @@ def _evaluate(args: argparse.Namespace) -> Output:
     args.protocol = _protocol_arg(args.protocol)
 
     if args.background:
-        job_id = ev.submit_evaluation(args.dataset, args.encoder, args.protocol, args.split, args.limit)
+        job_id = ev.submit_evaluation(args.dataset, args.encoder, args.protocol, args.split, args.limit,
+                                      device=args.device, precision=args.precision)
         return Output(data={"job_id": job_id, "target": ev.JOB_TARGET}, text=f"submitted job {job_id}")
-    bar, update = _tqdm_progress()
-    try:
+    # the bar shows on a terminal only, so piped stderr keeps the one-line error contract
+    with tqdm_progress("pairs") as update:
         result = ev.evaluate(args.dataset, args.encoder, protocol=args.protocol, split=args.split, limit=args.limit,
-                             progress=update, batch_size=args.batch_size, device=args.device)
-    finally:
-        bar.close()
+                             progress=update, batch_size=args.batch_size, device=args.device,
+                             precision=args.precision, workers=args.workers)
     stats = result["stats"]
     text = (
         f"{result['encoder']['name']} on {result['dataset']['spec']} ({result['dataset']['split']}), protocol "
@@ -168,6 +154,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
+                   help="forward precision (default fp32; tf32 acts on CUDA only; part of the feature-cache key)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="image decode threads beside the forward (default: 1 on CPU, up to 8 on a GPU; 0: none)")
     p.add_argument("--background", action="store_true", help="run as a background job and print its id")
 
     p = leaf(group, "pck", _pck, "PCK of a predictions JSON file")

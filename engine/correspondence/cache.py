@@ -53,18 +53,22 @@ class CacheStats:
     keys_seen: set[str] = field(default_factory=set)
 
 
-def feature_key(encoder_name: str, weights_hash: str, preprocessing: dict, layer: str, image_key: str) -> str:
-    return hash_obj(
-        {
-            "v": CACHE_VERSION,
-            "encoder": encoder_name,
-            "weights": weights_hash,
-            "pre": preprocessing,
-            "layer": layer,
-            "image": image_key,
-        },
-        length=32,
-    )
+def feature_key(
+    encoder_name: str, weights_hash: str, preprocessing: dict, layer: str, image_key: str, precision: str = "fp32"
+) -> str:
+    """Content key of one image's features; ``precision`` other than fp32 (tf32, bf16) keys its own entries, so
+    features computed at different forward precisions never mix (fp32 keys are unchanged from earlier versions)."""
+    parts = {
+        "v": CACHE_VERSION,
+        "encoder": encoder_name,
+        "weights": weights_hash,
+        "pre": preprocessing,
+        "layer": layer,
+        "image": image_key,
+    }
+    if precision != "fp32":
+        parts["precision"] = precision
+    return hash_obj(parts, length=32)
 
 
 def features_folder() -> Path:

@@ -58,15 +58,22 @@ def _grid_map(pair_size: tuple[int, int], feats: cache.CachedFeatures, pre, prot
     return make_grid_map(pair_size, pre, grid, feats.stride, feats.patch_size, protocol.frame)
 
 
+def matching_device(provider: FeatureProvider) -> torch.device:
+    """Where keypoint matching runs: the encoder's CUDA device, else the CPU."""
+    return provider.device if provider.device.type == "cuda" else torch.device("cpu")
+
+
 def predict_pairs(
     pairs: list[Pair], provider: FeatureProvider, protocol: Protocol, cancelled: Callable[[], bool] | None = None
 ) -> list[dict[str, Any]]:
-    """Per-pair records (JSON-ready) with predicted target keypoints in original pixels."""
+    """Per-pair records (JSON-ready) with predicted target keypoints in original pixels (matched on the
+    encoder's device when it is CUDA, on the CPU otherwise)."""
     ids = [p.src_id for p in pairs] + [p.trg_id for p in pairs]
     feats = provider.get(ids, cancelled=cancelled)
     pre = provider.preprocessing
+    device = matching_device(provider)
     with single_torch_thread():
-        unit = {i: provider.unit(i, feats[i]) for i in dict.fromkeys(ids)}
+        unit = {i: provider.unit(i, feats[i], device) for i in dict.fromkeys(ids)}
         src_f = [unit[p.src_id] for p in pairs]
         trg_f = [unit[p.trg_id] for p in pairs]
         src_maps = [_grid_map(p.src_size, feats[p.src_id], pre, protocol) for p in pairs]
@@ -92,20 +99,24 @@ def predict_pairs(
     return records
 
 
-def _eval_key(dataset: Dataset, split: str, limit: int | None, encoder: VisionEncoder, weights: str, protocol: Protocol) -> str:
-    return hash_obj(
-        {
-            "v": CODE_VERSION,
-            "dataset": dataset.key,
-            "split": split,
-            "limit": limit,
-            "encoder": encoder.name,
-            "weights": weights,
-            "layer": str(getattr(encoder, "layer", "default")),
-            "protocol": protocol.hash(),
-            "chunk": CHUNK_PAIRS,
-        }
-    )
+def _eval_key(
+    dataset: Dataset, split: str, limit: int | None, encoder: VisionEncoder, weights: str, protocol: Protocol,
+    precision: str = "fp32",
+) -> str:  # fmt: skip
+    parts = {
+        "v": CODE_VERSION,
+        "dataset": dataset.key,
+        "split": split,
+        "limit": limit,
+        "encoder": encoder.name,
+        "weights": weights,
+        "layer": str(getattr(encoder, "layer", "default")),
+        "protocol": protocol.hash(),
+        "chunk": CHUNK_PAIRS,
+    }
+    if precision != "fp32":  # fp32 result ids are unchanged from earlier versions
+        parts["precision"] = precision
+    return hash_obj(parts)
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
@@ -133,11 +144,17 @@ def evaluate(
     batch_size: int = 16,
     record: bool = True,
     device: str = "cpu",
+    precision: str = "fp32",
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Zero-shot keypoint-transfer PCK of one encoder on one dataset split under one protocol.
 
     Resumable: finished chunks of pairs are checkpointed in ``work_dir`` (default: a folder keyed by every input
-    under ``<home>/correspondence/runs``) and skipped on rerun; features come from the cache. Returns
+    under ``<home>/correspondence/runs``) and skipped on rerun; features come from the cache: the images of every
+    pending chunk are encoded first, in one pipelined pass (``workers`` decode threads, default
+    ``prefetch.default_workers(device)``; 0 decodes in this thread), then the chunks are matched (on ``device``
+    when it is CUDA). ``precision``: fp32 (default), tf32 (CUDA matmuls; fp32 elsewhere) or bf16 (autocast); it
+    is part of the feature-cache key and of the result id. Returns
     ``{"pck", "protocol", "stats", "encoder", "dataset", "result_id"}`` (PCK values are fractions).
     """
     started = time.perf_counter()
@@ -154,20 +171,27 @@ def evaluate(
     if not pairs:
         raise InputError(f"dataset {dataset.name} has no pairs in split {split!r}")
     encoder = resolve_encoder(encoder_name, device)
-    provider = FeatureProvider(encoder, dataset, protocol_preprocessing(encoder, proto), batch_size)
-    key = _eval_key(dataset, split, limit, encoder, provider.weights_hash, proto)
+    provider = FeatureProvider(
+        encoder, dataset, protocol_preprocessing(encoder, proto), batch_size, precision=precision, workers=workers
+    )
+    key = _eval_key(dataset, split, limit, encoder, provider.weights_hash, proto, provider.precision)
     default_dir = work_dir is None
     run_dir = Path(work_dir) if work_dir is not None else config.subdir("correspondence") / "runs" / key
     run_dir.mkdir(parents=True, exist_ok=True)
     chunks = [pairs[i : i + CHUNK_PAIRS] for i in range(0, len(pairs), CHUNK_PAIRS)]
+    paths = [run_dir / f"{key}-chunk{index:05d}.json" for index in range(len(chunks))]
     provider.prefetch([p.src_id for p in pairs] + [p.trg_id for p in pairs])
     all_records: list[dict] = []
     computed = resumed = 0
     if progress is not None:
         progress(0, len(pairs), "starting")
-    for index, chunk in enumerate(chunks):
+    pending = [p for chunk, path in zip(chunks, paths, strict=True) if not path.exists() for p in chunk]
+    if pending:  # encode every missing feature in one pipelined pass (no restart per chunk)
+        report = None if progress is None else (lambda done, total: progress(done, total, f"encoded {done}/{total} images"))
+        provider.ensure_cached([p.src_id for p in pending] + [p.trg_id for p in pending], cancelled, report)
+    encoded_at = time.perf_counter()
+    for chunk, path in zip(chunks, paths, strict=True):
         _check_cancel(cancelled)
-        path = run_dir / f"{key}-chunk{index:05d}.json"
         if path.exists():
             try:
                 chunk_records = json.loads(path.read_text(encoding="utf-8"))
@@ -199,8 +223,16 @@ def evaluate(
             "cache_hits": provider.stats.cache_hits,
             "cache_evicted": evicted,
             "seconds": round(time.perf_counter() - started, 3),
+            "encode_seconds": round(encoded_at - started, 3),  # setup + encoding the missing features
+            "device": str(provider.device),
+            "precision": provider.precision,
         },
-        "encoder": {"name": encoder.name, "weights_hash": provider.weights_hash, "layer": str(getattr(encoder, "layer", "default"))},
+        "encoder": {
+            "name": encoder.name,
+            "weights_hash": provider.weights_hash,
+            "layer": str(getattr(encoder, "layer", "default")),
+            "precision": provider.precision,
+        },
         "dataset": {"spec": dataset.name, "key": dataset.key, "split": split, "limit": limit},
         "result_id": key,
     }
@@ -214,7 +246,7 @@ def evaluate(
 
 def run_job(params: dict, ctx) -> dict:
     """Job function (``engine.correspondence.evaluate:run_job``): params ``dataset``, ``encoder``, ``protocol``,
-    ``split``, ``limit``; resumes from checkpoints in ``ctx.work_dir``."""
+    ``split``, ``limit`` (optional ``device``, ``precision``); resumes from checkpoints in ``ctx.work_dir``."""
     if "dataset" not in params or "encoder" not in params:
         raise InputError("a correspondence job needs 'dataset' and 'encoder' parameters")
     return evaluate(
@@ -226,15 +258,22 @@ def run_job(params: dict, ctx) -> dict:
         progress=ctx.progress,
         cancelled=ctx.cancelled,
         work_dir=ctx.work_dir,
+        device=params.get("device", "cpu"),
+        precision=params.get("precision", "fp32"),
     )
 
 
 def submit_evaluation(
-    dataset: str, encoder: str, protocol: str | dict = "default", split: str = "test", limit: int | None = None
-) -> str:
+    dataset: str, encoder: str, protocol: str | dict = "default", split: str = "test", limit: int | None = None,
+    device: str = "cpu", precision: str = "fp32",
+) -> str:  # fmt: skip
     """Queue an evaluation as a background job; returns the job id (an identical queued/running job is reused)."""
     from engine.jobs import submit
 
     params = {"dataset": dataset, "encoder": encoder, "protocol": protocol, "split": split, "limit": limit}
+    if device != "cpu":  # only non-defaults: the params of default jobs (and so their reuse) are unchanged
+        params["device"] = device
+    if precision != "fp32":
+        params["precision"] = precision
     name = protocol if isinstance(protocol, str) else get_protocol(protocol).name
     return submit(JOB_TARGET, params, title=f"C of {encoder} on {dataset} ({name})")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -9,10 +12,19 @@ import torch
 
 from engine.correspondence import cache
 from engine.correspondence.datasets import Dataset
+from engine.correspondence.prefetch import (
+    default_workers,
+    effective_precision,
+    forward_precision,
+    load_many,
+    prepared_batches,
+)
 from engine.correspondence.protocols import Protocol
 from engine.encoders.base import Preprocessing, VisionEncoder
 
 _MEMORY_LIMIT_BYTES = 1 << 30  # in-process reuse across chunks of one evaluation
+_GPU_MEMORY_LIMIT_BYTES = 4 << 30  # normalised features kept on a GPU
+_MAX_PENDING_WRITES = 2  # batches of features waiting for the cache writer (bounds memory, gives back-pressure)
 
 
 def protocol_preprocessing(encoder: VisionEncoder, protocol: Protocol) -> Preprocessing:
@@ -24,6 +36,10 @@ def protocol_preprocessing(encoder: VisionEncoder, protocol: Protocol) -> Prepro
     return pre
 
 
+def _load_array(path: str) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
 @dataclass
 class FeatureStats:
     images_encoded: int = 0
@@ -32,7 +48,12 @@ class FeatureStats:
 
 
 class FeatureProvider:
-    """Hands out C x h x w fp16 features per image id; encodes only cache misses, in batches."""
+    """Hands out C x h x w fp16 features per image id; encodes only cache misses, in batches.
+
+    ``workers`` threads decode and resize the next batches while the current one is encoded (0: sequential, in
+    this thread; None: ``default_workers(device)``) and cache writes run beside the next forward; the features are
+    the same either way. ``precision`` (fp32, tf32, bf16) is the forward's and is part of every cache key.
+    """
 
     def __init__(
         self,
@@ -41,12 +62,17 @@ class FeatureProvider:
         preprocessing: Preprocessing,
         batch_size: int = 16,
         use_cache: bool = True,
+        precision: str = "fp32",
+        workers: int | None = None,
     ) -> None:
         self.encoder = encoder
         self.dataset = dataset
         self.preprocessing = preprocessing
         self.batch_size = max(1, int(batch_size))
         self.use_cache = use_cache
+        self.device = torch.device(getattr(encoder, "device", "cpu"))
+        self.precision = effective_precision(precision, self.device)
+        self.workers = default_workers(self.device) if workers is None else max(0, int(workers))
         self.stats = FeatureStats()
         self.weights_hash = encoder.weights_hash()
         self._memory: dict[str, cache.CachedFeatures] = {}
@@ -68,6 +94,7 @@ class FeatureProvider:
                 self.preprocessing.key(),
                 str(getattr(self.encoder, "layer", "default")),
                 self.dataset.image_key(image_id),
+                self.precision,
             )
         return self._keys[image_id]
 
@@ -92,13 +119,18 @@ class FeatureProvider:
         self._memory[image_id] = feats
         self._memory_bytes += feats.features.nbytes
 
-    def unit(self, image_id: str, feats: cache.CachedFeatures) -> torch.Tensor:
-        """Channel-L2-normalised float32 C x h x w features of one image, converted once per evaluation."""
+    def unit(self, image_id: str, feats: cache.CachedFeatures, device: str | torch.device = "cpu") -> torch.Tensor:
+        """Channel-L2-normalised float32 C x h x w features of one image on ``device``, converted once per
+        evaluation (on CUDA the fp16 -> fp32 conversion and the norm run on the GPU)."""
         if image_id not in self._unit:
-            if self._unit_bytes > _MEMORY_LIMIT_BYTES:
+            on_gpu = torch.device(device).type == "cuda"
+            if self._unit_bytes > (_GPU_MEMORY_LIMIT_BYTES if on_gpu else _MEMORY_LIMIT_BYTES):
                 self._unit.clear()
                 self._unit_bytes = 0
-            t = torch.from_numpy(feats.features.astype(np.float32))
+            if on_gpu:
+                t = torch.from_numpy(feats.features).to(device, non_blocking=False).float()
+            else:
+                t = torch.from_numpy(feats.features.astype(np.float32))
             t /= t.norm(dim=0, keepdim=True).clamp_min(1e-8)
             self._unit[image_id] = t
             self._unit_bytes += t.numel() * 4
@@ -115,17 +147,16 @@ class FeatureProvider:
         self.used_keys.update(keys.values())
         self.prefetch(missing)
         found = {keys[i]: self._index[keys[i]] for i in missing if keys[i] in self._index}
+        hit_ids = [i for i in missing if keys[i] in found]
+        loaded = load_many([found[keys[i]][0] for i in hit_ids], _load_array, self.workers)
         hits = []
-        for image_id in missing:
-            if keys[image_id] not in found:
-                continue
-            path, patch, stride = found[keys[image_id]]
-            try:
-                feats = cache.load(path, patch, stride)
-            except (OSError, ValueError):  # evicted by another process meanwhile, or a torn file: re-encode
+        for image_id, array in zip(hit_ids, loaded, strict=True):
+            if isinstance(array, Exception):  # evicted by another process meanwhile, or a torn file: re-encode
                 found.pop(keys[image_id])
                 self._index.pop(keys[image_id], None)
                 continue
+            _path, patch, stride = found[keys[image_id]]
+            feats = cache.CachedFeatures(array, patch, stride)
             hits.append(image_id)
             out[image_id] = feats
             self._remember(image_id, feats)
@@ -134,40 +165,77 @@ class FeatureProvider:
                 self.stats.cache_hits += 1
         self._to_touch.update(keys[i] for i in hits)
         misses = [i for i in missing if keys[i] not in found]
-        for start in range(0, len(misses), self.batch_size):
-            if cancelled is not None and cancelled():
-                from engine.jobs.context import JobCancelled
-
-                raise JobCancelled("correspondence evaluation cancelled")
-            batch = misses[start : start + self.batch_size]
-            encoded = self._encode(batch)
-            entries = []
-            for image_id, feats in zip(batch, encoded, strict=True):
-                out[image_id] = feats
-                self._remember(image_id, feats)
-                entries.append(
-                    (keys[image_id], feats.features, feats.patch_size, feats.stride, self.encoder.name,
-                     self.weights_hash, self.dataset.image_key(image_id))
-                )
-            if self.use_cache:
-                cache.save_many(entries)
-                folder = cache.features_folder()
-                for key, _array, patch, stride, *_ in entries:
-                    self._index[key] = (str(folder / key[:2] / f"{key}.npy"), patch, stride)
+        if misses:
+            self._encode_misses(misses, keys, out, cancelled)
         return out
 
-    def _encode(self, image_ids: list[str]) -> list[cache.CachedFeatures]:
-        from engine.encoders.preprocess import prepare
+    def ensure_cached(self, image_ids: list[str], cancelled=None, progress=None) -> None:
+        """Encode and cache every image not cached yet, in one pipelined pass (loads no cached file);
+        ``progress(done, total)`` is called after each batch with counts of the images to encode."""
+        if not self.use_cache:
+            return
+        wanted = [i for i in dict.fromkeys(image_ids) if i not in self._memory]
+        keys = {i: self.key(i) for i in wanted}
+        self.prefetch(wanted)
+        misses = [i for i in wanted if keys[i] not in self._index]
+        if misses:
+            self.used_keys.update(keys[i] for i in misses)
+            self._encode_misses(misses, keys, None, cancelled, progress)
 
-        images = [self.dataset.load_image(i) for i in image_ids]
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)  # per-image resizes are small ops: thread hand-offs dominate on a loaded machine
+    def _encode_misses(self, misses: list[str], keys: dict[str, str], out: dict | None, cancelled, progress=None) -> None:
+        batches = [misses[s : s + self.batch_size] for s in range(0, len(misses), self.batch_size)]
+        stream = prepared_batches(batches, self.dataset.load_image, self.preprocessing, self.workers)
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corr-write") if self.use_cache and self.workers else None
+        writes: deque[tuple[Future, list]] = deque()
+        done = 0
         try:
-            pixels, _ = prepare(images, self.preprocessing)
+            with contextlib.closing(stream):  # stops the decode threads on a cancel / error
+                for batch, pixels in stream:
+                    if cancelled is not None and cancelled():
+                        from engine.jobs.context import JobCancelled
+
+                        raise JobCancelled("correspondence evaluation cancelled")
+                    entries = self._encode_batch(batch, pixels, keys, out)
+                    done += len(batch)
+                    if progress is not None:
+                        progress(done, len(misses))
+                    if writer is not None:  # the write of this batch overlaps the next forward
+                        writes.append((writer.submit(cache.save_many, entries), entries))
+                        while writes and (writes[0][0].done() or len(writes) > _MAX_PENDING_WRITES):
+                            future, written = writes.popleft()
+                            future.result()
+                            self._index_written(written)
+                    elif self.use_cache:
+                        cache.save_many(entries)
+                        self._index_written(entries)
         finally:
-            torch.set_num_threads(before)
-        dense = self.encoder.encode(pixels)
+            if writer is not None:
+                writer.shutdown(wait=True)
+        for future, entries in writes:
+            future.result()
+            self._index_written(entries)
+
+    def _encode_batch(self, batch: list[str], pixels: torch.Tensor, keys: dict[str, str], out: dict | None) -> list:
+        entries = []
+        for image_id, feats in zip(batch, self._encode_pixels(pixels), strict=True):
+            if out is not None:
+                out[image_id] = feats
+            self._remember(image_id, feats)
+            entries.append(
+                (keys[image_id], feats.features, feats.patch_size, feats.stride, self.encoder.name,
+                 self.weights_hash, self.dataset.image_key(image_id))
+            )  # fmt: skip
+        return entries
+
+    def _index_written(self, entries: list) -> None:
+        folder = cache.features_folder()
+        for key, _array, patch, stride, *_ in entries:
+            self._index[key] = (str(folder / key[:2] / f"{key}.npy"), patch, stride)
+
+    def _encode_pixels(self, pixels: torch.Tensor) -> list[cache.CachedFeatures]:
+        with forward_precision(self.precision, self.device):
+            dense = self.encoder.encode(pixels)
         self.stats.forwards += 1
-        self.stats.images_encoded += len(image_ids)
-        feats = dense.features.detach().to("cpu", torch.float16).numpy()
+        self.stats.images_encoded += int(pixels.shape[0])
+        feats = dense.features.detach().to(torch.float16).cpu().numpy()  # fp16 on the GPU first: half the copy
         return [cache.CachedFeatures(np.ascontiguousarray(f), float(dense.patch_size), float(dense.stride)) for f in feats]

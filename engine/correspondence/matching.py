@@ -150,7 +150,7 @@ def locate(
     if matching != "upsampled_map":
         raise InputError(f"unknown matching {matching!r}")
     k, h, w = sim.shape
-    out = torch.empty(k, 2)
+    out = torch.empty(k, 2, device=sim.device)
     chunk = max(1, _MAX_UPSAMPLED_ELEMENTS // max(1, h * w * upsample * upsample))
     for start in range(0, k, chunk):
         part = sim[start : start + chunk]
@@ -202,7 +202,7 @@ def transfer_keypoints(
     ``src_feats[k]`` / ``trg_feats[k]`` are C x h x w tensors (pass the same tensor object for the same image);
     ``src_kps[k]`` is N_k x 2 original (x, y). Pairs sharing a target image are batched into one matrix product
     of all their source descriptors with that target grid; each image is normalised once (skipped when
-    ``normalised``).
+    ``normalised``). The products run where the features live (a CUDA device included).
     """
     count = len(src_feats)
     results: list[np.ndarray] = [np.zeros((0, 2)) for _ in range(count)]
@@ -222,14 +222,14 @@ def transfer_keypoints(
         c, ht, wt = trg.shape
         vectors = []
         for k in members:
-            cells = torch.from_numpy(src_maps[k].to_cell(src_kps[k]))
             src = unit_of(src_feats[k])
+            cells = torch.from_numpy(src_maps[k].to_cell(src_kps[k])).to(src.device)
             if src.shape[0] != c:
                 raise InputError("source and target features must have the same channel count")
             vectors.append(src[:, cells[:, 0], cells[:, 1]].T)
         sim = (torch.cat(vectors) @ trg.reshape(c, ht * wt)).reshape(-1, ht, wt)
         cell_pred = locate(sim, protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample)
-        cell_pred = cell_pred.numpy()
+        cell_pred = cell_pred.cpu().numpy()
         offset = 0
         for k in members:
             n = len(src_kps[k])

@@ -1,0 +1,162 @@
+"""Accelerate plumbing for projector training: the Accelerator, data sharding, and an N-process launcher with relay.
+
+``launch`` starts ``python -m torch.distributed.run --standalone --nproc_per_node N -m
+engine.alignment.distributed SPEC`` (CPU: gloo, CUDA: NCCL through accelerate) and forwards the main
+rank's progress, metrics and logs to the calling job context; a cancel of that context is passed to
+the ranks through a ``cancel.request`` file in the run folder, so every rank stops after the same step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from engine import config
+from engine.errors import LawExplorerError
+
+EVENT_PREFIX = "@@law-train "
+CANCEL_FILE = "cancel.request"
+
+
+def world_size_from_env() -> int:
+    """Process count of a running torchrun / ``accelerate launch`` group (1 outside one)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def rank_from_env() -> int:
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def wants_cuda(device: str) -> bool:
+    return device in ("auto", "cuda") and torch.cuda.is_available()
+
+
+def make_accelerator(device: str):
+    """An ``accelerate.Accelerator``: bf16 autocast on CUDA when supported, full precision on CPU.
+
+    Outside a distributed launch the singleton state is reset first, so consecutive jobs in one
+    process (e.g. a CPU run then a CUDA run) each get their own device / precision.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    cuda = wants_cuda(device)
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    if world_size_from_env() == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no")
+
+
+def shard(batch_idx: Sequence[int], rank: int, world: int) -> list[int]:
+    """This process's share of a global batch (strided, so shares differ in size by at most one)."""
+    return list(batch_idx[rank::world])
+
+
+class RankCancelled(Exception):
+    """Raised in every rank once the parent asked to cancel (after the checkpoint); the rank then exits 0."""
+
+
+class RelayContext:
+    """Job context inside a launched rank: the main rank prints events for the parent; cancel comes via a file."""
+
+    def __init__(self, work_dir: Path, main: bool) -> None:
+        self.job_id = "rank"
+        self.work_dir = Path(work_dir)
+        self.main = main
+
+    def _emit(self, **event) -> None:
+        if self.main:
+            print(EVENT_PREFIX + json.dumps(event), flush=True)
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        self._emit(kind="progress", done=done, total=total, message=message)
+
+    def log(self, message: str) -> None:
+        self._emit(kind="log", message=message)
+
+    def metric(self, name: str, step: int, value: float) -> None:
+        self._emit(kind="metric", name=name, step=step, value=float(value))
+
+    def cancelled(self) -> bool:
+        return (self.work_dir / CANCEL_FILE).exists()
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
+            self._emit(kind="cancelled")
+            raise RankCancelled
+
+
+def launch(params: dict, ctx, num_processes: int) -> dict:
+    """Run ``train.train_loop`` in ``num_processes`` ranks; returns the main rank's loop result."""
+    work = Path(params["run_dir"])
+    work.mkdir(parents=True, exist_ok=True)
+    (work / CANCEL_FILE).unlink(missing_ok=True)
+    spec = work / "launch.json"
+    spec.write_text(json.dumps(params))
+    log_file = work / "ranks.log"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(num_processes)}",
+           "-m", "engine.alignment.distributed", str(spec)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    result, cancelled = None, False
+    with open(log_file, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=config.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            for line in proc.stdout:
+                if not line.startswith(EVENT_PREFIX):
+                    continue
+                event = json.loads(line[len(EVENT_PREFIX):])
+                kind = event.pop("kind")
+                if kind == "progress":
+                    ctx.progress(event["done"], event["total"], event["message"])
+                elif kind == "metric":
+                    ctx.metric(event["name"], event["step"], event["value"])
+                elif kind == "log":
+                    ctx.log(event["message"])
+                elif kind == "result":
+                    result = event["result"]
+                elif kind == "cancelled":
+                    cancelled = True
+                if ctx.cancelled():
+                    (work / CANCEL_FILE).touch()
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the parent was interrupted: do not leave ranks behind
+                proc.terminate()
+                proc.wait(timeout=30)
+    (work / CANCEL_FILE).unlink(missing_ok=True)
+    if cancelled:
+        ctx.check_cancelled()
+    if code != 0 or result is None:
+        lines = [s for s in log_file.read_text(errors="replace").splitlines() if s.strip()]
+        errors = [s for s in lines if "Error" in s or "error:" in s]
+        raise LawExplorerError(f"{num_processes}-process training failed (exit {code}): {(errors or lines or ['no output'])[-1][:300]} (log {log_file})")
+    return result
+
+
+def _rank_main(spec: str) -> int:
+    from engine.alignment import train
+
+    params = json.loads(Path(spec).read_text())
+    params["num_processes"] = 1  # already launched: the loop runs in this rank
+    resolved = train.resolve_params(params)
+    if resolved["threads"]:
+        torch.set_num_threads(int(resolved["threads"]))
+    accelerator = make_accelerator(resolved["device"])
+    ctx = RelayContext(Path(params["run_dir"]), main=accelerator.is_main_process)
+    try:
+        ctx._emit(kind="result", result=train.run_loop(params, ctx, accelerator))
+        accelerator.wait_for_everyone()
+    except RankCancelled:
+        pass  # every rank stops after the same step (the stop decision is all-reduced)
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_rank_main(sys.argv[1]))
