@@ -188,7 +188,7 @@ def loglik_job(params: dict, ctx) -> dict:
     pairs = load_pairs(p["data"], p["images"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ctx.progress(0, 3, "loading LLM, encoder and projector")
-    llm, tokenizer = load_llm(p["llm"], device=device, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
+    llm, tokenizer = load_llm(p["llm"], device=device, dtype=torch.bfloat16 if str(device).startswith("cuda") else torch.float32)
     encoder = build_encoder(p["encoder"], device=device)
     hidden = int(llm.get_input_embeddings().weight.shape[1])
     projector = load_projector(projector_path, in_dim=encoder.embed_dim, out_dim=hidden)
