@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import InputError
+from engine.userfiles import read_json_file
 
 MAX_JSON_BYTES = 2 * 1024**3
 
@@ -33,16 +34,9 @@ def _caption(entry: dict, where: str) -> str:
 def load_pairs(data_json: str | Path, image_dir: str | Path, check_files: bool = True) -> list[Pair]:
     """Parse and validate the JSON; image paths must stay inside ``image_dir`` (no traversal, no symlinks out)."""
     data_json, image_dir = Path(data_json), Path(image_dir)
-    if not data_json.is_file():
-        raise InputError(f"caption data file not found: {data_json}")
+    entries = read_json_file(data_json, "caption data file", MAX_JSON_BYTES)
     if not image_dir.is_dir():
         raise InputError(f"image folder not found: {image_dir}")
-    if data_json.stat().st_size > MAX_JSON_BYTES:
-        raise InputError(f"{data_json.name} is larger than {MAX_JSON_BYTES >> 30} GiB")
-    try:
-        entries = json.loads(data_json.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{data_json.name} is not valid JSON: {exc}") from exc
     if not isinstance(entries, list) or not entries:
         raise InputError(f"{data_json.name} must hold a non-empty JSON list of samples")
     root = image_dir.resolve()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +10,7 @@ import pandas as pd
 from engine.cli.common import Output, leaf
 from engine.errors import InputError
 from engine.jobs.progress import tqdm_progress
+from engine.userfiles import read_json_file
 
 _MAX_PREDICTIONS_BYTES = 512 * 1024 * 1024
 
@@ -27,13 +27,7 @@ def _protocol_arg(value: str) -> str | dict:
 
     path = Path(value)
     if value.endswith(".json") or path.is_file():
-        if not path.is_file():
-            raise InputError(f"protocol file {value} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"protocol file {value} is not valid JSON: {exc}") from exc
-        return Protocol.from_dict(data).to_dict()
+        return Protocol.from_dict(read_json_file(value, "protocol file")).to_dict()
     return value
 
 
@@ -62,15 +56,7 @@ def _evaluate(args: argparse.Namespace) -> Output:
 
 
 def _load_predictions(path: str) -> list:
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"predictions file {path} does not exist")
-    if file.stat().st_size > _MAX_PREDICTIONS_BYTES:
-        raise InputError(f"predictions file {path} is larger than {_MAX_PREDICTIONS_BYTES // 2**20} MiB")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"predictions file {path} is not valid JSON: {exc}") from exc
+    data = read_json_file(path, "predictions file", _MAX_PREDICTIONS_BYTES)
     if not isinstance(data, dict) or not isinstance(data.get("pairs"), list):
         raise InputError(f"predictions file {path} must be a JSON object with a 'pairs' list")
     return data["pairs"]

@@ -62,24 +62,24 @@ def _cost(args: argparse.Namespace) -> Output:
     return Output(data=data, text=text)
 
 
+def _add_trial_args(p: argparse.ArgumentParser) -> None:
+    """The options that ``simulate`` and ``curve`` share."""
+    p.add_argument("--study", required=True)
+    p.add_argument("--trials", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--variant", choices=list(VARIANTS), default="paper")
+    p.add_argument("--benchmark", default=None)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("policy", help="The AC policy: simulate, recommend, cost").add_subparsers(dest="cmd", required=True)
     p = leaf(group, "simulate", _simulate, "Recall of the AC policy over seeded region-sampling trials")
-    p.add_argument("--study", required=True)
     p.add_argument("--budget", type=int, default=3)
-    p.add_argument("--trials", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top", type=int, default=3)
-    p.add_argument("--variant", choices=list(VARIANTS), default="paper")
-    p.add_argument("--benchmark", default=None)
+    _add_trial_args(p)
     p = leaf(group, "curve", _curve, "Recall of the AC policy for every budget (recall curve)")
-    p.add_argument("--study", required=True)
     p.add_argument("--budgets", default=None, help="comma-separated budgets (default: 2..number of settings)")
-    p.add_argument("--trials", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top", type=int, default=3)
-    p.add_argument("--variant", choices=list(VARIANTS), default="paper")
-    p.add_argument("--benchmark", default=None)
+    _add_trial_args(p)
     p = leaf(group, "recommend", _recommend, "Which setting to finetune next")
     p.add_argument("--study", required=True)
     p.add_argument("--benchmark", required=True)
