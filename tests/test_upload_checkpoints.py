@@ -95,14 +95,35 @@ def test_open_clip_upload(isolated_home, tmp_path, monkeypatch):
     torch.testing.assert_close(enc.module.state_dict()["conv1.weight"], model.visual.state_dict()["conv1.weight"])
 
 
-def test_torchscript_upload(isolated_home, tmp_path):
-    module = torch.jit.script(torch.nn.Conv2d(3, 6, kernel_size=16, stride=16))
+def test_torchscript_is_not_an_upload_kind_and_never_runs(isolated_home, tmp_path):
+    """A scripted forward is code (it could write files or loop forever): the kind is refused before any load."""
+
     path = tmp_path / "m.pt"
-    module.save(str(path))
-    result = upload_file(path, "torchscript", image_size=64)
-    enc = build_encoder(result.name)
-    assert (enc.stride, enc.embed_dim) == (16, 6)
-    assert enc.encode(torch.zeros(1, 3, 64, 64)).features.shape == (1, 6, 4, 4)
+    torch.jit.script(torch.nn.Conv2d(3, 6, kernel_size=16, stride=16)).save(str(path))
+    with pytest.raises(InputError, match="unknown upload kind 'torchscript'"):
+        upload_file(path, "torchscript")
+    _nothing_left()
+
+
+def test_no_torchscript_loading_anywhere_in_engine():
+    engine = Path(__file__).resolve().parent.parent / "engine"
+    offenders = [str(p) for p in engine.rglob("*.py") if "jit.load" in p.read_text(encoding="utf-8")]
+    assert offenders == []
+
+
+def test_stored_torchscript_row_is_refused_not_loaded(isolated_home, tmp_path):
+    """An upload row of the retired kind (from an older version) is never loaded: a clear message instead."""
+    import json
+
+    torch.jit.script(torch.nn.Conv2d(3, 6, kernel_size=16, stride=16)).save(str(tmp_path / "m.pt"))
+    folder = config.subdir("uploads") / ("ab" * 16)
+    folder.mkdir()
+    (folder / "module.pt").write_bytes((tmp_path / "m.pt").read_bytes())
+    with store.connect() as con:
+        con.execute("INSERT INTO encoder_uploads (hash, name, label, kind, params) VALUES (?, ?, ?, ?, ?)",
+                    ["ab" * 16, "upload:abababababab", None, "torchscript", json.dumps({"file": "module.pt"})])
+    with pytest.raises(InputError, match="no longer loaded"):
+        build_encoder("upload:abababababab")
 
 
 class _Evil:
@@ -182,7 +203,7 @@ def test_bad_options_and_files(isolated_home, tmp_path):
         upload_file(junk, "state-dict", arch="test-tiny-dinov2")
     with pytest.raises(InputError, match="not a zip"):
         upload_file(junk, "hf-zip")
-    with pytest.raises(InputError, match="TorchScript"):
+    with pytest.raises(InputError, match="unknown upload kind"):
         upload_file(junk, "torchscript")
     with pytest.raises(InputError, match="unknown upload kind"):
         upload_file(junk, "onnx")

@@ -14,12 +14,20 @@ import os
 import pkgutil
 import sys
 import traceback
+from typing import NoReturn
 
 from engine.errors import LawExplorerError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``error:`` line naming the command (``--help`` still prints the full usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog.removeprefix('python -m engine ')}: {' '.join(message.split())} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description="Law Explorer: the law of vision representation in MLLMs.")
+    parser = OneLineParser(prog="python -m engine", description="Law Explorer: the law of vision representation in MLLMs.")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

@@ -7,6 +7,7 @@ import argparse
 import pandas as pd
 
 from engine.cli.common import Output, leaf
+from engine.export import csv_safe
 from engine.study import (
     FORMATS,
     copy_study,
@@ -51,7 +52,7 @@ def _import(args: argparse.Namespace) -> Output:
 
 def _export(args: argparse.Namespace) -> Output:
     study = load_study(args.name)
-    text = study_to_json(study) if args.to == "json" else study.long.to_csv(index=False)
+    text = study_to_json(study) if args.to == "json" else csv_safe(study.long).to_csv(index=False)
     if args.out:
         with open(args.out, "w") as fh:
             fh.write(text)

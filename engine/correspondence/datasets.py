@@ -133,7 +133,14 @@ class SPairDataset(Dataset):
         layout_file = self.root / "Layout" / self.layout / f"{split}.txt"
         if layout_file.is_file():
             stems = [line.strip() for line in layout_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-            return [folder / f"{stem}.json" for stem in stems]
+            inside = folder.resolve()
+            files = []
+            for i, stem in enumerate(stems, start=1):
+                path = (folder / f"{stem}.json").resolve()
+                if path.parent != inside:  # a stem is a file name in the split folder, never a path
+                    raise InputError(f"{layout_file}: line {i}: pair stem {stem!r} leaves {folder}")
+                files.append(path)
+            return files
         if not folder.is_dir():
             raise InputError(f"SPair split {split!r} not found: {folder} is missing")
         return sorted(folder.glob("*.json"))

@@ -3,7 +3,8 @@
 Nothing here ever runs code from a file: safetensors is plain data; ``torch.load(weights_only=True)``
 refuses any pickle that references something other than tensors and primitive containers; zip members
 are checked for path traversal, absolute paths, symlinks, member count and (declared and actual)
-uncompressed size and compression ratio before and while they are written.
+uncompressed size and compression ratio (per member and for the whole archive) before and while
+they are written; a member whose stored data contradicts its header is refused, never half-trusted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import pickle
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -22,6 +24,8 @@ MAX_MEMBERS = 2000
 MAX_TOTAL_BYTES = int(float(os.environ.get("LAW_EXPLORER_UPLOAD_MAX_GB", "8")) * 1024**3)
 MAX_RATIO = 200.0  # uncompressed / compressed, for members over RATIO_MIN_BYTES
 RATIO_MIN_BYTES = 1 << 20
+# the whole archive: many small members of zeros pass the per-member test but not this one
+ARCHIVE_RATIO_MIN_BYTES = 16 << 20
 SAFETENSORS_SUFFIXES = (".safetensors",)
 
 
@@ -99,7 +103,7 @@ def safe_extract_zip(archive: Path, dest: Path) -> list[Path]:
     """Extract a zip into ``dest`` after checking every member; returns the written files."""
     try:
         zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
         raise InputError("not a zip archive") from exc
     with zf:
         infos = zf.infolist()
@@ -108,6 +112,10 @@ def safe_extract_zip(archive: Path, dest: Path) -> list[Path]:
         declared = sum(i.file_size for i in infos)
         if declared > MAX_TOTAL_BYTES:
             raise InputError(f"refused archive: {declared / 1e9:.2f} GB uncompressed (limit {MAX_TOTAL_BYTES / 1e9:.2f} GB)")
+        archive_bytes = max(Path(archive).stat().st_size, 1)
+        if declared > ARCHIVE_RATIO_MIN_BYTES and declared > MAX_RATIO * archive_bytes:
+            raise InputError(f"refused archive: {declared / 1e6:.0f} MB uncompressed from {archive_bytes / 1e6:.1f} MB "
+                             f"(ratio {declared / archive_bytes:.0f} > {MAX_RATIO:.0f}; zip bomb?)")
         planned = []
         for info in infos:
             path = _member_path(info)
@@ -123,13 +131,20 @@ def safe_extract_zip(archive: Path, dest: Path) -> list[Path]:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as out:
-                remaining = info.file_size
-                while chunk := src.read(1 << 20):
-                    total += len(chunk)
-                    remaining -= len(chunk)
-                    if remaining < 0 or total > MAX_TOTAL_BYTES:
-                        raise InputError(f"refused archive: member {info.filename!r} inflates beyond its declared size")
-                    out.write(chunk)
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    remaining = info.file_size
+                    while chunk := src.read(1 << 20):
+                        total += len(chunk)
+                        remaining -= len(chunk)
+                        if remaining < 0 or total > MAX_TOTAL_BYTES:
+                            raise InputError(f"refused archive: member {info.filename!r} inflates beyond its declared size")
+                        out.write(chunk)
+                if remaining:
+                    raise InputError(f"refused archive: member {info.filename!r} is shorter than its declared size")
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+                # a lying size header, a bad CRC, truncated data, encryption or an unknown compression
+                raise InputError(f"refused archive: member {info.filename!r} is corrupt or does not match its header "
+                                 f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
             written.append(target)
     return written
