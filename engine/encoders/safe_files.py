@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
-from engine.errors import InputError
+from engine.errors import InputError, first_line
 
 MAX_MEMBERS = 2000
 MAX_TOTAL_BYTES = int(float(os.environ.get("LAW_EXPLORER_UPLOAD_MAX_GB", "8")) * 1024**3)
@@ -48,7 +48,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except Exception as exc:
-            raise InputError(f"not a valid safetensors file: {str(exc).splitlines()[0]}") from exc
+            raise InputError(f"not a valid safetensors file: {first_line(exc)}") from exc
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -56,7 +56,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         detail = next((line for line in first if "global" in line.lower() or "unsupported" in line.lower()), first[0] if first else "")
         raise InputError(f"refused: not a weights-only checkpoint ({detail.strip()[:160]})") from exc
     except Exception as exc:
-        raise InputError(f"neither safetensors nor a torch checkpoint: {str(exc).splitlines()[0][:160]}") from exc
+        raise InputError(f"neither safetensors nor a torch checkpoint: {first_line(exc, 160)}") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -145,6 +145,6 @@ def safe_extract_zip(archive: Path, dest: Path) -> list[Path]:
             except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
                 # a lying size header, a bad CRC, truncated data, encryption or an unknown compression
                 raise InputError(f"refused archive: member {info.filename!r} is corrupt or does not match its header "
-                                 f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+                                 f"({first_line(exc, 120)})") from None
             written.append(target)
     return written

@@ -24,7 +24,7 @@ from engine.encoders.common import ModuleEncoder
 from engine.encoders.registry import EncoderSpec, get_family, get_spec, register_family
 from engine.encoders.safe_files import is_safetensors, load_state_dict_file, safe_extract_zip, strict_load
 from engine.encoders.staging import STAGING_PREFIX, claim_staging, release_staging, sweep_stale_staging
-from engine.errors import InputError
+from engine.errors import InputError, first_line
 from engine.hashing import hash_bytes, hash_obj
 
 CODE_VERSION = "upload-v1"
@@ -189,7 +189,7 @@ def upload_file(
     except InputError as exc:
         raise InputError(f"{shown}: {exc}") from exc
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{shown}: the encoder could not be built or run ({str(exc).splitlines()[0][:160]})") from exc
+        raise InputError(f"{shown}: the encoder could not be built or run ({first_line(exc, 160)})") from exc
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from engine.benchmarks import BENCHMARKS
-from engine.errors import InputError
+from engine.errors import InputError, first_line
 from engine.study.model import (
     LONG_COLUMNS,
     SETTING_META_COLUMNS,
@@ -124,7 +124,7 @@ def _read_csv(text: str, label: str) -> pd.DataFrame:
         body = "\n".join(lines[start:])
         frame = pd.read_csv(io.StringIO(body), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError) as exc:
-        raise InputError(f"{label}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{label}: not a readable CSV ({first_line(exc)})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise InputError(f"{label}: no data rows")
@@ -364,7 +364,7 @@ def study_from_json(text: str, label: str = "json", name: str | None = None) -> 
     except RecursionError:
         raise InputError(f"{label}: JSON nested too deeply") from None
     except ValueError as exc:  # e.g. an integer with more than 4300 digits
-        raise InputError(f"{label}: invalid JSON ({str(exc).splitlines()[0][:120]})") from None
+        raise InputError(f"{label}: invalid JSON ({first_line(exc, 120)})") from None
     if not isinstance(payload, dict) or payload.get("kind") != JSON_KIND:
         raise InputError(f"{label}: not a Law Explorer study export (missing \"kind\": \"{JSON_KIND}\")")
     if not isinstance(payload.get("meta") or {}, dict):
