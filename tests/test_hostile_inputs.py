@@ -213,3 +213,101 @@ def test_numbers_helper_oracle():
     from engine.correspondence.pck import _numbers
 
     assert np.array_equal(_numbers([[1, 2.5]], "x", 0), np.array([[1.0, 2.5]]))
+
+
+# --- internal errors that are now one clear line ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("device", "match"), [("garbage", "unknown device 'garbage'"), ("meta", "unsupported device"),
+                                                ("cuda:99", "cuda:99")])
+def test_device_names_are_checked(capsys, device, match):
+    if device == "cuda:99" and torch.cuda.device_count() > 99:
+        pytest.skip("a machine with 100 GPUs")
+    code, _, err = _cli(capsys, "encoders", "probe", "pixels-8", "--device", device)
+    _one_line_error(code, err)
+    assert match in err
+
+
+def test_cuda_without_a_gpu_is_one_line(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = _cli(capsys, "correspondence", "evaluate", "--dataset", "builtin", "--encoder", "pixels-8", "--device", "cuda")
+    _one_line_error(code, err)
+    assert "no CUDA GPU" in err
+
+
+def test_dataset_images_bomb_and_zero_size(tmp_path):
+    from PIL import Image
+
+    from engine.correspondence.datasets import read_rgb
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12_000, 12_000)).save(bomb)  # 144 Mpx, a few KB on disk: over PIL's limit
+    with pytest.raises(InputError, match=r"bomb\.png is too large to decode safely"):
+        read_rgb(bomb)
+    zero = tmp_path / "zero.png"
+    Image.new("RGB", (4, 4)).save(zero)
+    data = bytearray(zero.read_bytes())
+    data[16:20] = (0).to_bytes(4, "big")  # IHDR width = 0
+    zero.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"zero\.png"):
+        read_rgb(zero)
+
+
+def test_spair_zero_image_size_is_named(tmp_path):
+    from engine.correspondence.datasets import open_dataset
+    from engine.correspondence.synthetic import write_synthetic_spair
+
+    root = write_synthetic_spair(tmp_path / "SPair", n_categories=1, images_per_category=2, n_pairs=2, size_range=(32, 40))
+    victim = sorted((root / "PairAnnotation" / "test").glob("*.json"))[0]
+    data = json.loads(victim.read_text())
+    data["trg_imsize"] = [0, 0, 3]
+    victim.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"trg_imsize \[0, 0\] is not a positive image size"):
+        open_dataset(f"spair:{root}").pairs("test")
+
+
+def test_feature_cache_env_is_checked(monkeypatch):
+    from engine import config
+
+    monkeypatch.setenv("LAW_EXPLORER_FEATURE_CACHE_GB", "abc")
+    with pytest.raises(InputError, match="LAW_EXPLORER_FEATURE_CACHE_GB='abc' is not a number"):
+        config.feature_cache_limit_bytes()
+    monkeypatch.setenv("LAW_EXPLORER_FEATURE_CACHE_GB", "0.5")
+    assert config.feature_cache_limit_bytes() == 2**29
+
+
+def test_garbage_store_file_names_the_file_and_the_fix(tmp_path, monkeypatch, capsys):
+    db = tmp_path / "law.duckdb"
+    db.write_bytes(b"this is not a database" * 100)
+    monkeypatch.setenv("LAW_EXPLORER_DB", str(db))
+    code, _, err = _cli(capsys, "study", "list")
+    _one_line_error(code, err)
+    assert str(db) in err and "move the file away" in err
+
+
+def test_broken_pipe_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = os.environ | {"LAW_EXPLORER_HOME": str(tmp_path)}
+    env.pop("LAW_EXPLORER_DEBUG", None)
+    # ~2 MB of JSON: far more than a pipe buffer, so the write after the reader leaves must fail
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "law", "surface", "--study", "paper-v3", "--benchmark", "mme",
+                             "--n", "300", "--format", "json"],
+                            cwd=Path(__file__).resolve().parent.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()  # like `| head -c 10`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 2
+    assert err.count("\n") == 1 and "pipe" in err and "Traceback" not in err and "internal error" not in err, err
+
+
+def test_empty_state_dict_upload_is_one_line(isolated_home, tmp_path, capsys):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    code, _, err = _cli(capsys, "encoders", "upload", str(empty), "--kind", "state-dict", "--arch", "efficientnet-lite0-random")
+    _one_line_error(code, err)
+    assert "empty.pt" in err

@@ -33,9 +33,10 @@ def _protocol_arg(value: str) -> str | dict:
 
 def _evaluate(args: argparse.Namespace) -> Output:
     from engine.correspondence import evaluate as ev
+    from engine.devices import check_device
 
     args.protocol = _protocol_arg(args.protocol)
-
+    check_device(args.device)
     if args.background:
         job_id = ev.submit_evaluation(args.dataset, args.encoder, args.protocol, args.split, args.limit,
                                       device=args.device, precision=args.precision)

@@ -9,7 +9,6 @@ they are written; a member whose stored data contradicts its header is refused, 
 
 from __future__ import annotations
 
-import os
 import pickle
 import stat
 import zipfile
@@ -18,10 +17,11 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
+from engine import config
 from engine.errors import InputError, first_line
 
 MAX_MEMBERS = 2000
-MAX_TOTAL_BYTES = int(float(os.environ.get("LAW_EXPLORER_UPLOAD_MAX_GB", "8")) * 1024**3)
+MAX_TOTAL_BYTES: int | None = None  # None: LAW_EXPLORER_UPLOAD_MAX_GB (default 8), read when a zip is extracted
 MAX_RATIO = 200.0  # uncompressed / compressed, for members over RATIO_MIN_BYTES
 RATIO_MIN_BYTES = 1 << 20
 # the whole archive: many small members of zeros pass the per-member test but not this one
@@ -105,13 +105,14 @@ def safe_extract_zip(archive: Path, dest: Path) -> list[Path]:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
         raise InputError("not a zip archive") from exc
+    max_total = MAX_TOTAL_BYTES if MAX_TOTAL_BYTES is not None else int(config.env_float("LAW_EXPLORER_UPLOAD_MAX_GB", 8.0) * 1024**3)
     with zf:
         infos = zf.infolist()
         if len(infos) > MAX_MEMBERS:
             raise InputError(f"refused archive: {len(infos)} members (limit {MAX_MEMBERS})")
         declared = sum(i.file_size for i in infos)
-        if declared > MAX_TOTAL_BYTES:
-            raise InputError(f"refused archive: {declared / 1e9:.2f} GB uncompressed (limit {MAX_TOTAL_BYTES / 1e9:.2f} GB)")
+        if declared > max_total:
+            raise InputError(f"refused archive: {declared / 1e9:.2f} GB uncompressed (limit {max_total / 1e9:.2f} GB)")
         archive_bytes = max(Path(archive).stat().st_size, 1)
         if declared > ARCHIVE_RATIO_MIN_BYTES and declared > MAX_RATIO * archive_bytes:
             raise InputError(f"refused archive: {declared / 1e6:.0f} MB uncompressed from {archive_bytes / 1e6:.1f} MB "
@@ -137,7 +138,7 @@ def safe_extract_zip(archive: Path, dest: Path) -> list[Path]:
                     while chunk := src.read(1 << 20):
                         total += len(chunk)
                         remaining -= len(chunk)
-                        if remaining < 0 or total > MAX_TOTAL_BYTES:
+                        if remaining < 0 or total > max_total:
                             raise InputError(f"refused archive: member {info.filename!r} inflates beyond its declared size")
                         out.write(chunk)
                 if remaining:
