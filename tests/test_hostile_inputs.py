@@ -311,3 +311,31 @@ def test_empty_state_dict_upload_is_one_line(isolated_home, tmp_path, capsys):
     code, _, err = _cli(capsys, "encoders", "upload", str(empty), "--kind", "state-dict", "--arch", "efficientnet-lite0-random")
     _one_line_error(code, err)
     assert "empty.pt" in err
+
+
+# --- denial of service ---------------------------------------------------------------------------
+
+
+def test_oversized_study_files_are_refused_by_row_count(monkeypatch):
+    from engine.study import io as study_io
+    from engine.study import parse_study_file
+
+    monkeypatch.setattr(study_io, "MAX_ROWS", 50)
+    rows = "".join(f"s{i},{i},{i % 7},{i % 3}\n" for i in range(51))
+    with pytest.raises(InputError, match="51 rows; a study holds at most 50"):
+        parse_study_file(("setting,A,C,mme\n" + rows).encode(), name="big")
+    settings = [{"setting": f"s{i}", "A": i, "C": i % 7} for i in range(51)]
+    payload = json.dumps({"kind": "law-explorer-study", "settings": settings, "long": []}).encode()
+    with pytest.raises(InputError, match="51 rows; a study holds at most 50"):
+        parse_study_file(payload, name="big")
+    ok = parse_study_file(("setting,A,C,mme\n" + "".join(f"s{i},{i},{i % 7},{i % 3}\n" for i in range(50))).encode(), name="ok")
+    assert len(ok.setting_names) == 50 and ok.wide_scores().loc["s49", "mme"] == 49 % 3
+
+
+def test_duplicate_settings_found_in_a_large_study():
+    from engine.study import parse_study_file
+
+    rows = [f"s{i},{i},{i % 7},{i % 3}" for i in range(5000)]
+    rows[4999] = "s17,1,2,3"
+    with pytest.raises(InputError, match="duplicate setting 's17'"):
+        parse_study_file(("setting,A,C,mme\n" + "\n".join(rows)).encode(), name="dup")

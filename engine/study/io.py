@@ -121,6 +121,9 @@ def _read_csv(text: str, label: str) -> pd.DataFrame:
         start = 0
         while start < len(lines) and lines[start].lstrip().startswith("#"):
             start += 1
+        rows = sum(1 for line in lines[start + 1:] if line.strip())
+        if rows > MAX_ROWS:  # before any parsing: a count of lines is cheap
+            check_size(rows, 1, label)
         body = "\n".join(lines[start:])
         frame = pd.read_csv(io.StringIO(body), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError) as exc:
