@@ -208,3 +208,31 @@ def test_bad_options_and_files(isolated_home, tmp_path):
     with pytest.raises(InputError, match="unknown upload kind"):
         upload_file(junk, "onnx")
     _nothing_left()
+
+
+def _hub_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The keys an older transformers' ``Dinov2Model.save_pretrained`` writes (hand-written, not transformers' table)."""
+    renames = [("attention.q_proj", "attention.attention.query"), ("attention.k_proj", "attention.attention.key"),
+               ("attention.v_proj", "attention.attention.value"), ("attention.o_proj", "attention.output.dense")]
+    out = {}
+    for key, value in state.items():
+        for new, old in renames:
+            key = key.replace(new, old)
+        out[key] = value
+    return out
+
+
+def test_hub_layout_state_dict_loads_through_from_pretrained(isolated_home, tmp_path):
+    state = _tiny_dinov2_state(seed=5)
+    hub = _hub_layout(state)
+    assert any("attention.attention.query" in k for k in hub) and not any("q_proj" in k for k in hub)
+    path = tmp_path / "hub.safetensors"
+    save_file(hub, str(path))
+    result = upload_file(path, "state-dict", arch="test-tiny-dinov2", label="hub dino")
+    loaded = build_encoder(result.name).module.state_dict()
+    for key, value in state.items():  # every tensor landed under its current name, values untouched
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+    hub.pop("encoder.layer.0.attention.attention.query.weight")
+    save_file(hub, str(path))
+    with pytest.raises(InputError, match=r"as a hub layout it does not fit either: 1 missing keys \(e\.g\. .*q_proj\.weight"):
+        upload_file(path, "state-dict", arch="test-tiny-dinov2")

@@ -84,6 +84,40 @@ def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], what: s
     module.load_state_dict(cast, strict=True)
 
 
+def load_hub_layout(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str = "checkpoint") -> None:
+    """Load a ``save_pretrained`` state dict into a transformers model through its class's own ``from_pretrained``.
+
+    transformers renames keys of older releases (e.g. DINOv2's ``attention.attention.query`` ->
+    ``attention.q_proj``) and strips a task head's ``base_model_prefix`` only in ``from_pretrained``; the
+    weights are written with the *architecture's* config (never the upload's) to a private temp folder, loaded
+    there with safetensors and no remote code, and every missing, unexpected or reshaped key is refused.
+    """
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory(prefix="law-hub-layout-") as tmp:
+        module.config.save_pretrained(tmp)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(Path(tmp) / "model.safetensors"))
+        try:
+            loaded, info = type(module).from_pretrained(tmp, output_loading_info=True, use_safetensors=True,
+                                                       dtype=torch.float32)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise InputError(f"{what} it does not load either ({first_line(exc)})") from None
+    missing, unexpected = list(info.get("missing_keys") or []), list(info.get("unexpected_keys") or [])
+    wrong = [str(m) for m in info.get("mismatched_keys") or []]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(sorted(missing)[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(sorted(unexpected)[:3])})")
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+    if problems:
+        raise InputError(f"{what} it does not fit either: " + "; ".join(problems))
+    module.load_state_dict(loaded.state_dict(), strict=True)
+
+
 def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
     name = info.filename.replace("\\", "/")
     path = PurePosixPath(name)

@@ -22,7 +22,13 @@ from engine import config, store
 from engine.encoders.base import VisionEncoder
 from engine.encoders.common import ModuleEncoder
 from engine.encoders.registry import EncoderSpec, get_family, get_spec, register_family
-from engine.encoders.safe_files import is_safetensors, load_state_dict_file, safe_extract_zip, strict_load
+from engine.encoders.safe_files import (
+    is_safetensors,
+    load_hub_layout,
+    load_state_dict_file,
+    safe_extract_zip,
+    strict_load,
+)
 from engine.encoders.staging import STAGING_PREFIX, claim_staging, release_staging, sweep_stale_staging
 from engine.errors import InputError, first_line
 from engine.hashing import hash_bytes, hash_obj
@@ -84,7 +90,18 @@ def _state_dict(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncod
     encoder = get_family(arch.family).build(replace(arch, name=spec.name, pretrained=False, params=params), layer)
     if not isinstance(encoder, ModuleEncoder):
         raise InputError(f"architecture {arch.name!r} cannot take a state dict")
-    strict_load(encoder.module, load_state_dict_file(base / spec.params["file"]), what=f"state dict for {arch.name}")
+    state = load_state_dict_file(base / spec.params["file"])
+    what = f"state dict for {arch.name}"
+    try:
+        strict_load(encoder.module, state, what=what)
+    except InputError as direct:
+        if not hasattr(encoder.module, "config") or not hasattr(type(encoder.module), "from_pretrained"):
+            raise
+        # a registered transformers architecture: the hub layout (save_pretrained keys) loads through its own mapping
+        try:
+            load_hub_layout(encoder.module, state, what="as a hub layout")
+        except InputError as hub:
+            raise InputError(f"{direct}; {hub}") from None
     encoder._hash = None
     encoder.info["arch"] = arch.name
     return encoder
