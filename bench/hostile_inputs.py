@@ -260,6 +260,9 @@ def build_cases(tmp: Path) -> list[Case]:
     cases.append(Case("policy recommend: score abc", ["policy", "recommend", "--study", "paper-v3", "--benchmark", "mme",
                                                       "--finetuned", "CLIP336=abc"]))
     cases.append(Case("policy cost: negative candidates", ["policy", "cost", "--n-candidates", "-1"]))
+    cases.append(Case("policy cost: --llm-params nan", ["policy", "cost", "--llm-params", "nan"]))
+    cases.append(Case("policy cost: --encoder-width -5", ["policy", "cost", "--encoder-width", "-5"]))
+    cases.append(Case("jobs submit-demo: --n -1", ["jobs", "submit-demo", "--n", "-1", "--sleep", "0"]))
     cases.append(Case("jobs show: unknown id", ["jobs", "show", "nope"]))
 
     # --- embedding dumps (alignment score) ---
