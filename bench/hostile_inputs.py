@@ -113,15 +113,19 @@ def _w(path: Path, data: bytes | str) -> str:
 PAPER = "setting,A,C,mme\nS1,1,2,30\nS2,2,3,40\nS3,3,1,60\n"
 
 
+META = dict.fromkeys(["llm", "projector", "recipe", "a_method", "c_method", "source", "notes"], "")
+
+
 def _json_study(settings=None, long=None, **top) -> str:
-    settings = settings if settings is not None else [{"setting": f"S{i}", "A": float(i), "C": float(3 * i % 4)} for i in range(1, 5)]
+    settings = settings if settings is not None else [
+        {"setting": f"S{i}", "A": float(i), "C": float(3 * i % 4)} | META for i in range(1, 5)]
     long = long if long is not None else [
         {"setting": f"S{i}", "benchmark": "mme", "A": float(i), "C": float(3 * i % 4), "score": 10.0 * i} for i in range(1, 5)]
     return json.dumps({"kind": "law-explorer-study", "version": 1, "name": "j", "settings": settings, "long": long} | top)
 
 
 def _json_override(table: str, index: int, key: str, value) -> str:
-    settings = [{"setting": f"S{i}", "A": float(i), "C": float(3 * i % 4)} for i in range(1, 5)]
+    settings = [{"setting": f"S{i}", "A": float(i), "C": float(3 * i % 4)} | META for i in range(1, 5)]
     long = [{"setting": f"S{i}", "benchmark": "mme", "A": float(i), "C": float(3 * i % 4), "score": 10.0 * i} for i in range(1, 5)]
     (settings if table == "settings" else long)[index][key] = value
     return _json_study(settings, long)
@@ -214,7 +218,8 @@ def build_cases(tmp: Path) -> list[Case]:
     rows = "".join(f"{_base36(i)},{i % 7},{i % 5},\n" for i in range(1_000_000))
     study("1e6 rows under 10 MiB (< 10 s)", "setting,A,C,mme\n" + rows, limit_s=10.0)
     study("JSON: not a study", '{"kind": "other"}', "not a Law Explorer study", suffix=".json")
-    study("JSON: A is text", _json_override("long", 1, "A", "abc"), r"'A'.*abc", suffix=".json")
+    study("JSON: settings A is text", _json_override("settings", 1, "A", "abc"), r"'A'.*abc", suffix=".json")
+    study("JSON: long A is text", _json_override("long", 1, "A", "abc"), r"'A'", suffix=".json")
     study("JSON: score is true", _json_override("long", 2, "score", True), r"score.*True", suffix=".json")
     study("JSON: settings C is text", _json_override("settings", 0, "C", "2"), r"'C'.*'2'", suffix=".json")
     study("JSON: 1e308 score", _json_override("long", 0, "score", 1e308), "1e.308", suffix=".json")
