@@ -89,6 +89,7 @@ ROWS: dict[str, list] = {
     "law surface": [["--study", "paper-v3", "--benchmark", "gqa"], ["--study", "paper-v3", "--benchmark", "mme", "--n", "0"],
                     ["--study", "paper-v3", "--benchmark", "mme", "--n", "-5"]],
     "pipeline add": [["--setting", "x", "--A", "nan", "--C", "1"], ["--setting", "x", "--A", "1", "--C", "inf"],
+                     ["--setting", "x", "--A", "1e308", "--C", "1"],
                      ["--setting", "x", "--A", "1", "--C", "2", "--meta", "novalue"]],
     "pipeline launch": [["--encoder", "no-such-encoder"], ["--encoder", "pixels-8", "--dataset", "nope:/x"]],
     "pipeline place": [["--A", "nan", "--C", "1"], ["--A", "1", "--C", "1", "--study", "no-such-study"]],

@@ -16,6 +16,7 @@ from engine.benchmarks import BENCHMARKS
 from engine.errors import InputError, first_line
 from engine.study.model import (
     LONG_COLUMNS,
+    MAX_ABS_VALUE,
     SETTING_META_COLUMNS,
     SETTINGS_COLUMNS,
     STUDY_FORMAT_VERSION,
@@ -26,7 +27,6 @@ from engine.study.model import (
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 20_000  # rows of a study file (settings x benchmarks in the tidy layout); the paper has 120
 MAX_CELLS = 500_000
-MAX_ABS_VALUE = 1e9  # |A|, |C|, |score| above this are typos or overflow bait (squares must stay finite)
 FORMATS = ("auto", "released", "tidy", "paper", "json")
 JSON_KIND = "law-explorer-study"
 _MISSING = {"", "nan", "na", "n/a", "none", "null"}

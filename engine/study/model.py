@@ -18,6 +18,7 @@ LONG_COLUMNS = ["setting", "benchmark", "A", "C", "score"]
 SETTING_META_COLUMNS = ["llm", "projector", "recipe", "a_method", "c_method", "source", "notes"]
 SETTINGS_COLUMNS = ["setting", "A", "C", *SETTING_META_COLUMNS]
 STUDY_FORMAT_VERSION = 1
+MAX_ABS_VALUE = 1e9  # |A|, |C|, |score| above this are typos or overflow bait (squares must stay finite)
 
 
 @dataclass
@@ -156,12 +157,14 @@ def _cell(value: Any) -> Any:
 def _number(value: Any, what: str, allow_nan: bool = False) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{what} is not a number: {value!r}") from None
     if math.isnan(number) and allow_nan:
         return number
     if not math.isfinite(number):
         raise InputError(f"{what} is not a finite number: {value!r}")
+    if abs(number) > MAX_ABS_VALUE:
+        raise InputError(f"{what} is out of range: {value!r} (|value| <= {MAX_ABS_VALUE:g})")
     return number
 
 
