@@ -46,3 +46,12 @@ def jobs_home(isolated_home) -> Path:
     for record in jobs.list_jobs():
         if record.status in jobs.ACTIVE:
             jobs.cancel(record.id, wait_s=5)
+
+
+@pytest.fixture
+def tiny_encoders():
+    """The tiny random-init test encoders (tests/encoder_conformance.py), registered for this test only."""
+    from encoder_conformance import TINY_SPECS, registered
+
+    with registered(TINY_SPECS.values()):
+        yield TINY_SPECS

@@ -91,7 +91,8 @@ def test_bad_spair_path_is_one_error_line():
     at = _app()
     at.radio(key="mx_source").set_value("SPair-71k folder").run()
     assert not at.exception
-    assert any("SPair-71k" in i.value for i in at.error) or any("SPair-71k" in e.value for e in at.error)
+    assert [e.value for e in at.error] == [
+        "enter the path of a local SPair-71k folder (the one holding JPEGImages/ and PairAnnotation/)"]
     at.text_input(key="mx_spair_path").input("/nonexistent/SPair-71k").run()
     assert not at.exception
     assert [e.value for e in at.error] == ["SPair-71k folder /nonexistent/SPair-71k does not exist"]

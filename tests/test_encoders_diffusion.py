@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from typing import ClassVar
 
 import pytest
 import torch
-from encoder_conformance import EncoderConformance
+from encoder_conformance import EncoderConformance, registered
 
 from engine.encoders.diffusion_common import ddpm_noisy, space_to_depth, vae_latents
-from engine.encoders.registry import EncoderSpec, build_encoder, register_encoder, register_family
+from engine.encoders.registry import EncoderSpec, build_encoder
 from engine.errors import InputError, NotAvailableError
 
 diffusers = pytest.importorskip("diffusers")
@@ -62,20 +63,57 @@ def _tiny_build(spec: EncoderSpec, layer: str | None):
     return tr.sd3_encoder(spec, _vae(), sd3, torch.zeros(1, 7, 12), torch.zeros(1, 6), layer)
 
 
-register_family("test-diffusion", _tiny_build, lambda spec: True)
-TINY = {k: register_encoder(EncoderSpec(f"test-tiny-{k}", "test-diffusion", k, False, "test",
-                                        {"kind": kind, "image_size": SIZE, "t": 1} | extra))
+DIFFUSION_FAMILY = ("test-diffusion", _tiny_build, lambda spec: True)
+TINY = {k: EncoderSpec(f"test-tiny-{k}", "test-diffusion", k, False, "test", {"kind": kind, "image_size": SIZE, "t": 1} | extra)
         for k, kind, extra in [("sd", "sd-unet", {}), ("sdim", "sd-image-variations", {}), ("sdxl", "sdxl-unet", {}),
                                ("sdim-self", "sd-image-variations", {"conditioning": "self-image", "image_norm": "paper"}),
                                ("dit", "dit", {}), ("dit-paper", "dit", {"class_mode": "none", "merge_order": "paper"}),
                                ("sd3", "sd3", {})]}
 
 
-class TestDiffusionConformance(EncoderConformance):
-    @pytest.mark.parametrize("key", sorted(TINY))
-    def test_conformance(self, key):
-        self.check_all(TINY[key].name)
-        self.check_hash_changes(TINY[key])
+@pytest.fixture(autouse=True)
+def _tiny_diffusion_encoders():
+    with registered(TINY.values(), [DIFFUSION_FAMILY]):
+        yield
+
+
+class _DiffusionConformance(EncoderConformance):
+    covers = "diffusion"  # the real family's extractors (unet_encoder, dit_encoder, ...) on tiny random components
+    key: ClassVar[str]
+
+    def tiny_spec(self):
+        return TINY[self.key]
+
+    def families_to_register(self):
+        return [DIFFUSION_FAMILY]
+
+
+class TestSDConformance(_DiffusionConformance):
+    key = "sd"
+
+
+class TestSDimConformance(_DiffusionConformance):
+    key = "sdim"
+
+
+class TestSDimSelfImageConformance(_DiffusionConformance):
+    key = "sdim-self"
+
+
+class TestSDXLConformance(_DiffusionConformance):
+    key = "sdxl"
+
+
+class TestDiTConformance(_DiffusionConformance):
+    key = "dit"
+
+
+class TestDiTPaperConformance(_DiffusionConformance):
+    key = "dit-paper"
+
+
+class TestSD3Conformance(_DiffusionConformance):
+    key = "sd3"
 
 
 @pytest.mark.parametrize("key, channels, stride, layer", [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import encoder_conformance  # noqa: F401 - registers the tiny test architectures
 import numpy as np
 import pytest
 import torch
@@ -85,7 +84,7 @@ def test_random_controls_are_seeded():
     assert np.isfinite(a.encode(torch.zeros(1, 3, 224, 224)).features.numpy()).all()
 
 
-def test_preprocessing_variants():
+def test_preprocessing_variants(tiny_encoders):
     clean = build_encoder("test-tiny-dinov2+test-tiny-clip")
     paper = build_encoder("test-tiny-dinov2+test-tiny-clip", preprocessing="paper-c")
     llava = build_encoder("test-tiny-clip", preprocessing="llava")

@@ -6,7 +6,6 @@ import os
 import zipfile
 from pathlib import Path
 
-import encoder_conformance
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -16,6 +15,8 @@ from engine.encoders import safe_files
 from engine.encoders.registry import build_encoder, get_family, get_spec, list_encoders
 from engine.encoders.upload import delete_upload, upload_bytes, upload_file
 from engine.errors import InputError
+
+pytestmark = pytest.mark.usefixtures("tiny_encoders")  # uploads of the tiny test architectures
 
 
 def _tiny_dinov2_state(seed: int = 3) -> dict[str, torch.Tensor]:
@@ -80,11 +81,11 @@ def test_hf_zip_upload(isolated_home, tmp_path):
     assert enc.encode(torch.zeros(2, 3, 28, 28)).features.shape == (2, 32, 2, 2)
 
 
-def test_open_clip_upload(isolated_home, tmp_path, monkeypatch):
+def test_open_clip_upload(isolated_home, tmp_path, monkeypatch, tiny_encoders):
     import open_clip
     from open_clip import factory
 
-    cfg = next(s for s in encoder_conformance.TINY_SPECS if s.name == "test-tiny-openclip").params["model_cfg"]
+    cfg = tiny_encoders["test-tiny-openclip"].params["model_cfg"]
     monkeypatch.setitem(factory._MODEL_CONFIGS, "test-tiny-openclip", cfg)
     torch.manual_seed(1)
     model = open_clip.model.CLIP(**cfg)

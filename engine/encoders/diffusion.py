@@ -11,16 +11,9 @@ from __future__ import annotations
 import importlib.util
 
 from engine.encoders.common import ModuleEncoder
-from engine.encoders.diffusion_common import HALF, diffusers_module, weights_present  # noqa: F401 - HALF re-exported
+from engine.encoders.diffusion_common import diffusers_module, weights_present
 from engine.encoders.registry import EncoderSpec, register_encoder, register_family
 from engine.errors import InputError
-
-
-def unet_encoder(*args, **kwargs) -> ModuleEncoder:
-    """See ``diffusion_unet.unet_encoder`` (kept here for callers of the first version)."""
-    from engine.encoders.diffusion_unet import unet_encoder as build
-
-    return build(*args, **kwargs)
 
 
 def _builders() -> dict:

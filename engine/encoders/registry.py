@@ -73,12 +73,28 @@ def register_family(name: str, build: Callable, offline_available: Callable[[Enc
     _FAMILIES[name] = Family(name, build, offline_available)
 
 
+def unregister_family(name: str) -> Family | None:
+    """Remove a family (tests that register their own); returns what was there."""
+    return _FAMILIES.pop(name, None)
+
+
+def list_families() -> list[str]:
+    """Names of every registered family (adapter)."""
+    _ensure_loaded()
+    return list(_FAMILIES)
+
+
 def register_encoder(spec: EncoderSpec) -> EncoderSpec:
     """Add (or replace) a named built-in spec."""
     if not spec.name or COMBINE_SEP in spec.name:
         raise InputError(f"encoder names must be non-empty and must not contain '{COMBINE_SEP}': {spec.name!r}")
     _SPECS[spec.name] = spec
     return spec
+
+
+def unregister_encoder(name: str) -> EncoderSpec | None:
+    """Remove a named built-in spec (tests that register their own); returns what was there."""
+    return _SPECS.pop(name, None)
 
 
 def register_combination(name: str, paper_setting: str | None = None) -> EncoderSpec:
