@@ -1,7 +1,7 @@
 """Accelerate plumbing for projector training: the Accelerator, data sharding, and an N-process launcher with relay.
 
 ``launch`` starts ``python -m torch.distributed.run --standalone --nproc_per_node N -m
-engine.alignment.distributed SPEC`` (CPU: gloo, CUDA: NCCL through accelerate) and forwards the main
+engine.alignment.rank SPEC`` (the entry point lives in ``rank.py``) (CPU: gloo, CUDA: NCCL through accelerate) and forwards the main
 rank's progress, metrics and logs to the calling job context; a cancel of that context is passed to
 the ranks through a ``cancel.request`` file in the run folder, so every rank stops after the same step.
 """
@@ -70,25 +70,26 @@ class RelayContext:
         self.work_dir = Path(work_dir)
         self.main = main
 
-    def _emit(self, **event) -> None:
+    def emit(self, **event) -> None:
+        """Print one event line for the parent (main rank only)."""
         if self.main:
             print(EVENT_PREFIX + json.dumps(event), flush=True)
 
     def progress(self, done: int, total: int, message: str = "") -> None:
-        self._emit(kind="progress", done=done, total=total, message=message)
+        self.emit(kind="progress", done=done, total=total, message=message)
 
     def log(self, message: str) -> None:
-        self._emit(kind="log", message=message)
+        self.emit(kind="log", message=message)
 
     def metric(self, name: str, step: int, value: float) -> None:
-        self._emit(kind="metric", name=name, step=step, value=float(value))
+        self.emit(kind="metric", name=name, step=step, value=float(value))
 
     def cancelled(self) -> bool:
         return (self.work_dir / CANCEL_FILE).exists()
 
     def check_cancelled(self) -> None:
         if self.cancelled():
-            self._emit(kind="cancelled")
+            self.emit(kind="cancelled")
             raise RankCancelled
 
 
@@ -101,7 +102,7 @@ def launch(params: dict, ctx, num_processes: int) -> dict:
     spec.write_text(json.dumps(params))
     log_file = work / "ranks.log"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(num_processes)}",
-           "-m", "engine.alignment.distributed", str(spec)]
+           "-m", "engine.alignment.rank", str(spec)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     result, cancelled = None, False
     with open(log_file, "w") as err:
@@ -137,26 +138,3 @@ def launch(params: dict, ctx, num_processes: int) -> dict:
         errors = [s for s in lines if "Error" in s or "error:" in s]
         raise LawExplorerError(f"{num_processes}-process training failed (exit {code}): {(errors or lines or ['no output'])[-1][:300]} (log {log_file})")
     return result
-
-
-def _rank_main(spec: str) -> int:
-    from engine.alignment import train
-
-    params = json.loads(Path(spec).read_text())
-    params["num_processes"] = 1  # already launched: the loop runs in this rank
-    resolved = train.resolve_params(params)
-    if resolved["threads"]:
-        torch.set_num_threads(int(resolved["threads"]))
-    accelerator = make_accelerator(resolved["device"])
-    ctx = RelayContext(Path(params["run_dir"]), main=accelerator.is_main_process)
-    try:
-        ctx._emit(kind="result", result=train.run_loop(params, ctx, accelerator))
-        accelerator.wait_for_everyone()
-    except RankCancelled:
-        pass  # every rank stops after the same step (the stop decision is all-reduced)
-    accelerator.end_training()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_rank_main(sys.argv[1]))

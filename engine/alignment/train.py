@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -139,11 +140,123 @@ def _enable_gradient_checkpointing(llm) -> None:
             module.training = True
 
 
+@dataclass
+class _Frozen:
+    """The frozen parts of a run: LLM, tokenizer and the encoder with its token cache."""
+
+    llm: torch.nn.Module
+    tokenizer: object
+    encoder: object
+    cache: TokenCache
+    hidden: int
+
+
+def _load_frozen(p: dict, ctx, accelerator) -> _Frozen:
+    device = accelerator.device
+    use_bf16 = accelerator.mixed_precision == "bf16"
+    ctx.log(f"loading LLM {p['llm']} and encoder {p['encoder']} on {device} ({accelerator.num_processes} process(es), "
+            f"precision {accelerator.mixed_precision})")
+    llm, tokenizer = load_llm(p["llm"], device=device, dtype=torch.bfloat16 if use_bf16 else torch.float32)
+    if p["gradient_checkpointing"]:
+        _enable_gradient_checkpointing(llm)
+    encoder = build_encoder(p["encoder"], device=str(device))
+    return _Frozen(llm, tokenizer, encoder, TokenCache(encoder, batch_size=int(p["micro_batch_size"])),
+                   int(llm.get_input_embeddings().weight.shape[1]))
+
+
+def _schedule(n: int, p: dict) -> tuple[int, int, int]:
+    """Steps per epoch, total steps and warmup steps of the recipe for ``n`` pairs."""
+    steps_per_epoch = math.ceil(n / int(p["batch_size"]))
+    total = steps_per_epoch * int(p["epochs"])
+    if p["max_steps"]:
+        total = min(total, int(p["max_steps"]))
+    warmup = max(1, math.ceil(float(p["warmup_ratio"]) * total)) if float(p["warmup_ratio"]) > 0 else 0
+    return steps_per_epoch, total, warmup
+
+
+@dataclass
+class _Trainable:
+    """The projector with its optimizer and schedule, and the checkpoint that holds all three with the loss history."""
+
+    projector: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    path: Path
+    recipe_key: str
+    meta: dict  # order seed, steps per epoch, process count: what the checkpoint records besides the state
+
+    def restore(self, work: Path, ctx) -> tuple[int, list[float]]:
+        """Step and loss history of the last checkpoint (0, [] without one); refuses another recipe's checkpoint."""
+        if not self.path.is_file():
+            return 0, []
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state.get("recipe_key") != self.recipe_key:
+            raise InputError(f"{work} holds a checkpoint of a different training recipe; use a fresh run folder")
+        self.projector.load_state_dict(state["projector"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        ctx.log(f"resumed from step {int(state['step'])}")
+        return int(state["step"]), list(state["losses"])
+
+    def save(self, step: int, losses: list[float], main: bool, accelerator) -> None:
+        if main:
+            tmp = self.path.with_suffix(".tmp")
+            torch.save({
+                "recipe_key": self.recipe_key, "projector": self.projector.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "rng": torch.get_rng_state(), "step": step, "losses": losses, **self.meta,
+            }, tmp)
+            tmp.replace(self.path)
+        accelerator.wait_for_everyone()
+
+
+class _ImageHashes:
+    """Image file hashes, computed lazily: hashing a large dataset up front would read every image."""
+
+    def __init__(self, pairs: list) -> None:
+        self.pairs, self.known = pairs, {}
+
+    def __call__(self, i: int) -> str:
+        if i not in self.known:
+            self.known[i] = hash_file(self.pairs[i].image)
+        return self.known[i]
+
+
+def _global_batch_loss(frozen: _Frozen, model, accelerator, ctx, batch: list[list[int]], feats_of, n_tokens: int,
+                       prefix: list[int], micro: int) -> tuple[float, bool]:
+    """Forward and backward of this rank's share of one global batch; the global loss and whether to stop."""
+    world, device = accelerator.num_processes, accelerator.device
+    local = distributed.shard(batch, accelerator.process_index, world)
+    starts = list(range(0, len(local), micro))
+    batch_loss, stop = 0.0, False
+    for k, start in enumerate(starts):
+        idx = local[start : start + micro]
+        feats, caps = feats_of(idx)
+        sync = contextlib.nullcontext() if world == 1 or k == len(starts) - 1 else accelerator.no_sync(model)
+        with sync:
+            with accelerator.autocast():
+                inputs, mask, labels = build_inputs(frozen.llm, prefix, model(feats), caps)
+                picked, _ = caption_logprobs(frozen.llm, inputs, mask, labels, len(prefix) + feats.shape[1])
+            loss = -picked.sum() / n_tokens
+            # DDP averages gradients over ranks; each rank's loss is its share of the global sum.
+            (loss * world if world > 1 else loss).backward()
+        batch_loss += float(loss.detach())
+    if world > 1:
+        if not starts:  # an empty shard (batch smaller than the world) still joins the gradient all-reduce
+            (model(torch.zeros(1, 1, frozen.encoder.embed_dim, device=device)).sum() * 0.0).backward()
+        # One all-reduce per step: the global loss and the main rank's view of a cancel request.
+        flag = 1.0 if accelerator.is_main_process and ctx.cancelled() else 0.0
+        summed = accelerator.reduce(torch.tensor([batch_loss, flag], device=device, dtype=torch.float64), "sum").tolist()
+        batch_loss, stop = summed[0], summed[1] > 0
+    return batch_loss, stop
+
+
 def run_loop(params: dict, ctx, accelerator) -> dict:
     """The training loop of one process (one rank of a data-parallel group); writes checkpoints on the main rank."""
     p = resolve_params(params)
     work = Path(p.get("run_dir") or ctx.work_dir)
-    main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
+    main, world = accelerator.is_main_process, accelerator.num_processes
     if main:
         work.mkdir(parents=True, exist_ok=True)
         if p.get("fresh"):
@@ -152,94 +265,37 @@ def run_loop(params: dict, ctx, accelerator) -> dict:
     pairs = load_pairs(p["data"], p["images"])
     if p["max_samples"]:
         pairs = pairs[: int(p["max_samples"])]
-    device = accelerator.device
-    use_bf16 = accelerator.mixed_precision == "bf16"
-    ctx.log(f"loading LLM {p['llm']} and encoder {p['encoder']} on {device} ({world} process(es), precision {accelerator.mixed_precision})")
-    llm, tokenizer = load_llm(p["llm"], device=device, dtype=torch.bfloat16 if use_bf16 else torch.float32)
-    if p["gradient_checkpointing"]:
-        _enable_gradient_checkpointing(llm)
-    encoder = build_encoder(p["encoder"], device=str(device))
-    cache = TokenCache(encoder, batch_size=int(p["micro_batch_size"]))
-    hidden = int(llm.get_input_embeddings().weight.shape[1])
+    frozen = _load_frozen(p, ctx, accelerator)
 
     torch.manual_seed(int(p["seed"]))
-    projector = build_projector(encoder.embed_dim, hidden, p["projector_type"]).to(device)
+    projector = build_projector(frozen.encoder.embed_dim, frozen.hidden, p["projector_type"]).to(accelerator.device)
     optimizer = torch.optim.AdamW(projector.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
-    n = len(pairs)
-    batch, micro = int(p["batch_size"]), int(p["micro_batch_size"])
-    steps_per_epoch = math.ceil(n / batch)
-    total = steps_per_epoch * int(p["epochs"])
-    if p["max_steps"]:
-        total = min(total, int(p["max_steps"]))
-    warmup = max(1, math.ceil(float(p["warmup_ratio"]) * total)) if float(p["warmup_ratio"]) > 0 else 0
+    n, batch = len(pairs), int(p["batch_size"])
+    steps_per_epoch, total, warmup = _schedule(n, p)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
-    recipe_key = hash_obj([CODE_VERSION, {k: v for k, v in p.items() if k not in EXECUTION_KEYS}, n])
-
-    ckpt_path = work / "checkpoint.pt"
-    step, losses = 0, []
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state.get("recipe_key") != recipe_key:
-            raise InputError(f"{work} holds a checkpoint of a different training recipe; use a fresh run folder")
-        projector.load_state_dict(state["projector"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        step, losses = int(state["step"]), list(state["losses"])
-        ctx.log(f"resumed from step {step}")
+    trainable = _Trainable(projector, optimizer, scheduler, work / "checkpoint.pt",
+                           hash_obj([CODE_VERSION, {k: v for k, v in p.items() if k not in EXECUTION_KEYS}, n]),
+                           {"order_seed": int(p["seed"]), "steps_per_epoch": steps_per_epoch, "num_processes": world})
+    step, losses = trainable.restore(work, ctx)
     # Single process: the projector comes back as is. Several: DDP, which averages gradients over ranks.
     model = accelerator.prepare_model(projector, device_placement=True)
 
-    def save_checkpoint() -> None:
-        if main:
-            tmp = work / "checkpoint.tmp"
-            torch.save({
-                "recipe_key": recipe_key, "projector": projector.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "step": step, "losses": losses,
-                "order_seed": int(p["seed"]), "steps_per_epoch": steps_per_epoch, "num_processes": world,
-            }, tmp)
-            tmp.replace(ckpt_path)
-        accelerator.wait_for_everyone()
+    prefix = prefix_ids(frozen.tokenizer)
+    cap_ids = [caption_ids(frozen.tokenizer, pair.caption)[: int(p["max_caption_tokens"])] for pair in pairs]
+    image_hash = _ImageHashes(pairs)
 
-    prefix = prefix_ids(tokenizer)
-    cap_ids = [caption_ids(tokenizer, pair.caption)[: int(p["max_caption_tokens"])] for pair in pairs]
-    image_hashes: dict[int, str] = {}  # filled lazily: hashing a large dataset up front would read every image
-
-    def image_hash(i: int) -> str:
-        if i not in image_hashes:
-            image_hashes[i] = hash_file(pairs[i].image)
-        return image_hashes[i]
+    def feats_of(idx: list[int]) -> tuple[torch.Tensor, list[list[int]]]:
+        feats = frozen.cache.tokens([pairs[i].image for i in idx], [image_hash(i) for i in idx])
+        return feats.to(accelerator.device), [cap_ids[i] for i in idx]
 
     started, samples = time.perf_counter(), 0
     ctx.progress(step, total, f"step {step}/{total}")
     while step < total:
         epoch, within = divmod(step, steps_per_epoch)
-        order = _order(n, int(p["seed"]), epoch)
-        batch_idx = order[within * batch : (within + 1) * batch]
-        n_tokens = sum(len(cap_ids[i]) for i in batch_idx)
-        local_idx = distributed.shard(batch_idx, rank, world)
-        starts = list(range(0, len(local_idx), micro))
+        batch_idx = _order(n, int(p["seed"]), epoch)[within * batch : (within + 1) * batch]
         optimizer.zero_grad(set_to_none=True)
-        batch_loss, stop = 0.0, False
-        for k, start in enumerate(starts):
-            idx = local_idx[start : start + micro]
-            feats = cache.tokens([pairs[i].image for i in idx], [image_hash(i) for i in idx]).to(device)
-            sync = contextlib.nullcontext() if world == 1 or k == len(starts) - 1 else accelerator.no_sync(model)
-            with sync:
-                with accelerator.autocast():
-                    inputs, mask, labels = build_inputs(llm, prefix, model(feats), [cap_ids[i] for i in idx])
-                    picked, _ = caption_logprobs(llm, inputs, mask, labels, len(prefix) + feats.shape[1])
-                loss = -picked.sum() / n_tokens
-                # DDP averages gradients over ranks; each rank's loss is its share of the global sum.
-                (loss * world if world > 1 else loss).backward()
-            batch_loss += float(loss.detach())
-        if world > 1:
-            if not starts:  # an empty shard (batch smaller than the world) still joins the gradient all-reduce
-                (model(torch.zeros(1, 1, encoder.embed_dim, device=device)).sum() * 0.0).backward()
-            # One all-reduce per step: the global loss and the main rank's view of a cancel request.
-            flag = 1.0 if main and ctx.cancelled() else 0.0
-            summed = accelerator.reduce(torch.tensor([batch_loss, flag], device=device, dtype=torch.float64), "sum").tolist()
-            batch_loss, stop = summed[0], summed[1] > 0
+        batch_loss, stop = _global_batch_loss(frozen, model, accelerator, ctx, batch_idx, feats_of,
+                                              sum(len(cap_ids[i]) for i in batch_idx), prefix, int(p["micro_batch_size"]))
         optimizer.step()
         scheduler.step()
         step += 1
@@ -248,14 +304,20 @@ def run_loop(params: dict, ctx, accelerator) -> dict:
         ctx.metric("loss", step, batch_loss)
         ctx.progress(step, total, f"step {step}/{total} loss {batch_loss:.4f}")
         if step % int(p["checkpoint_every"]) == 0 or step == total:
-            save_checkpoint()
+            trainable.save(step, losses, main, accelerator)
         if stop if world > 1 else ctx.cancelled():
-            save_checkpoint()
+            trainable.save(step, losses, main, accelerator)
             ctx.check_cancelled()
     elapsed = time.perf_counter() - started
     if main:
         save_projector(projector, work / "projector.safetensors")
     accelerator.wait_for_everyone()
+    return _loop_result(p, work, frozen, accelerator, step, total, losses, n,
+                        samples / elapsed if elapsed > 0 and samples else None)
+
+
+def _loop_result(p: dict, work: Path, frozen: _Frozen, accelerator, step: int, total: int, losses: list[float], n: int,
+                 samples_per_s: float | None) -> dict:
     return {
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
@@ -264,16 +326,16 @@ def run_loop(params: dict, ctx, accelerator) -> dict:
         "losses": losses,
         "run_dir": str(work),
         "encoder": p["encoder"],
-        "encoder_hash": encoder.weights_hash(),
-        "in_dim": int(encoder.embed_dim),
-        "hidden": hidden,
+        "encoder_hash": frozen.encoder.weights_hash(),
+        "in_dim": int(frozen.encoder.embed_dim),
+        "hidden": frozen.hidden,
         "llm": p["llm"],
         "n_pairs": n,
-        "num_processes": world,
+        "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "gradient_checkpointing": bool(p["gradient_checkpointing"]),
-        "samples_per_s": samples / elapsed if elapsed > 0 and samples else None,
-        "feature_cache": {"hits": cache.hits, "misses": cache.misses},
+        "samples_per_s": samples_per_s,
+        "feature_cache": {"hits": frozen.cache.hits, "misses": frozen.cache.misses},
         "demo": bool(p.get("demo")),
         "note": "smoke-scale demo run, not a result" if p.get("demo") else "",
     }
