@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from engine import config
 from engine.alignment.data import write_pairs
+from engine.atomic import atomic_path
 from engine.hashing import hash_obj
 
 DEMO_VERSION = "demo-2"
@@ -108,8 +109,8 @@ def demo_dataset(n_synthetic: int = 240, crops_per_photo: int = 4, seed: int = 0
                 crop = crop[:, ::-1]
             Image.fromarray(np.ascontiguousarray(crop)).resize((96, 96)).save(images / f"{name}_{k}.png")
             triples.append((f"{name}_{k}", f"{name}_{k}.png", PHOTOS.get(name, f"a photo of a {name}")))
-    write_pairs(triples, folder / "pretrain.tmp")
-    (folder / "pretrain.tmp").replace(data_json)
+    with atomic_path(data_json) as tmp:
+        write_pairs(triples, tmp)
     return data_json, images
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from engine import config
+from engine.atomic import atomic_path
 from engine.encoders.base import Preprocessing, VisionEncoder, to_uint8_rgb
 from engine.errors import InputError, NotAvailableError
 from engine.hashing import hash_bytes, hash_obj
@@ -132,9 +132,8 @@ class TokenCache:
                 toks = self.encoder.tokens(pixels).float().cpu()
             for j, i in enumerate(idx):
                 tensor = toks[j].clone().contiguous()
-                tmp = self._file(hashes[i]).with_suffix(f".tmp{os.getpid()}-{j}")  # ranks may write the same image
-                save_file({"tokens": tensor}, str(tmp))
-                tmp.replace(self._file(hashes[i]))
+                with atomic_path(self._file(hashes[i])) as tmp:  # unique temporary name: ranks may write the same image
+                    save_file({"tokens": tensor}, str(tmp))
                 result[i] = tensor
                 self.misses += 1
         return torch.stack([result[i] for i in range(len(hashes))])

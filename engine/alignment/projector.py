@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine import config
-from engine.errors import InputError
+from engine.atomic import atomic_path
+from engine.errors import InputError, first_line
 from engine.hashing import hash_file
 
 PROJECTOR_TYPES = ("mlp2x_gelu", "linear")
@@ -44,8 +45,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickles with code, truncated files, anything unsafe
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise InputError(f"{path.name} is not a safe weights file (only tensors are accepted): {first}") from exc
+        raise InputError(f"{path.name} is not a safe weights file (only tensors are accepted): {first_line(exc)}") from exc
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise InputError(f"{path.name} does not hold a flat dict of tensors")
     return obj
@@ -92,9 +92,8 @@ def save_projector(module: nn.Module, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {f"model.mm_projector.{k}": v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
     return path
 
 

@@ -29,6 +29,7 @@ from engine.alignment.features import TokenCache, build_encoder
 from engine.alignment.llm import caption_ids, llm_fingerprint, load_llm, prefix_ids
 from engine.alignment.projector import build_projector, save_projector
 from engine.alignment.sequence import build_inputs, caption_logprobs
+from engine.atomic import atomic_path
 from engine.errors import InputError
 from engine.hashing import hash_file, hash_obj
 
@@ -201,13 +202,12 @@ class _Trainable:
 
     def save(self, step: int, losses: list[float], main: bool, accelerator) -> None:
         if main:
-            tmp = self.path.with_suffix(".tmp")
-            torch.save({
-                "recipe_key": self.recipe_key, "projector": self.projector.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "rng": torch.get_rng_state(), "step": step, "losses": losses, **self.meta,
-            }, tmp)
-            tmp.replace(self.path)
+            with atomic_path(self.path) as tmp:
+                torch.save({
+                    "recipe_key": self.recipe_key, "projector": self.projector.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "rng": torch.get_rng_state(), "step": step, "losses": losses, **self.meta,
+                }, tmp)
         accelerator.wait_for_everyone()
 
 

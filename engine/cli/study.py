@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from engine.atomic import write_text_atomic
 from engine.cli.common import Output, leaf
 from engine.errors import InputError, first_line
 from engine.export import csv_safe
@@ -57,12 +58,9 @@ def _export(args: argparse.Namespace) -> Output:
     text = study_to_json(study) if args.to == "json" else csv_safe(study.long).to_csv(index=False)
     if args.out:
         out = Path(args.out)
-        partial = out.with_name(f".{out.name}.partial")
         try:  # written whole or not at all
-            partial.write_text(text, encoding="utf-8")
-            partial.replace(out)
+            write_text_atomic(out, text)
         except OSError as exc:
-            partial.unlink(missing_ok=True)
             raise InputError(f"cannot write {args.out}: {exc.strerror or first_line(exc)}") from None
         return Output(data={"name": study.name, "path": args.out}, text=f"wrote {args.out}")
     return Output(data={"name": study.name, "content": text}, text=text.rstrip("\n"))

