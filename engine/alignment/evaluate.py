@@ -19,8 +19,9 @@ from engine.alignment.projector import import_projector, load_projector
 from engine.alignment.scores import a_v1
 from engine.errors import InputError, LawExplorerError
 from engine.hashing import hash_file
+from engine.jobs import targets
 
-LOGLIK_TARGET = "engine.alignment.evaluate:loglik_job"
+LOGLIK_TARGET = targets.A_V3_LOGLIK
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -133,7 +134,7 @@ def image_files(folder: str | Path, n: int | None = None) -> list[Path]:
     return files[:n] if n else files
 
 
-A_V1_TARGET = "engine.alignment.evaluate:a_v1_job"
+A_V1_TARGET = targets.A_V1
 
 
 def a_v1_job(params: dict, ctx) -> dict:

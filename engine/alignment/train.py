@@ -32,8 +32,9 @@ from engine.alignment.sequence import build_inputs, caption_logprobs
 from engine.atomic import atomic_path
 from engine.errors import InputError
 from engine.hashing import hash_file, hash_obj
+from engine.jobs import targets
 
-TARGET = "engine.alignment.train:run_job"
+TARGET = targets.PROJECTOR_TRAINING
 CODE_VERSION = "align-train-1"
 DEFAULTS = {
     "lr": 1e-3, "batch_size": 256, "micro_batch_size": 16, "epochs": 1, "max_steps": None, "warmup_ratio": 0.03,

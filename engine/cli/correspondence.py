@@ -114,7 +114,7 @@ def _datasets(args: argparse.Namespace) -> Output:
 
 
 def _results(args: argparse.Namespace) -> Output:
-    from engine.correspondence.results import list_results
+    from engine.correspondence.results import c_value, list_results
 
     rows = list_results(args.encoder)
     table = pd.DataFrame(
@@ -125,7 +125,7 @@ def _results(args: argparse.Namespace) -> Output:
                 "dataset": r["dataset"],
                 "split": r["split"],
                 "protocol": r["protocol_name"],
-                "PCK@0.1 (per image, %)": None if r["pck"]["per_image"].get("0.1") is None else round(100 * r["pck"]["per_image"]["0.1"], 2),
+                "PCK@0.1 (per image, %)": None if (c := c_value(r)) is None else round(c, 2),
                 "created": r["created"],
             }
             for r in rows

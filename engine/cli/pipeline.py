@@ -10,6 +10,7 @@ import pandas as pd
 from engine import pipeline
 from engine.cli.common import Output, leaf
 from engine.errors import InputError
+from engine.study.repository import BUNDLED_NAME
 
 
 def _plan_from(args: argparse.Namespace) -> pipeline.Plan:
@@ -70,7 +71,7 @@ def _add(args: argparse.Namespace) -> Output:
 
 def _plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", required=True, help="registry name (see `encoders list`), upload:<hash> included")
-    p.add_argument("--study", default="paper-v3")
+    p.add_argument("--study", default=BUNDLED_NAME)
     p.add_argument("--a-definition", choices=list(pipeline.A_DEFINITIONS), default="v3-loglik")
     p.add_argument("--c-protocol", default="default")
     p.add_argument("--dataset", default="builtin", help="builtin or spair:/path/to/SPair-71k")
@@ -92,12 +93,12 @@ def register(sub) -> None:
     p.add_argument("--wait", type=float, default=0.0, help="follow the jobs up to this many seconds")
     _plan_args(leaf(group, "status", _status, "Each step's state, job and progress"))
     p = leaf(group, "place", _place, "Predicted score per benchmark of given A and C on a study's law")
-    p.add_argument("--study", default="paper-v3")
+    p.add_argument("--study", default=BUNDLED_NAME)
     p.add_argument("--setting", default=None)
     p.add_argument("--A", type=float, required=True)
     p.add_argument("--C", type=float, required=True)
     p = leaf(group, "add", _add, "Store A and C of a setting in a user study (bundled studies are copied first)")
-    p.add_argument("--study", default="paper-v3")
+    p.add_argument("--study", default=BUNDLED_NAME)
     p.add_argument("--setting", required=True)
     p.add_argument("--A", type=float, required=True)
     p.add_argument("--C", type=float, required=True)

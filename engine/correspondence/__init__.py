@@ -17,6 +17,7 @@ __all__ = [
     "SPairDataset",
     "attach_c_to_study",
     "c_score",
+    "c_value",
     "feature_pca_rgb",
     "get_protocol",
     "get_result",
@@ -42,7 +43,7 @@ def __getattr__(name: str):
         import importlib
 
         module = importlib.import_module("engine.correspondence.evaluate")
-    elif name in ("list_results", "get_result", "attach_c_to_study", "per_category_table", "c_score"):
+    elif name in ("list_results", "get_result", "attach_c_to_study", "per_category_table", "c_score", "c_value"):
         from engine.correspondence import results as module
     elif name in ("predict_pair", "feature_pca_rgb"):
         from engine.correspondence import viewer as module

@@ -24,10 +24,11 @@ from engine.correspondence.protocols import Protocol, get_protocol
 from engine.encoders.base import VisionEncoder
 from engine.errors import InputError
 from engine.hashing import hash_obj
+from engine.jobs import targets
 
 CODE_VERSION = 1
 CHUNK_PAIRS = 256
-JOB_TARGET = "engine.correspondence.evaluate:run_job"
+JOB_TARGET = targets.C_EVALUATION
 
 ProgressFn = Callable[[int, int, str], None]
 

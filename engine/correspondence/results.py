@@ -85,12 +85,18 @@ def get_result(result_id: str) -> dict[str, Any]:
     return _row_to_dict(row, columns)
 
 
+def c_value(result: dict[str, Any], alpha: str = "0.1", averaging: str = "per_image") -> float | None:
+    """The paper's C: PCK@0.10 (per image by default) x 100; None when the result does not hold it."""
+    value = (result.get("pck") or {}).get(averaging, {}).get(alpha)
+    return None if value is None else float(value) * 100.0
+
+
 def c_score(result: dict[str, Any], alpha: str = "0.1", averaging: str = "per_image") -> float:
-    """The paper's C: PCK@0.10 (per image by default) x 100."""
-    value = result["pck"].get(averaging, {}).get(alpha)
+    """``c_value`` of a result that must hold it (InputError otherwise)."""
+    value = c_value(result, alpha, averaging)
     if value is None:
         raise InputError(f"result has no {averaging} PCK@{alpha}")
-    return float(value) * 100.0
+    return value
 
 
 def attach_c_to_study(result: str | dict[str, Any], study_name: str, setting: str) -> float:

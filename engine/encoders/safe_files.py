@@ -71,6 +71,15 @@ def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], what: s
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    problems = _key_problems(missing, unexpected, wrong)
+    if problems:
+        raise InputError(f"{what} does not fit the architecture: " + "; ".join(problems))
+    cast = {k: v.to(expected[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
+    module.load_state_dict(cast, strict=True)
+
+
+def _key_problems(missing: list[str], unexpected: list[str], wrong: list[str]) -> list[str]:
+    """What does not fit, with up to three examples of each kind."""
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
@@ -78,10 +87,7 @@ def strict_load(module: torch.nn.Module, state: dict[str, torch.Tensor], what: s
         problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
     if wrong:
         problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
-    if problems:
-        raise InputError(f"{what} does not fit the architecture: " + "; ".join(problems))
-    cast = {k: v.to(expected[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
-    module.load_state_dict(cast, strict=True)
+    return problems
 
 
 def load_hub_layout(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str = "checkpoint") -> None:
@@ -106,13 +112,7 @@ def load_hub_layout(module: torch.nn.Module, state: dict[str, torch.Tensor], wha
             raise InputError(f"{what} it does not load either ({first_line(exc)})") from None
     missing, unexpected = list(info.get("missing_keys") or []), list(info.get("unexpected_keys") or [])
     wrong = [str(m) for m in info.get("mismatched_keys") or []]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(sorted(missing)[:3])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(sorted(unexpected)[:3])})")
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatches (e.g. {'; '.join(wrong[:3])})")
+    problems = _key_problems(sorted(missing), sorted(unexpected), wrong)
     if problems:
         raise InputError(f"{what} it does not fit either: " + "; ".join(problems))
     module.load_state_dict(loaded.state_dict(), strict=True)

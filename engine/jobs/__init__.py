@@ -23,7 +23,7 @@ from engine.jobs.manager import (
 )
 from engine.jobs.progress import tqdm_progress
 from engine.jobs.runner import resolve_target, run_inline
-from engine.jobs.state import ACTIVE, FINISHED, STATUSES
+from engine.jobs.state import ACTIVE, FINISHED, STATUSES, JobStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,6 +35,7 @@ __all__ = [
     "JobCancelled",
     "JobContext",
     "JobRecord",
+    "JobStatus",
     "JobTimeout",
     "cancel",
     "forget",

@@ -8,9 +8,10 @@ from typing import Any
 
 from engine.errors import InputError
 from engine.jobs import state as jobstate
+from engine.jobs import targets
 from engine.jobs.context import JobContext
 
-TARGET = "engine.jobs.demo:count"
+TARGET = targets.DEMO_COUNT
 
 
 def _int_param(params: dict[str, Any], name: str, default: int | None = None) -> int | None:

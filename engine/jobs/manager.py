@@ -18,6 +18,7 @@ from engine import config
 from engine.errors import InputError, LawExplorerError
 from engine.jobs import state as jobstate
 from engine.jobs.runner import check_params, check_target
+from engine.jobs.state import JobStatus
 
 
 class JobTimeout(LawExplorerError):
@@ -37,7 +38,7 @@ class JobRecord:
     target: str
     title: str
     params: dict[str, Any]
-    status: str
+    status: JobStatus
     progress: tuple[int, int, str]
     created: float | None
     started: float | None
@@ -56,16 +57,17 @@ class JobRecord:
         """Seconds of the current (or last) attempt: start to finish, to the last heartbeat, or to now."""
         if self.started is None:
             return None
-        end = self.finished or (time.time() if self.status == "running" else self.heartbeat) or time.time()
+        end = self.finished or (time.time() if self.status == JobStatus.RUNNING else self.heartbeat) or time.time()
         return max(0.0, end - self.started)
 
     @property
     def fraction(self) -> float:
         done, total, _ = self.progress
-        return min(1.0, done / total) if total else (1.0 if self.status == "done" else 0.0)
+        return min(1.0, done / total) if total else (1.0 if self.status == JobStatus.DONE else 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["status"] = self.status.value
         data["progress"] = {"done": self.progress[0], "total": self.progress[1], "message": self.progress[2]}
         data["elapsed_s"] = self.elapsed_s
         return data
@@ -82,29 +84,31 @@ def _pid_matches(st: dict[str, Any]) -> bool | None:
 
 def _interruption(st: dict[str, Any]) -> str:
     """Why a job whose state says active is reported ``interrupted``."""
-    if st.get("status") == "queued":
+    if st.get("status") == JobStatus.QUEUED:
         return "the worker never started"
     if _pid_matches(st) is False:
         return f"the worker process {st.get('pid')} is gone"
     return f"no heartbeat from the worker for {time.time() - float(st.get('heartbeat') or 0):.0f} s"
 
 
-def live_status(st: dict[str, Any], created: float | None) -> str:
+def live_status(st: dict[str, Any], created: float | None) -> JobStatus:
     """The stored status, corrected to ``interrupted`` when the worker is gone or silent."""
-    status = st.get("status", "queued")
+    status = st.get("status", JobStatus.QUEUED)
+    if status not in jobstate.STATUSES:  # a state file this version cannot read: the job is not progressing
+        return JobStatus.INTERRUPTED
     now = time.time()
-    if status == "running":
+    if status == JobStatus.RUNNING:
         alive = _pid_matches(st)
         stale = now - float(st.get("heartbeat") or 0) > stale_after_s()
         if alive is False or stale:
-            return "interrupted"
-    elif status == "queued":
+            return JobStatus.INTERRUPTED
+    elif status == JobStatus.QUEUED:
         if st.get("launcher_pid"):
             if jobstate.process_alive(st["launcher_pid"]) is False:
-                return "interrupted"
+                return JobStatus.INTERRUPTED
         elif now - float(st.get("queued_at") or created or now) > stale_after_s():
-            return "interrupted"
-    return status
+            return JobStatus.INTERRUPTED
+    return JobStatus(status)
 
 
 def _record(job_id: str, details: bool = True, log_lines: int = 50) -> JobRecord:
@@ -113,7 +117,7 @@ def _record(job_id: str, details: bool = True, log_lines: int = 50) -> JobRecord
     st = jobstate.read_state(folder)
     status = live_status(st, spec.get("created"))
     progress = st.get("progress") or [0, 0, ""]
-    result = jobstate.read_json(folder / "result.json") if status == "done" else None
+    result = jobstate.read_json(folder / "result.json") if status == JobStatus.DONE else None
     return JobRecord(
         id=job_id,
         target=spec.get("target", ""),
@@ -124,7 +128,7 @@ def _record(job_id: str, details: bool = True, log_lines: int = 50) -> JobRecord
         created=spec.get("created"),
         started=st.get("started"),
         finished=st.get("finished"),
-        error=_interruption(st) if status == "interrupted" and st.get("status") in jobstate.ACTIVE else st.get("error"),
+        error=_interruption(st) if status == JobStatus.INTERRUPTED and st.get("status") in jobstate.ACTIVE else st.get("error"),
         result=result,
         log_tail=jobstate.tail_log(folder, log_lines) if details else "",
         metrics=jobstate.read_metrics(folder) if details else [],
@@ -174,12 +178,12 @@ def _spawn(job_id: str) -> None:
             )
     except OSError as exc:
         message = f"could not start a worker process: {exc}"
-        jobstate.update_state(folder, status="failed", error=message, finished=time.time())
+        jobstate.update_state(folder, status=JobStatus.FAILED, error=message, finished=time.time())
         raise LawExplorerError(f"job {job_id}: {message}") from exc
     threading.Thread(target=proc.wait, name=f"reap-{job_id}", daemon=True).start()  # no zombies left behind
     with jobstate.locked(folder / ".lock"):
         st = jobstate.read_state(folder)
-        if st.get("status") == "queued":
+        if st.get("status") == JobStatus.QUEUED:
             st["launcher_pid"] = proc.pid
             jobstate.write_json_atomic(folder / "state.json", st)
 
@@ -232,11 +236,11 @@ def cancel(job_id: str, wait_s: float = 0.0) -> JobRecord:
     """
     folder = jobstate.job_dir(job_id)
     record = _record(job_id, details=False)
-    if record.status in ("done", "failed", "cancelled"):
+    if record.status in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED):
         return record
     (folder / "cancel").touch()
-    if record.status == "interrupted":
-        jobstate.update_state(folder, status="cancelled", error=None, finished=time.time())
+    if record.status == JobStatus.INTERRUPTED:
+        jobstate.update_state(folder, status=JobStatus.CANCELLED, error=None, finished=time.time())
         jobstate.append_log(folder, "cancelled while interrupted")
         return _record(job_id, details=False)
     if wait_s > 0:
@@ -246,7 +250,7 @@ def cancel(job_id: str, wait_s: float = 0.0) -> JobRecord:
         st = jobstate.read_state(folder)
         if live_status(st, record.created) in jobstate.ACTIVE:
             _kill_group(st)
-            jobstate.update_state(folder, status="cancelled", error="killed after not stopping", finished=time.time())
+            jobstate.update_state(folder, status=JobStatus.CANCELLED, error="killed after not stopping", finished=time.time())
     return _record(job_id, details=False)
 
 
@@ -256,13 +260,13 @@ def resume(job_id: str) -> JobRecord:
     record = _record(job_id, details=False)
     if record.status in jobstate.ACTIVE:
         raise InputError(f"job {job_id} is {record.status}; nothing to resume")
-    if record.status == "done":
+    if record.status == JobStatus.DONE:
         raise InputError(f"job {job_id} is already done")
     check_target(record.target)
     _kill_group(jobstate.read_state(folder))  # a silent worker whose heartbeat went stale
     with contextlib.suppress(FileNotFoundError):
         (folder / "cancel").unlink()
-    jobstate.update_state(folder, status="queued", error=None, finished=None, launcher_pid=None,
+    jobstate.update_state(folder, status=JobStatus.QUEUED, error=None, finished=None, launcher_pid=None,
                           queued_at=time.time())
     jobstate.append_log(folder, "resume requested")
     _spawn(job_id)

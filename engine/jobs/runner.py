@@ -23,6 +23,7 @@ from engine.errors import InputError, LawExplorerError
 from engine.hashing import hash_obj
 from engine.jobs import state as jobstate
 from engine.jobs.context import JobCancelled, JobContext, ProgressCallback
+from engine.jobs.state import JobStatus
 
 JobFunction = Callable[[dict, JobContext], dict]
 _TARGET = re.compile(r"^engine(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*$")
@@ -183,7 +184,7 @@ def _heartbeat(ctx: JobContext, folder: Path, job_id: str, stop: threading.Event
             cancel_seen = time.monotonic()
             jobstate.append_log(folder, "cancel requested")
         if cancel_seen is not None and time.monotonic() - cancel_seen > cancel_grace_s() and not stop.is_set():
-            _finish(folder, job_id, "cancelled", error=f"killed after not stopping within {cancel_grace_s():.0f} s")
+            _finish(folder, job_id, JobStatus.CANCELLED, error=f"killed after not stopping within {cancel_grace_s():.0f} s")
             if os.getpgid(0) == os.getpid():
                 os.killpg(os.getpid(), signal.SIGKILL)
             os._exit(1)
@@ -194,13 +195,13 @@ def _claim(folder: Path) -> dict[str, Any] | None:
     with jobstate.locked(folder / ".lock"):
         st = jobstate.read_state(folder)
         other = st.get("pid")
-        if st.get("status") == "running" and other != os.getpid() and jobstate.process_alive(other, st.get("host")):
+        if st.get("status") == JobStatus.RUNNING and other != os.getpid() and jobstate.process_alive(other, st.get("host")):
             return None
-        if st.get("status") == "done":
+        if st.get("status") == JobStatus.DONE:
             return None
         now = time.time()
         st.update(
-            status="running", pid=os.getpid(), pid_start=jobstate.process_start_ticks(os.getpid()),
+            status=JobStatus.RUNNING, pid=os.getpid(), pid_start=jobstate.process_start_ticks(os.getpid()),
             host=socket.gethostname(), started=now, first_started=st.get("first_started") or now,
             heartbeat=now, finished=None, error=None, attempts=int(st.get("attempts") or 0) + 1,
         )
@@ -220,7 +221,7 @@ def run_worker(job_id: str) -> int:
     last = claimed.get("progress") or [0, 0, ""]  # shown until the resumed function reports its own
     ctx = JobContext(job_id, folder / "work", folder=folder, initial_progress=(int(last[0]), int(last[1]), str(last[2])))
     if ctx.cancelled():
-        _finish(folder, job_id, "cancelled", error="cancelled before it started")
+        _finish(folder, job_id, JobStatus.CANCELLED, error="cancelled before it started")
         return 0
 
     def on_term(signum: int, frame: Any) -> None:
@@ -235,18 +236,18 @@ def run_worker(job_id: str) -> int:
         result = normalise_result(spec["target"], func(dict(spec.get("params") or {}), ctx))
         stop.set()
         ctx.flush()
-        _finish(folder, job_id, "done", result=result)
+        _finish(folder, job_id, JobStatus.DONE, result=result)
         return 0
     except (JobCancelled, _Terminated, KeyboardInterrupt) as exc:
         stop.set()
-        status = "cancelled" if ctx.cancelled() else "interrupted"
+        status = JobStatus.CANCELLED if ctx.cancelled() else JobStatus.INTERRUPTED
         signal_name = "SIGTERM" if isinstance(exc, _Terminated) else "SIGINT"
-        _finish(folder, job_id, status, error=None if status == "cancelled" else f"the worker was stopped by {signal_name}")
-        return 0 if status == "cancelled" else 1
+        _finish(folder, job_id, status, error=None if status == JobStatus.CANCELLED else f"the worker was stopped by {signal_name}")
+        return 0 if status == JobStatus.CANCELLED else 1
     except BaseException as exc:
         stop.set()
         jobstate.append_log(folder, "traceback:\n" + traceback.format_exc().rstrip())
-        _finish(folder, job_id, "failed", error=one_line_error(exc))
+        _finish(folder, job_id, JobStatus.FAILED, error=one_line_error(exc))
         return 1
     finally:
         stop.set()

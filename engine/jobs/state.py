@@ -10,6 +10,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,21 @@ from engine import atomic, config
 from engine.errors import InputError
 from engine.hashing import hash_obj
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
-ACTIVE = ("queued", "running")
-FINISHED = ("done", "failed", "cancelled", "interrupted")
+
+class JobStatus(StrEnum):
+    """A job's status: the one vocabulary of jobs, their state files, the CLI and the pages (equal to its string)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+STATUSES = tuple(JobStatus)
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINISHED = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED)
 _ID_PATTERN = re.compile(r"^\d{8}-\d{6}-\d{6}-[0-9a-f]{8}$")
 
 
@@ -93,7 +106,7 @@ def create_job_folder(job_id: str, spec: dict[str, Any]) -> Path:
     folder.mkdir(parents=False, exist_ok=False)
     (folder / "work").mkdir()
     write_json_atomic(folder / "spec.json", spec)
-    write_json_atomic(folder / "state.json", {"status": "queued", "progress": [0, 0, ""], "attempts": 0})
+    write_json_atomic(folder / "state.json", {"status": JobStatus.QUEUED, "progress": [0, 0, ""], "attempts": 0})
     return folder
 
 

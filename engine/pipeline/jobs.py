@@ -23,8 +23,9 @@ def _job_value(step: Step, result: dict[str, Any] | None) -> float | None:
     if not result:
         return None
     if step.key == "c":
-        value = result.get("pck", {}).get("per_image", {}).get("0.1")
-        return None if value is None else 100.0 * float(value)
+        from engine.correspondence.results import c_value
+
+        return c_value(result)
     if step.key == "a":
         return None if result.get("A") is None else float(result["A"])
     return None

@@ -18,10 +18,11 @@ from typing import Any
 import pandas as pd
 
 from engine.errors import InputError
+from engine.jobs import targets
 
-C_TARGET = "engine.correspondence.evaluate:run_job"
-TRAIN_TARGET = "engine.alignment.train:run_job"
-LOGLIK_TARGET = "engine.alignment.evaluate:loglik_job"
+C_TARGET = targets.C_EVALUATION
+TRAIN_TARGET = targets.PROJECTOR_TRAINING
+LOGLIK_TARGET = targets.A_V3_LOGLIK
 A_DEFINITIONS = {"v3-loglik": "v3", "v1-clip-ref": "v1"}
 DEMO_SUFFIX = "-demo"
 USER_SUFFIX = "-user"
