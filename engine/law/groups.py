@@ -1,0 +1,22 @@
+"""Benchmark groups of a study (the paper's vision / OCR split until a study records its own) and valid score ranges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.benchmarks import BENCHMARKS, GROUPS
+
+
+def benchmark_groups(study: Any) -> dict[str, list[str]]:
+    """Group name -> the study's benchmarks in it; the study's own groups when it records them."""
+    own = getattr(study, "groups", None)
+    mapping = own() if callable(own) else own
+    if isinstance(mapping, dict) and mapping:
+        return {str(g): [b for b in members if b in study.benchmarks] for g, members in mapping.items()}
+    return {g: [b for b in members if b in study.benchmarks] for g, members in GROUPS.items()}
+
+
+def valid_range(benchmark: str) -> tuple[float, float]:
+    """Scores a benchmark can take: [0, max score] for a known one, unbounded otherwise."""
+    bench = BENCHMARKS.get(benchmark)
+    return (0.0, float(bench.max_score)) if bench else (float("-inf"), float("inf"))
