@@ -24,6 +24,23 @@ FLAG_TEXT = {
 }
 
 
+FLAGS_PREFIX = "law flags: "
+
+
+def flags_note(flags: list[str]) -> str:
+    """The ``notes`` text that records a kept setting's law flags (read back by ``flags_from_notes``)."""
+    return FLAGS_PREFIX + ", ".join(flags) if flags else ""
+
+
+def flags_from_notes(notes: Any) -> list[str]:
+    """Law flags recorded in a setting's ``notes`` by ``flags_note`` (empty when none)."""
+    for part in str(notes or "").split(";"):
+        part = part.strip()
+        if part.startswith(FLAGS_PREFIX):
+            return [f.strip() for f in part[len(FLAGS_PREFIX):].split(",") if f.strip()]
+    return []
+
+
 def inside_hull(points: np.ndarray, x: np.ndarray) -> bool:
     """Whether x lies in the convex hull of points (2-D, on min-max normalised axes; boundary counts as inside)."""
     lo, hi = points.min(axis=0), points.max(axis=0)
