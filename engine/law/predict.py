@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +134,25 @@ def _finite(value: Any, what: str) -> float:
     return number
 
 
+_FITS: OrderedDict[tuple[str, str], tuple[Any, Any, dict[str, str]]] = OrderedDict()
+_FITS_LOCK = threading.Lock()
+
+
+def _fitted(study: Any, model: str) -> tuple[Any, Any, dict[str, str]]:
+    """``fit_study_model`` memoised on the study's content (a page places many A, C on one fit)."""
+    key = (study.content_hash(), model)
+    with _FITS_LOCK:
+        if key in _FITS:
+            _FITS.move_to_end(key)
+            return _FITS[key]
+    result = fit_study_model(study, model)
+    with _FITS_LOCK:
+        _FITS[key] = result
+        while len(_FITS) > 16:
+            _FITS.popitem(last=False)
+    return result
+
+
 def predict_setting(
     study: Any, A: float, C: float, model: str = "paper", level: float = DEFAULT_LEVEL,
     a_method: str | None = None, c_method: str | None = None,
@@ -143,7 +164,7 @@ def predict_setting(
     """
     a_value, c_value = _finite(A, "A"), _finite(C, "C")
     level = check_level(level)
-    fitted, m, skipped = fit_study_model(study, model)
+    fitted, m, skipped = _fitted(study, model)
     B = len(m.benchmarks)
     out = fitted.predict(np.full((1, B), a_value), np.full((1, B), c_value), level=level)
     lo, hi = m.bounds()
