@@ -127,3 +127,15 @@ def test_law_fit_text_labels_interpolating_fits(tmp_path, capsys, monkeypatch):
     proc = run_inprocess(["law", "fit", "--study", str(path)], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     assert "INTERPOLATING" in proc.stdout and "mme" in proc.stdout
+
+
+def test_cli_pipeline_place_uses_the_model_interval_and_flags(tmp_path, capsys, monkeypatch):
+    proc = run_inprocess(["pipeline", "place", "--A", "-1.95", "--C", "18", "--model", "ridge", "--level", "0.9",
+                          "--demo-scale", "--format", "json"], tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    expected = predict_setting(load_study("paper-v3"), -1.95, 18.0, "ridge", 0.9).table.set_index("benchmark")
+    for row in rows:
+        assert row["model"] == "ridge" and row["level"] == 0.9 and row["method_mismatch"] and not row["comparable"]
+        assert row["lower"] == pytest.approx(expected.at[row["benchmark"], "lower"])
+        assert row["upper"] == pytest.approx(expected.at[row["benchmark"], "upper"])
