@@ -8,6 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from engine.errors import InputError
 from engine.law import predict_setting, study_matrices
 from engine.law.predict import inside_hull
 from engine.study import load_study
@@ -139,3 +140,23 @@ def test_cli_pipeline_place_uses_the_model_interval_and_flags(tmp_path, capsys, 
         assert row["model"] == "ridge" and row["level"] == 0.9 and row["method_mismatch"] and not row["comparable"]
         assert row["lower"] == pytest.approx(expected.at[row["benchmark"], "lower"])
         assert row["upper"] == pytest.approx(expected.at[row["benchmark"], "upper"])
+
+
+def test_predict_with_one_a_per_benchmark_equals_the_shared_a_case():
+    study = load_study("paper-v3")
+    shared = predict_setting(study, -1.95, 18.0, "ridge").table.set_index("benchmark")
+    per = predict_setting(study, {b: -1.95 for b in study.benchmarks}, 18.0, "ridge").table.set_index("benchmark")
+    assert per["predicted"].tolist() == pytest.approx(shared["predicted"].tolist())
+    with pytest.raises(InputError, match="no value for"):
+        predict_setting(study, {"mme": -1.95}, 18.0)
+
+
+def test_cli_predict_per_benchmark_a_and_bad_pairs(tmp_path, capsys, monkeypatch):
+    study = load_study("paper-v3")
+    pairs = ",".join(f"{b}=-1.95" for b in study.benchmarks)
+    proc = run_inprocess(["law", "predict", "--study", "paper-v3", "--a", pairs, "--c", "18", "--format", "json"],
+                         tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["A"] == {b: -1.95 for b in study.benchmarks}
+    proc = run_inprocess(["law", "predict", "--study", "paper-v3", "--a", "mme=x", "--c", "18"], tmp_path, capsys, monkeypatch)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --a value for mme is not a number")

@@ -68,12 +68,32 @@ def _evaluate(args: argparse.Namespace) -> Output:
     return Output(data=data, text=text, tables=[("Per benchmark (R² as fractions; interval width in score units)", table)])
 
 
+def _parse_a(text: str) -> float | dict[str, float]:
+    """``--a X`` or, for a study with one A per benchmark, ``--a mme=0.79,ok_vqa=0.80,...``."""
+    if "=" not in text:
+        try:
+            return float(text)
+        except ValueError:
+            raise InputError(f"--a must be a number or BENCHMARK=VALUE pairs, got {text!r}") from None
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        bench, sep, value = item.partition("=")
+        if not sep or not bench.strip():
+            raise InputError(f"--a expects BENCHMARK=VALUE pairs separated by commas, got {item!r}")
+        try:
+            out[bench.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--a value for {bench.strip()} is not a number: {value!r}") from None
+    return out
+
+
 def _predict(args: argparse.Namespace) -> Output:
     level = _model_level(args)
-    placed = predict_setting(load_study(args.study), args.a, args.c, args.model, level,
+    placed = predict_setting(load_study(args.study), _parse_a(args.a), args.c, args.model, level,
                              a_method=args.a_method, c_method=args.c_method)
     table = placed.table.set_index("benchmark")[["predicted", "lower", "upper", "clipped", "extrapolated", "interpolating"]]
-    text = f"Predicted scores at A = {placed.A:g}, C = {placed.C:g} on study '{placed.study}' ('{placed.model}' law, {level:.0%} interval)"
+    a_text = f"{placed.A:g}" if isinstance(placed.A, float) else "per benchmark"
+    text = f"Predicted scores at A = {a_text}, C = {placed.C:g} on study '{placed.study}' ('{placed.model}' law, {level:.0%} interval)"
     for reason in placed.mismatch:
         text += f"\nNOT COMPARABLE: {reason}"
     if placed.flags:
@@ -102,7 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_args(p)
     p = leaf(group, "predict", _predict, "Predicted score and interval per benchmark for a new setting's A and C")
     _model_args(p)
-    p.add_argument("--a", type=float, required=True, help="A of the new setting (the study's A method and scale)")
+    p.add_argument("--a", required=True, help="A of the new setting (the study's A method and scale); for a study "
+                   "with one A per benchmark: BENCHMARK=VALUE,...")
     p.add_argument("--c", type=float, required=True, help="C of the new setting (the study's C protocol and scale)")
     p.add_argument("--a-method", help="how A was measured; compared with the study's (a mismatch is flagged)")
     p.add_argument("--c-method", help="how C was measured (dataset, protocol); compared with the study's")

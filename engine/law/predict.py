@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +96,7 @@ class Placement:
     study: str
     model: str
     level: float
-    A: float
+    A: float | dict[str, float]
     C: float
     table: pd.DataFrame
     mismatch: list[str] = field(default_factory=list)
@@ -153,20 +154,36 @@ def _fitted(study: Any, model: str) -> tuple[Any, Any, dict[str, str]]:
     return result
 
 
+def _a_per_benchmark(A: float | Mapping[str, float], benchmarks: list[str], study: Any) -> np.ndarray:
+    if not isinstance(A, Mapping):
+        return np.full(len(benchmarks), _finite(A, "A"))
+    unknown = sorted(set(A) - set(study.benchmarks))
+    if unknown:
+        raise InputError(f"A given for benchmark '{unknown[0]}' that study '{study.name}' does not have")
+    missing = [b for b in benchmarks if b not in A]
+    if missing:
+        raise InputError(f"A is per benchmark but has no value for {', '.join(missing)}")
+    return np.array([_finite(A[b], f"A of {b}") for b in benchmarks])
+
+
 def predict_setting(
-    study: Any, A: float, C: float, model: str = "paper", level: float = DEFAULT_LEVEL,
+    study: Any, A: float | Mapping[str, float], C: float, model: str = "paper", level: float = DEFAULT_LEVEL,
     a_method: str | None = None, c_method: str | None = None,
 ) -> Placement:
     """Where a new setting with these A and C falls on each benchmark's law (``model``, ``level`` interval).
 
+    ``A`` is one value, or one per benchmark (a study whose A differs per benchmark, as the paper's v1).
     Predictions and interval bounds are clipped to each benchmark's valid range; a setting outside the study's
     A-C hull is flagged as extrapolated; A/C methods different from the study's are flagged as a mismatch.
     """
-    a_value, c_value = _finite(A, "A"), _finite(C, "C")
+    c_value = _finite(C, "C")
     level = check_level(level)
+    if not isinstance(A, Mapping):
+        _finite(A, "A")
     fitted, m, skipped = _fitted(study, model)
     B = len(m.benchmarks)
-    out = fitted.predict(np.full((1, B), a_value), np.full((1, B), c_value), level=level)
+    a_values = _a_per_benchmark(A, m.benchmarks, study)
+    out = fitted.predict(a_values[None], np.full((1, B), c_value), level=level)
     lo, hi = m.bounds()
     mean, c1 = clip(out.mean[0], lo, hi)
     lower, c2 = clip(out.lower[0], lo, hi)
@@ -178,7 +195,8 @@ def predict_setting(
         rows.append({"benchmark": bench, "label": label(bench), "predicted": float(mean[j]), "lower": float(lower[j]),
                      "upper": float(upper[j]), "n": int(ok.sum()),
                      "clipped": bool(c1[j] or c2[j] or c3[j]),
-                     "extrapolated": not inside_hull(points, np.array([a_value, c_value])),
+                     "extrapolated": not inside_hull(points, np.array([a_values[j], c_value])),
                      "interpolating": bool(fitted.interpolating[j])})
-    return Placement(study.name, model, level, a_value, c_value, pd.DataFrame(rows),
+    a_out = float(a_values[0]) if not isinstance(A, Mapping) else {b: float(v) for b, v in zip(m.benchmarks, a_values, strict=True)}
+    return Placement(study.name, model, level, a_out, c_value, pd.DataFrame(rows),
                      method_mismatch(study, a_method, c_method), fitted.params, skipped)
