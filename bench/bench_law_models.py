@@ -10,13 +10,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.law import LAW_MODELS, evaluate_study
 from engine.study import bundled_study
 from engine.study.io import parse_study_file
 
+ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path(os.environ.get("LAW_EXPLORER_REFERENCE", ROOT.parent / "shared" / "reference"))
 V1 = REFERENCE / "law_v1_released_ablations.csv"
 
