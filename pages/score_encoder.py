@@ -8,6 +8,7 @@ from engine import pipeline
 from engine.benchmarks import label
 from engine.errors import LawExplorerError
 from engine.law import FLAG_TEXT, LAW_MODELS
+from engine.law.background import fit_ready
 from engine.pipeline import figures
 from pages import _ui
 
@@ -170,14 +171,24 @@ def _show_flags(table, scale: str, study_name: str) -> None:
             st.warning(f"{FLAG_TEXT[flag][0].upper()}{FLAG_TEXT[flag][1:]}: {', '.join(names)}.", icon=":material/warning:")
 
 
+@st.fragment(run_every=1.0)
+def _wait_for_fit(study, model: str) -> None:
+    """Polls the background fit (the script thread never waits for it); redraws the page when it is ready."""
+    if fit_ready(study, model, wait_s=0.0):
+        st.rerun(scope="app")
+    st.info(f"Fitting the '{model}' law and its leave-one-out refits in the background…", icon=":material/hourglass_top:")
+
+
 def _render_placement(study, setting: str, A: float, C: float, scale: str, target: str) -> None:
     cols = st.columns([2, 1])
     model = cols[0].selectbox("Law model", list(LAW_MODELS), key="score_model",
                               help="paper: the paper's quadratic; auto: chosen by nested CV (see the law page)")
     level = cols[1].select_slider("Interval level", [0.5, 0.6, 0.7, 0.8, 0.9, 0.95], value=0.8, key="score_level",
                                   format_func=lambda v: f"{v:.0%}")
-    with st.spinner("Fitting the law and its leave-one-out refits…"):
-        table = pipeline.place_on_law(study, setting, A, C, model, level, scale=scale)
+    if not fit_ready(study, model):
+        _wait_for_fit(study, model)
+        return
+    table = pipeline.place_on_law(study, setting, A, C, model, level, scale=scale)
     flags = pipeline.placement_flags(table)
     comparable = bool(table["comparable"].all())
     st.header("Where it falls on the law" if comparable else "Where it would fall on the law (illustration only)")

@@ -96,3 +96,32 @@ def test_score_page_separates_an_extrapolated_demo_setting_and_keeps_its_flags(j
     assert not at.exception
     notes = load_study("paper-v3-demo").settings.set_index("setting").at["tiny", "notes"]
     assert {"method_mismatch", "extrapolated"} <= set(flags_from_notes(notes))
+
+
+def test_score_page_waits_for_a_slow_fit_without_blocking(jobs_home, monkeypatch):
+    import threading
+
+    from engine.law import background
+
+    gate = threading.Event()
+    real = background.fitted_study_model
+
+    def slow(study, model):
+        gate.wait(30)
+        return real(study, model)
+
+    at = AppTest.from_file(str(ROOT / "pages/score_encoder.py"), default_timeout=90).run()
+    at.radio(key="score_mode").set_value("Enter A and C by hand").run()
+    at.text_input(key="score_manual_a").set_value("-1.95")
+    at.text_input(key="score_manual_c").set_value("18")
+    at.run()  # the paper law is fitted at once
+    assert at.dataframe[0].value["model"].iloc[0] == "paper"
+    monkeypatch.setattr(background, "fitted_study_model", slow)
+    at.selectbox(key="score_model").set_value("multitask")
+    at.run()
+    assert not at.exception
+    assert any("in the background" in i.value for i in at.info) and not at.dataframe
+    gate.set()
+    assert background.fit_ready(load_study("paper-v3"), "multitask", wait_s=60)
+    at.run()
+    assert not at.exception and at.dataframe[0].value["model"].iloc[0] == "multitask"

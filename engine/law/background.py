@@ -8,11 +8,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from engine.law.evaluate import Evaluation, evaluate_study
+from engine.law.predict import fitted_study_model
 
 MAX_ENTRIES = 32
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="law-evaluate")
 _FUTURES: OrderedDict[tuple[str, str, float], Future] = OrderedDict()
 _LOCK = threading.Lock()
+_FIT_FUTURES: OrderedDict[tuple[str, str], Future] = OrderedDict()
+_FIT_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="law-fit")  # not queued behind evaluations
 
 
 def evaluation_future(study: Any, model: str, level: float) -> Future:
@@ -40,3 +43,21 @@ def evaluation_if_ready(study: Any, model: str, level: float) -> Evaluation | No
     """The evaluation when finished (its error raised), else None while it runs in the background."""
     future = evaluation_future(study, model, level)
     return future.result() if future.done() else None
+
+
+def fit_ready(study: Any, model: str, wait_s: float = 0.5) -> bool:
+    """Whether the study's ``model`` fit (with its leave-one-out refits) is ready for ``predict_setting``; starts it
+    in the background when not and waits at most ``wait_s`` (fast models are ready at once). Errors are raised."""
+    key = (study.content_hash(), str(model))
+    with _LOCK:
+        future = _FIT_FUTURES.get(key)
+        if future is None or (future.done() and future.exception() is not None):
+            future = _FIT_EXECUTOR.submit(fitted_study_model, study, model)
+            _FIT_FUTURES[key] = future
+            while len(_FIT_FUTURES) > MAX_ENTRIES:
+                _FIT_FUTURES.popitem(last=False)
+    try:
+        future.result(timeout=wait_s)
+    except TimeoutError:
+        return False
+    return True

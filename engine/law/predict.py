@@ -139,7 +139,7 @@ _FITS: OrderedDict[tuple[str, str], tuple[Any, Any, dict[str, str]]] = OrderedDi
 _FITS_LOCK = threading.Lock()
 
 
-def _fitted(study: Any, model: str) -> tuple[Any, Any, dict[str, str]]:
+def fitted_study_model(study: Any, model: str) -> tuple[Any, Any, dict[str, str]]:
     """``fit_study_model`` memoised on the study's content (a page places many A, C on one fit)."""
     key = (study.content_hash(), model)
     with _FITS_LOCK:
@@ -180,7 +180,7 @@ def predict_setting(
     level = check_level(level)
     if not isinstance(A, Mapping):
         _finite(A, "A")
-    fitted, m, skipped = _fitted(study, model)
+    fitted, m, skipped = fitted_study_model(study, model)
     B = len(m.benchmarks)
     a_values = _a_per_benchmark(A, m.benchmarks, study)
     out = fitted.predict(a_values[None], np.full((1, B), c_value), level=level)
