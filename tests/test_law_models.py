@@ -207,6 +207,21 @@ def test_interval_coverage_on_synthetic_data_with_known_noise(model):
     assert 0.72 <= float(np.mean(hits)) <= 0.92
 
 
+def test_multitask_interval_coverage_on_synthetic_benchmarks_sharing_a_law():
+    rng = np.random.default_rng(2)
+    law = get_law_model("multitask")
+    hits = []
+    for _ in range(6):
+        a = np.repeat(rng.uniform(-3, -1, (40, 1)), 3, axis=1)
+        c = np.repeat(rng.uniform(0, 30, (40, 1)), 3, axis=1)
+        shape = 8 * (a + 2) - 3 * (a + 2) ** 2 + 0.5 * c
+        truth = np.array([50.0, 30.0, 1000.0]) + np.array([1.0, 0.8, 20.0]) * shape
+        y = truth + rng.normal(0, 1.0, truth.shape) * np.array([2.0, 2.0, 40.0])
+        out = law.fit(a[:25], c[:25], y[:25]).predict(a[25:], c[25:], level=0.8)
+        hits.append(((out.lower <= y[25:]) & (y[25:] <= out.upper)).mean())
+    assert 0.72 <= float(np.mean(hits)) <= 0.92
+
+
 def test_paper_model_loo_r2_matches_the_law_page():
     study = load_study("paper-v3")
     ev = evaluate_study(study, "paper", 0.8)

@@ -74,3 +74,12 @@ def test_tables_use_human_names():
     fig = law_plots.r2_comparison(pd.DataFrame({"feature_set": ["ac_poly", "a_poly"], "variant": ["AC", "A"],
                                                 "r2": [0.9, 0.5]}), 0.2, 0.3, "MME")
     assert "ac_poly" not in list(fig.data[0].x)
+
+
+def test_score_page_ac_plane_labels_every_setting_and_the_candidate():
+    from engine.pipeline import figures
+
+    study = load_study("paper-v3")
+    fig = figures.candidate_scatter(study.settings, "cand", -1.95, 18.0, "demo")
+    texts = [a.text for a in fig.layout.annotations]
+    assert sorted(texts) == sorted([*study.setting_names, "cand [demo-scale]"])

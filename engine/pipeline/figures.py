@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from engine.plots.labels import label_annotations, padded_range
 from engine.plots.style import family_color, finish, setting_families
 
 CANDIDATE_COLOR = "#d62728"
@@ -21,8 +22,8 @@ def candidate_scatter(settings: pd.DataFrame, setting: str, A: float, C: float, 
     for family in dict.fromkeys(families.tolist()):
         rows = known[families.reindex(known["setting"]).to_numpy() == family]
         fig.add_trace(go.Scatter(
-            x=rows["A"], y=rows["C"], mode="markers+text", name=family, text=rows["setting"],
-            textposition="top center", marker={"size": 10, "color": family_color(family)},
+            x=rows["A"], y=rows["C"], mode="markers", name=family, text=rows["setting"],
+            marker={"size": 10, "color": family_color(family)},
             hovertemplate="%{text}<br>A=%{x:.3f}<br>C=%{y:.2f}<extra></extra>",
         ))
     label = f"{setting} [{scale}-scale]"
@@ -31,7 +32,14 @@ def candidate_scatter(settings: pd.DataFrame, setting: str, A: float, C: float, 
         marker={"size": 18, "symbol": "star", "color": CANDIDATE_COLOR, "line": {"width": 1, "color": "black"}},
         hovertemplate="%{text}<br>A=%{x:.3f}<br>C=%{y:.2f}<extra></extra>",
     ))
-    return finish(fig, "Where the new setting falls among the study's settings", "A", "C (PCK@0.10 x 100)")
+    fig = finish(fig, "Where the new setting falls among the study's settings", "A (alignment)",
+                 "C (correspondence, PCK@0.10 x 100)")
+    xs, ys = [*known["A"], A], [*known["C"], C]
+    x_range, y_range = padded_range(xs), padded_range(ys)
+    fig.update_xaxes(range=list(x_range))
+    fig.update_yaxes(range=list(y_range))
+    fig.update_layout(annotations=label_annotations(xs, ys, [*known["setting"], label], x_range, y_range))
+    return fig
 
 
 def prediction_bars(table: pd.DataFrame, setting: str, scale: str, study_scores: pd.DataFrame | None = None,
