@@ -7,7 +7,7 @@ import streamlit as st
 
 from engine.benchmarks import label
 from engine.law import FEATURE_SETS, LAW_MODELS
-from engine.law.background import evaluation_if_ready
+from engine.law.background import evaluation_if_ready, too_large_for_app
 from engine.law.models import DESCRIPTIONS
 from engine.plots import law as plots
 from engine.plots import tables
@@ -100,6 +100,10 @@ def _render_predict(study, benchmark: str, model: str, level: float, families) -
     st.caption(f"Model **{MODEL_NAMES[model]}**: {DESCRIPTIONS[model]}. Out of sample = each setting is removed from "
                "every benchmark (as a new encoder would be), the model — normalisation, penalties and choices "
                f"included — is fitted on the others and predicts it with a {level:.0%} jackknife+ interval.")
+    why = too_large_for_app(study, model)
+    if why:
+        st.info(why[0].upper() + why[1:] + ".", icon=":material/terminal:")
+        return
     evaluation = evaluation_if_ready(study, model, level)
     if evaluation is None:
         _wait_for_evaluation(study, model, level)

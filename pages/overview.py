@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.law.background import evaluation_if_ready
+from engine.law.background import evaluation_if_ready, too_large_for_app
 from engine.plots import overview as plots
 from engine.plots import tables
 from engine.plots.style import setting_families
@@ -59,6 +59,10 @@ def _wait(study) -> None:
 
 def _out_of_sample(study) -> None:
     """One quotable sentence: the held-out quality of the paper's law and of the law chosen without peeking."""
+    why = too_large_for_app(study, "auto")
+    if why:
+        st.caption(f"Out-of-sample figures: {why}.")
+        return
     paper, auto = (evaluation_if_ready(study, m, 0.8) for m in ("paper", "auto"))
     if paper is None or auto is None:
         _wait(study)

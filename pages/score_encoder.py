@@ -8,7 +8,7 @@ from engine import pipeline
 from engine.benchmarks import label
 from engine.errors import LawExplorerError
 from engine.law import FLAG_TEXT, LAW_MODELS
-from engine.law.background import fit_ready
+from engine.law.background import fit_ready, too_large_for_app
 from engine.pipeline import figures
 from pages import _ui
 
@@ -185,6 +185,10 @@ def _render_placement(study, setting: str, A: float, C: float, scale: str, targe
                               help="paper: the paper's quadratic; auto: chosen by nested CV (see the law page)")
     level = cols[1].select_slider("Interval level", [0.5, 0.6, 0.7, 0.8, 0.9, 0.95], value=0.8, key="score_level",
                                   format_func=lambda v: f"{v:.0%}")
+    why = too_large_for_app(study, model)
+    if why:
+        st.info(why[0].upper() + why[1:].replace("law evaluate", "law predict") + ".", icon=":material/terminal:")
+        return
     if not fit_ready(study, model):
         _wait_for_fit(study, model)
         return

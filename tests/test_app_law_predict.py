@@ -125,3 +125,15 @@ def test_score_page_waits_for_a_slow_fit_without_blocking(jobs_home, monkeypatch
     assert background.fit_ready(load_study("paper-v3"), "multitask", wait_s=60)
     at.run()
     assert not at.exception and at.dataframe[0].value["model"].iloc[0] == "multitask"
+
+
+def test_overview_leaves_a_large_study_to_the_cli():
+    rng = np.random.default_rng(1)
+    names = [f"s{i}" for i in range(45)]
+    settings = pd.DataFrame({"setting": names, "A": rng.uniform(-3, -1, 45), "C": rng.uniform(0, 30, 45)})
+    save_study(make_study("big", settings, pd.DataFrame({"mme": rng.uniform(800, 1500, 45)}, index=names)))
+    at = AppTest.from_file(str(ROOT / "pages/overview.py"), default_timeout=TIMEOUT)
+    at.session_state["study_name"] = "big"
+    at.run()
+    assert not at.exception
+    assert any("law evaluate --study big --model auto" in c.value for c in at.caption)

@@ -18,6 +18,23 @@ _FIT_FUTURES: OrderedDict[tuple[str, str], Future] = OrderedDict()
 _FIT_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="law-fit")  # not queued behind evaluations
 
 
+# The app evaluates in the background only what finishes in seconds: a leave-one-setting-out evaluation refits
+# the model about n²/2 times and the multi-task hat matrices grow as (n·B)²; larger studies go to the CLI.
+MAX_APP_SETTINGS = {"paper": 200, "linear": 200, "ridge": 120, "multitask": 40, "auto": 40}
+MAX_APP_BENCHMARKS = 30
+
+
+def too_large_for_app(study: Any, model: str) -> str | None:
+    """Why the app will not evaluate this study with this model in the background (None: it will)."""
+    n, b = len(study.setting_names), len(study.benchmarks)
+    limit = MAX_APP_SETTINGS.get(model, 40)
+    if n > limit or (model in ("multitask", "auto") and b > MAX_APP_BENCHMARKS):
+        return (f"{n} settings x {b} benchmarks is more than the app evaluates with the '{model}' law "
+                f"(up to {limit} settings{f', {MAX_APP_BENCHMARKS} benchmarks' if model in ('multitask', 'auto') else ''}); "
+                f"run `python -m engine law evaluate --study {study.name} --model {model}`")
+    return None
+
+
 def evaluation_future(study: Any, model: str, level: float) -> Future:
     """The (possibly running) ``evaluate_study`` of this study content, model and level; started on first call.
 

@@ -153,7 +153,7 @@ def evaluate_study(study: Any, model: str = "paper", level: float = 0.8, **param
     def select(subset: np.ndarray) -> Any:
         key = tuple(int(i) for i in subset)
         if key not in memo:
-            memo[key] = law._select(m.a[subset], m.c[subset], m.y[subset])
+            memo[key] = law.select(m.a[subset], m.c[subset], m.y[subset])
         return memo[key]
 
     every = np.arange(len(m.settings))

@@ -191,7 +191,8 @@ class LawModel:
         self.name = name
         self.family = family
 
-    def _select(self, a: np.ndarray, c: np.ndarray, y: np.ndarray) -> Candidate | None:
+    def select(self, a: np.ndarray, c: np.ndarray, y: np.ndarray) -> Candidate | None:
+        """The family's inner-CV choice and fit on these training rows (None when nothing is scored)."""
         prep = prepare(a, c, y)
         if not prep.mask.any():
             return None
@@ -203,7 +204,7 @@ class LawModel:
         ``seed`` is accepted for models with random parts; every registered model is deterministic.
         """
         a, c, y = _check(a, c, scores)
-        return self.fit_rows(a, c, y, np.arange(y.shape[0]), lambda rows: self._select(a[rows], c[rows], y[rows]))
+        return self.fit_rows(a, c, y, np.arange(y.shape[0]), lambda rows: self.select(a[rows], c[rows], y[rows]))
 
     def fit_rows(self, a: np.ndarray, c: np.ndarray, y: np.ndarray, rows: np.ndarray,
                  select: Callable[[np.ndarray], Candidate | None]) -> FittedLaw:
