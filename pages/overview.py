@@ -42,7 +42,8 @@ def _headline(study, report) -> None:
 
 def _oos_phrase(evaluation) -> str:
     means = evaluation.mean
-    groups = " / ".join(f"{means[g]:.2f} ({g})" for g in means if g != "all" and means[g] == means[g])
+    names = {"vision": "vision", "ocr": "OCR-type"}
+    groups = " / ".join(f"{means[g]:.2f} ({names.get(g, g)})" for g in means if g != "all" and means[g] == means[g])
     groups = groups or f"{means['all']:.2f}"
     rho = sum(r.spearman for r in evaluation.benchmarks.values()) / len(evaluation.benchmarks)
     top3 = sum(r.top3_hit for r in evaluation.benchmarks.values())
