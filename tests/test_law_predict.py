@@ -160,3 +160,14 @@ def test_cli_predict_per_benchmark_a_and_bad_pairs(tmp_path, capsys, monkeypatch
     assert json.loads(proc.stdout)["A"] == {b: -1.95 for b in study.benchmarks}
     proc = run_inprocess(["law", "predict", "--study", "paper-v3", "--a", "mme=x", "--c", "18"], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --a value for mme is not a number")
+
+
+def test_benchmark_groups_follow_the_study_when_it_records_them():
+    from dataclasses import replace
+
+    from engine.law import benchmark_groups
+
+    study = load_study("paper-v3")
+    assert benchmark_groups(study)["vision"] == ["mmbench_en", "mme", "ok_vqa", "seed_image"]
+    own = replace(study, meta={**study.meta, "groups": {"mme": "perception", "ok_vqa": "knowledge", "mmmu_val": "knowledge"}})
+    assert benchmark_groups(own) == {"perception": ["mme"], "knowledge": ["ok_vqa", "mmmu_val"]}
