@@ -98,6 +98,9 @@ def test_cli_predict_json_contract(tmp_path, capsys, monkeypatch):
     (["law", "predict", "--study", "paper-v3", "--a", "-2", "--c", "10", "--level", "-0.5"], "strictly between 0 and 1"),
     (["law", "predict", "--study", "paper-v3", "--a", "nan", "--c", "10"], "finite number"),
     (["law", "predict", "--study", "paper-v3", "--a", "-2", "--c", "10", "--model", "x"], "unknown law model"),
+    (["law", "predict", "--study", "paper-v3", "--a", "1e308", "--c", "1e308"], "cannot be evaluated there"),
+    (["law", "predict", "--study", "paper-v3", "--a", "mme=1", "--c", "10"], "no value for mmbench_en"),
+    (["law", "evaluate", "--study", "no-such-study"], "unknown study"),
 ])
 def test_cli_bad_input_one_line_exit_2(tmp_path, capsys, monkeypatch, args, needle):
     proc = run_inprocess(args, tmp_path, capsys, monkeypatch)

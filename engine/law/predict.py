@@ -183,7 +183,11 @@ def predict_setting(
     fitted, m, skipped = fitted_study_model(study, model)
     B = len(m.benchmarks)
     a_values = _a_per_benchmark(A, m.benchmarks, study)
-    out = fitted.predict(a_values[None], np.full((1, B), c_value), level=level)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = fitted.predict(a_values[None], np.full((1, B), c_value), level=level)
+    if not np.isfinite(out.mean).all():
+        raise InputError(f"A = {A} and C = {c_value:g} are so far outside the settings of study '{study.name}' that the "
+                         "law cannot be evaluated there (overflow)")
     lo, hi = m.bounds()
     mean, c1 = clip(out.mean[0], lo, hi)
     lower, c2 = clip(out.lower[0], lo, hi)
