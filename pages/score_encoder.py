@@ -162,7 +162,7 @@ def _render_policy(study, setting: str, A: float, C: float, prov, flags: list[st
 
 def _show_flags(table, scale: str, study_name: str) -> None:
     if table["method_mismatch"].any():
-        why = "demo-scale A/C" if scale != "paper" else "A or C measured differently from the study's settings"
+        why = "; ".join(table.attrs.get("mismatch", [])) or "A or C measured differently from the study's settings"
         st.error(f"Not comparable ({why}): the predictions below on the law of '{study_name}' are an illustration, "
                  "not a result, and this setting is never recommended.", icon=":material/block:")
     for flag in ("extrapolated", "interpolating", "clipped"):
@@ -179,7 +179,8 @@ def _wait_for_fit(study, model: str) -> None:
     st.info(f"Fitting the '{model}' law and its leave-one-out refits in the background…", icon=":material/hourglass_top:")
 
 
-def _render_placement(study, setting: str, A: float, C: float, scale: str, target: str) -> None:
+def _render_placement(study, setting: str, A: float, C: float, scale: str, target: str,
+                      methods: dict | None = None) -> None:
     cols = st.columns([2, 1])
     model = cols[0].selectbox("Law model", list(LAW_MODELS), key="score_model",
                               help="paper: the paper's quadratic; auto: chosen by nested CV (see the law page)")
@@ -192,7 +193,7 @@ def _render_placement(study, setting: str, A: float, C: float, scale: str, targe
     if not fit_ready(study, model):
         _wait_for_fit(study, model)
         return
-    table = pipeline.place_on_law(study, setting, A, C, model, level, scale=scale)
+    table = pipeline.place_on_law(study, setting, A, C, model, level, scale=scale, **(methods or {}))
     flags = pipeline.placement_flags(table)
     comparable = bool(table["comparable"].all())
     st.header("Where it falls on the law" if comparable else "Where it would fall on the law (illustration only)")
@@ -228,13 +229,15 @@ def render() -> None:
     if mode == MEASURE:
         plan, A, C = _render_measure(study_name)
         setting, scale, target = plan.setting, plan.scale, plan.target_study
+        methods = {"a_definition": plan.a_definition, "c_protocol": plan.c_protocol}
     else:
         setting, A, C, scale = _render_manual()
         target = pipeline.user_study_name(study_name, demo_scale=scale != "paper")
+        methods = {}
     if A is None or C is None:
         return
     try:
-        _render_placement(study, setting, A, C, scale, target)
+        _render_placement(study, setting, A, C, scale, target, methods)
     except LawExplorerError as exc:
         st.error(str(exc), icon=":material/error:")
 

@@ -174,3 +174,18 @@ def test_benchmark_groups_follow_the_study_when_it_records_them():
     assert benchmark_groups(study)["vision"] == ["mmbench_en", "mme", "ok_vqa", "seed_image"]
     own = replace(study, meta={**study.meta, "groups": {"mme": "perception", "ok_vqa": "knowledge", "mmmu_val": "knowledge"}})
     assert benchmark_groups(own) == {"perception": ["mme"], "knowledge": ["ok_vqa", "mmmu_val"]}
+
+
+def test_protocol_and_a_definition_are_compared_with_the_study(tmp_path, capsys, monkeypatch):
+    study = load_study("paper-v3")
+    assert predict_setting(study, -1.95, 18.0, c_protocol="paper-compat", a_definition="v3-loglik").mismatch == []
+    other = predict_setting(study, -1.95, 18.0, c_protocol="default")
+    assert other.mismatch == ["C protocol is 'default', the study's is 'paper-compat'"]
+    from engine.pipeline import place_on_law
+
+    table = place_on_law(study, "x", -1.95, 18.0, a_definition="v1-clip-ref")
+    assert table["method_mismatch"].all() and "A definition" in table.attrs["mismatch"][0]
+    proc = run_inprocess(["law", "predict", "--study", "paper-v3", "--a", "-1.95", "--c", "18", "--c-protocol", "default",
+                          "--format", "json"], tmp_path, capsys, monkeypatch)
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 0 and "method_mismatch" in data["flags"] and data["comparable"] is False

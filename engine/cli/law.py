@@ -90,7 +90,8 @@ def _parse_a(text: str) -> float | dict[str, float]:
 def _predict(args: argparse.Namespace) -> Output:
     level = _model_level(args)
     placed = predict_setting(load_study(args.study), _parse_a(args.a), args.c, args.model, level,
-                             a_method=args.a_method, c_method=args.c_method)
+                             a_method=args.a_method, c_method=args.c_method, a_definition=args.a_definition,
+                             c_protocol=args.c_protocol)
     table = placed.table.set_index("benchmark")[["predicted", "lower", "upper", "clipped", "extrapolated", "interpolating"]]
     a_text = f"{placed.A:g}" if isinstance(placed.A, float) else "per benchmark"
     text = f"Predicted scores at A = {a_text}, C = {placed.C:g} on study '{placed.study}' ('{placed.model}' law, {level:.0%} interval)"
@@ -127,6 +128,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--c", type=float, required=True, help="C of the new setting (the study's C protocol and scale)")
     p.add_argument("--a-method", help="how A was measured; compared with the study's (a mismatch is flagged)")
     p.add_argument("--c-method", help="how C was measured (dataset, protocol); compared with the study's")
+    p.add_argument("--a-definition", help="A definition (v3-loglik, v1-clip-ref); compared with the study's")
+    p.add_argument("--c-protocol", help="correspondence protocol (default, paper-compat, ...); compared with the study's")
     p = leaf(group, "surface", _surface, "Response surface of one benchmark over normalised A, C")
     p.add_argument("--study", required=True)
     p.add_argument("--benchmark", required=True)

@@ -79,13 +79,21 @@ def recorded_method(study: Any, column: str) -> str:
     return max(set(values), key=values.count) if values else ""
 
 
-def method_mismatch(study: Any, a_method: str | None, c_method: str | None) -> list[str]:
-    """Why a candidate's A or C is not comparable with the study's (empty: comparable or unknown)."""
+def method_mismatch(
+    study: Any, a_method: str | None, c_method: str | None, a_definition: str | None = None,
+    c_protocol: str | None = None,
+) -> list[str]:
+    """Why a candidate's A or C is not comparable with the study's (empty: comparable or unknown).
+
+    Compares the free-text methods (``a_method``, ``c_method``) and the registry names of the A definition and
+    the correspondence protocol (``a_definition``, ``c_protocol``) with what the study records, where both exist.
+    """
     out = []
-    for what, given, column in (("A", a_method, "a_method"), ("C", c_method, "c_method")):
+    for what, given, column in (("A", a_method, "a_method"), ("C", c_method, "c_method"),
+                                ("A definition", a_definition, "a_definition"), ("C protocol", c_protocol, "c_protocol")):
         recorded = recorded_method(study, column)
         if given and recorded and str(given).strip().lower() != recorded.lower():
-            out.append(f"{what} measured as '{given}', the study's as '{recorded}'")
+            out.append(f"{what} is '{given}', the study's is '{recorded}'")
     return out
 
 
@@ -168,7 +176,8 @@ def _a_per_benchmark(A: float | Mapping[str, float], benchmarks: list[str], stud
 
 def predict_setting(
     study: Any, A: float | Mapping[str, float], C: float, model: str = "paper", level: float = DEFAULT_LEVEL,
-    a_method: str | None = None, c_method: str | None = None,
+    a_method: str | None = None, c_method: str | None = None, a_definition: str | None = None,
+    c_protocol: str | None = None,
 ) -> Placement:
     """Where a new setting with these A and C falls on each benchmark's law (``model``, ``level`` interval).
 
@@ -203,4 +212,4 @@ def predict_setting(
                      "interpolating": bool(fitted.interpolating[j])})
     a_out = float(a_values[0]) if not isinstance(A, Mapping) else {b: float(v) for b, v in zip(m.benchmarks, a_values, strict=True)}
     return Placement(study.name, model, level, a_out, c_value, pd.DataFrame(rows),
-                     method_mismatch(study, a_method, c_method), fitted.params, skipped)
+                     method_mismatch(study, a_method, c_method, a_definition, c_protocol), fitted.params, skipped)

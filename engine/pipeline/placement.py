@@ -22,7 +22,8 @@ def _study(study: Any) -> Any:
 
 def place_on_law(
     study: Any, setting: str, A: float, C: float, model: str = "paper", level: float = 0.8, *, scale: str = "paper",
-    a_method: str | None = None, c_method: str | None = None,
+    a_method: str | None = None, c_method: str | None = None, a_definition: str | None = None,
+    c_protocol: str | None = None,
 ) -> pd.DataFrame:
     """Predicted score per benchmark of a setting with these A and C: the ``model`` law with its ``level``
     jackknife+ interval, clipped to each benchmark's valid range, and the flags that qualify it.
@@ -35,7 +36,8 @@ def place_on_law(
     from engine.law import predict_setting
 
     study = _study(study)
-    placed = predict_setting(study, finite(A, "A"), finite(C, "C"), model, level, a_method=a_method, c_method=c_method)
+    placed = predict_setting(study, finite(A, "A"), finite(C, "C"), model, level, a_method=a_method, c_method=c_method,
+                             a_definition=a_definition, c_protocol=c_protocol)
     table = placed.table.drop(columns=["n"])
     mismatch = bool(placed.mismatch) or scale != "paper"
     scores = study.long[study.long["setting"] == setting].set_index("benchmark")["score"]
@@ -44,6 +46,7 @@ def place_on_law(
     table["model"] = model
     table["actual"] = [float(scores.get(b, np.nan)) for b in table["benchmark"]]
     table["method_mismatch"] = mismatch
+    table.attrs["mismatch"] = placed.mismatch + ([f"A/C measured at {scale} scale"] if scale != "paper" else [])
     table["comparable"] = ~(table["extrapolated"] | table["interpolating"] | table["method_mismatch"])
     return table[["setting", "benchmark", "label", "predicted", "lower", "upper", "level", "model", "actual", "clipped",
                   "extrapolated", "interpolating", "method_mismatch", "comparable"]]
