@@ -294,3 +294,20 @@ def test_small_study_is_labelled_interpolating_but_not_by_the_linear_law():
     assert ev.benchmarks["mme"].interpolating
     assert fit_benchmark(study, "mme").interpolating
     assert not evaluate_study(study, "linear").benchmarks["mme"].interpolating
+
+
+def test_paper_model_on_the_released_v1_table_matches_its_own_loo(reference_dir):
+    from engine.study.io import parse_study_file
+
+    study = parse_study_file((reference_dir / "law_v1_released_ablations.csv").read_bytes(), "v1")
+    ev = evaluate_study(study, "paper", 0.8)
+    for bench, res in ev.benchmarks.items():
+        assert res.loo_r2 == pytest.approx(fit_benchmark(study, bench).loo_r2, abs=1e-9)
+    assert ev.mean["vision"] == pytest.approx(0.85, abs=0.005) and ev.mean["ocr"] == pytest.approx(0.54, abs=0.005)
+
+
+@pytest.mark.slow
+def test_auto_intervals_cover_about_their_level_on_the_bundled_study():
+    ev = evaluate_study(load_study("paper-v3"), "auto", 0.8)
+    assert 0.70 <= ev.coverage <= 0.90
+    assert sum(ev.chosen.values()) == 15 and set(ev.chosen) <= set(LAW_MODELS)
