@@ -43,6 +43,10 @@ def test_registry_names_and_unknown_model():
         get_law_model("lasso")
     with pytest.raises(InputError, match="does not take parameters"):
         get_law_model("paper", penalties=(1.0,))
+    with pytest.raises(InputError, match="positive finite"):
+        get_law_model("ridge", penalties=(1.0, -1.0))
+    with pytest.raises(InputError, match="positive finite"):
+        get_law_model("multitask", shared=())
 
 
 def test_paper_model_is_sklearn_ols_on_normalised_quadratic():

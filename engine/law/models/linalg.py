@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.errors import InputError
 from engine.law.models.base import Prepared, design
+
+
+def penalty_grid(values: tuple[float, ...], what: str) -> np.ndarray:
+    """A non-empty grid of positive finite penalties (user-given grids are checked)."""
+    try:
+        grid = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be numbers, got {values!r}") from None
+    if grid.size == 0 or not np.isfinite(grid).all() or (grid <= 0).any():
+        raise InputError(f"{what} must be positive finite numbers, got {values!r}")
+    return grid
 
 
 def centred(prep: Prepared, feature_set: str) -> tuple[np.ndarray, ...]:

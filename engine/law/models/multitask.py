@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 
 from engine.law.models.base import Candidate, LinearPredictor, Prepared
-from engine.law.models.linalg import centred
+from engine.law.models.linalg import centred, penalty_grid
 
 SHARED_PENALTIES = tuple(float(x) for x in np.logspace(-3, 0, 4))
 DEVIATION_PENALTIES = tuple(float(x) for x in np.logspace(2, -2, 5))
@@ -25,7 +25,8 @@ class MultitaskFamily:
     name = "multitask"
 
     def __init__(self, shared: tuple[float, ...] = SHARED_PENALTIES, deviation: tuple[float, ...] = DEVIATION_PENALTIES) -> None:
-        grid = list(itertools.product(deviation, shared))
+        grid = list(itertools.product(penalty_grid(deviation, "multitask deviation penalties"),
+                                      penalty_grid(shared, "multitask shared penalties")))
         self.lam_dev = np.array([g[0] for g in grid])
         self.lam_shared = np.array([g[1] for g in grid])
 

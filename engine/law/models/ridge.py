@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.law.models.base import Candidate, LinearPredictor, Prepared
-from engine.law.models.linalg import leave_two_out, nested_choice, ridge_hat, ridge_path, sse
+from engine.law.models.linalg import leave_two_out, nested_choice, penalty_grid, ridge_hat, ridge_path, sse
 
 # Penalties on normalised features and score, largest first (ties go to the stronger penalty).
 RIDGE_PENALTIES = tuple(float(x) for x in np.logspace(2, -4, 13))
@@ -17,7 +17,7 @@ class RidgeFamily:
     name = "ridge"
 
     def __init__(self, penalties: tuple[float, ...] = RIDGE_PENALTIES) -> None:
-        self.penalties = np.asarray(penalties, dtype=float)
+        self.penalties = penalty_grid(penalties, "ridge penalties")
 
     def select(self, prep: Prepared) -> Candidate:
         coef, intercept, loo = ridge_path(prep, "ac_poly", self.penalties)
