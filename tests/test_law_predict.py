@@ -131,6 +131,10 @@ def test_law_fit_text_labels_interpolating_fits(tmp_path, capsys, monkeypatch):
     proc = run_inprocess(["law", "fit", "--study", str(path)], tmp_path, capsys, monkeypatch)
     assert proc.returncode == 0, proc.stderr
     assert "INTERPOLATING" in proc.stdout and "mme" in proc.stdout
+    proc = run_inprocess(["law", "fit", "--study", str(path), "--format", "json"], tmp_path, capsys, monkeypatch)
+    assert json.loads(proc.stdout)["benchmarks"]["mme"]["interpolating"] is True
+    proc = run_inprocess(["law", "fit", "--study", "paper-v3", "--format", "json"], tmp_path, capsys, monkeypatch)
+    assert not any(b["interpolating"] for b in json.loads(proc.stdout)["benchmarks"].values())
 
 
 def test_cli_pipeline_place_uses_the_model_interval_and_flags(tmp_path, capsys, monkeypatch):
