@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression, Ridge
@@ -153,15 +155,17 @@ def test_nested_inner_error_equals_brute_force(family):
 
 
 def _jackknife_plus_brute(loo_at_x: list[float], residuals: list[float], level: float) -> tuple[float, float]:
+    from fractions import Fraction
+
     n = len(residuals)
-    alpha = 1 - level
+    exact = Fraction(str(level))  # exact arithmetic: floor(alpha (n+1)), ceil((1-alpha)(n+1))
     lows = sorted(m - r for m, r in zip(loo_at_x, residuals, strict=True))
     highs = sorted(m + r for m, r in zip(loo_at_x, residuals, strict=True))
-    k_lo, k_hi = int(np.floor(alpha * (n + 1))), int(np.ceil((1 - alpha) * (n + 1)))
+    k_lo, k_hi = math.floor((1 - exact) * (n + 1)), math.ceil(exact * (n + 1))
     return (lows[k_lo - 1] if k_lo >= 1 else -np.inf, highs[k_hi - 1] if k_hi <= n else np.inf)
 
 
-@pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.99])
+@pytest.mark.parametrize("level", [0.5, 0.8, 0.9, 0.99, 0.7, 0.6])
 def test_jackknife_plus_interval_equals_brute_force_refits(level):
     a, c, y = _paper_matrices()
     fitted = get_law_model("paper").fit(a, c, y)
@@ -193,6 +197,9 @@ def test_jackknife_plus_skips_unscored_and_is_unbounded_for_tiny_n():
     assert (lower[0, 0], upper[0, 0]) == (0.5, 3.5)  # k = 2: floor(0.5 * 3) = 1st, ceil(0.5 * 3) = 2nd
     lower, upper = jackknife_plus(loo, res, 0.9)
     assert lower[0, 0] == -np.inf and upper[0, 0] == np.inf
+    four = np.array([[[1.0]], [[2.0]], [[3.0]], [[4.0]]])
+    lower, upper = jackknife_plus(four, np.zeros((4, 1)), 0.8)  # alpha (n+1) = 0.2 * 5 = 1 exactly
+    assert (lower[0, 0], upper[0, 0]) == (1.0, 4.0)
 
 
 @pytest.mark.parametrize("model", ["paper", "ridge"])

@@ -131,8 +131,9 @@ def jackknife_plus(loo_at_x: np.ndarray, residuals: np.ndarray, level: float) ->
             continue
         lo_vals = np.sort(loo_at_x[ok, :, b] - residuals[ok, b][:, None], axis=0)
         hi_vals = np.sort(loo_at_x[ok, :, b] + residuals[ok, b][:, None], axis=0)
-        k_lo = int(np.floor(alpha * (k + 1)))
-        k_hi = int(np.ceil((1.0 - alpha) * (k + 1)))
+        # rounded before floor/ceil: 0.2 * 5 is 0.9999999999999998 in floating point, and must count as 1
+        k_lo = int(np.floor(round(alpha * (k + 1), 9)))
+        k_hi = int(np.ceil(round(level * (k + 1), 9)))
         if k_lo >= 1:
             lower[:, b] = lo_vals[k_lo - 1]
         if k_hi <= k:
