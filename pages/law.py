@@ -114,6 +114,9 @@ def _render_predict(study, benchmark: str, model: str, level: float, families) -
         st.markdown(f"Mean R² out of sample: {means}. Intervals cover **{evaluation.coverage:.0%}** of all held-out "
                     f"scores (target {level:.0%}). Chosen per fold: "
                     + ", ".join(f"{k} ×{v}" for k, v in evaluation.chosen.items()) + ".")
+        labels = {b: label(b) for b in evaluation.benchmarks}
+        fig = plots.heldout_small_multiples(evaluation.heldout, labels, families, model, level)
+        _ui.show_figure(fig, f"law-all-{model}-heldout", prov)
         _ui.show_table(plots.human_columns(evaluation.table()), f"law-evaluate-{model}-{level}", prov)
         return
     if benchmark not in evaluation.benchmarks:

@@ -137,3 +137,14 @@ def test_overview_leaves_a_large_study_to_the_cli():
     at.run()
     assert not at.exception
     assert any("law evaluate --study big --model auto" in c.value for c in at.caption)
+
+
+def test_law_page_all_benchmarks_shows_held_out_panels_and_means():
+    study = load_study("paper-v3")
+    _ready(study, "paper")
+    at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "Mean R² out of sample: vision 0.703" in text and "paper ×15" in text
+    table = next(df.value for df in at.dataframe if "R² out of sample (leave one setting out)" in df.value.columns)
+    assert len(table) == 8

@@ -64,6 +64,10 @@ def test_law_and_overview_figures_label_every_setting_once():
     bars = [t for t in fig.data if t.error_y and t.error_y.array is not None]
     assert sum(len(t.x) for t in bars) == 15
     assert "80% intervals cover" in fig.layout.title.text
+    fig = law_plots.heldout_small_multiples(held, {"mme": "MME"}, families, "paper", 0.8)
+    assert len(fig.layout.annotations) == 8 and fig.layout.annotations[1].text.startswith("MME (")
+    drawn = [t for t in fig.data if t.error_y and t.error_y.array is not None]
+    assert sum(len(t.x) for t in drawn) == len(held)
 
 
 def test_tables_use_human_names():

@@ -207,3 +207,42 @@ def r2_comparison(table: pd.DataFrame, random_r2: float | None, null_r2: float |
                  "R² of the fit on all settings (in-sample)", height=420)
     fig.update_yaxes(range=[min(0.0, float(table["r2"].min()) - 0.05), 1.08])
     return fig
+
+
+def heldout_small_multiples(
+    heldout: pd.DataFrame, labels: dict[str, str], families: pd.Series, model: str, level: float, cols: int = 4
+) -> go.Figure:
+    """Held-out prediction vs measured score with the conformal interval, one panel per benchmark."""
+    benches = list(dict.fromkeys(heldout["benchmark"]))
+    rows = max(1, math.ceil(len(benches) / cols))
+    cover = heldout.groupby("benchmark")["inside"].mean()
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.14,
+                        subplot_titles=[f"{labels.get(b, b)} ({cover[b]:.0%} covered)" for b in benches])
+    shown: set[str] = set()
+    for i, bench in enumerate(benches):
+        part = heldout[heldout["benchmark"] == bench]
+        where = {"row": i // cols + 1, "col": i % cols + 1}
+        lo, hi = padded_range(part[["score", "lower", "upper"]].to_numpy(dtype=float).ravel())
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dash", "color": "#999"},
+                                 hoverinfo="skip", showlegend=False), **where)
+        fam = part["setting"].map(families).fillna("other")
+        for family in sorted(fam.unique()):
+            sub = part[fam == family]
+            fig.add_trace(go.Scatter(
+                x=sub["score"], y=sub["predicted"], mode="markers", name=family, legendgroup=family,
+                showlegend=family not in shown, text=sub["setting"],
+                marker={"color": family_color(family), "size": 7,
+                        "symbol": ["circle" if ok else "x" for ok in sub["inside"]]},
+                error_y={"type": "data", "symmetric": False, "array": (sub["upper"] - sub["predicted"]).tolist(),
+                         "arrayminus": (sub["predicted"] - sub["lower"]).tolist(), "thickness": 1,
+                         "color": family_color(family)},
+                hovertemplate="<b>%{text}</b><br>measured %{x:.4g}<br>predicted while held out %{y:.4g}<extra></extra>",
+            ), **where)
+            shown.add(family)
+        fig.update_xaxes(range=[lo, hi], **where)
+        fig.update_yaxes(range=[lo, hi], **where)
+    fig = finish(fig, f"Out of sample, every benchmark: '{model}' law, {level:.0%} intervals (x = outside)", "", "",
+                 height=300 * rows + 80)
+    fig.update_xaxes(title_text="measured score", row=rows)
+    fig.update_yaxes(title_text="predicted while held out", col=1)
+    return fig
