@@ -181,7 +181,7 @@ def evaluate_study(study: Any, model: str = "paper", level: float = 0.8, **param
             records.append({"setting": m.settings[i], "benchmark": bench, "score": m.y[i, j], "predicted": pred[i, j],
                             "lower": lower[i, j], "upper": upper[i, j],
                             "inside": bool(lower[i, j] <= m.y[i, j] <= upper[i, j])})
-    groups = benchmark_groups(study)
+    groups = {"vision": [], "ocr": [], **benchmark_groups(study)}  # the paper's groups are always reported
     mean = {g: _mean([results[b].loo_r2 for b in members if b in results]) for g, members in groups.items()}
     mean["all"] = _mean([r.loo_r2 for r in results.values()])
     return Evaluation(study.name, model, level, len(rows), results, mean, folds, pd.DataFrame(records), skipped)
