@@ -6,12 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.benchmarks import label
-from engine.law import FEATURE_SETS, LAW_MODELS
-from engine.law.background import evaluation_if_ready, too_large_for_app
-from engine.law.models import DESCRIPTIONS
+from engine.law import FEATURE_SETS, LAW_MODEL_DESCRIPTIONS, LAW_MODELS, evaluation_if_ready, too_large_for_app
 from engine.plots import law as plots
-from engine.plots import tables
-from engine.plots.style import setting_families
+from engine.plots import setting_families, tables
 from pages import _ui
 
 ALL = "all"
@@ -97,7 +94,7 @@ def _wait_for_evaluation(study, model: str, level: float) -> None:
 def _render_predict(study, benchmark: str, model: str, level: float, families) -> None:
     """Fit vs predict: in-sample R² beside the held-out figures of the chosen law model."""
     st.subheader("Fit vs predict: how well does the law predict a setting it has not seen?")
-    st.caption(f"Model **{MODEL_NAMES[model]}**: {DESCRIPTIONS[model]}. Out of sample = each setting is removed from "
+    st.caption(f"Model **{MODEL_NAMES[model]}**: {LAW_MODEL_DESCRIPTIONS[model]}. Out of sample = each setting is removed from "
                "every benchmark (as a new encoder would be), the model — normalisation, penalties and choices "
                f"included — is fitted on the others and predicts it with a {level:.0%} jackknife+ interval.")
     why = too_large_for_app(study, model)

@@ -1,6 +1,7 @@
 """The law of vision representation: per-benchmark quadratic fit of the score on normalised A and C, law models
 chosen without peeking, honest leave-one-setting-out evaluation and conformal prediction intervals."""
 
+from engine.law.background import evaluation_if_ready, fit_ready, too_large_for_app
 from engine.law.evaluate import (
     BenchmarkEvaluation,
     Evaluation,
@@ -10,6 +11,7 @@ from engine.law.evaluate import (
     study_matrices,
 )
 from engine.law.fit import (
+    FEATURE_SET_LABELS,
     FEATURE_SETS,
     RAW_TERMS,
     BenchmarkFit,
@@ -21,6 +23,7 @@ from engine.law.fit import (
     response_surface,
 )
 from engine.law.groups import benchmark_groups, valid_range
+from engine.law.models import DESCRIPTIONS as LAW_MODEL_DESCRIPTIONS
 from engine.law.models import LAW_MODELS, FittedLaw, LawModel, LawPrediction, get_law_model
 from engine.law.ols import ols_batch, ols_fit, r2_score
 from engine.law.predict import DEFAULT_LEVEL, FLAG_TEXT, Placement, predict_setting
@@ -32,8 +35,10 @@ LAW_VERSION = "quadratic-minmax-v1"
 __all__ = [
     "DEFAULT_LEVEL",
     "FEATURE_SETS",
+    "FEATURE_SET_LABELS",
     "FLAG_TEXT",
     "LAW_MODELS",
+    "LAW_MODEL_DESCRIPTIONS",
     "LAW_VERSION",
     "RAW_TERMS",
     "BenchmarkEvaluation",
@@ -47,9 +52,11 @@ __all__ = [
     "StudyMatrices",
     "benchmark_groups",
     "evaluate_study",
+    "evaluation_if_ready",
     "features",
     "fit_arrays",
     "fit_benchmark",
+    "fit_ready",
     "fit_study",
     "fit_study_model",
     "get_law_model",
@@ -63,5 +70,6 @@ __all__ = [
     "random_null",
     "response_surface",
     "study_matrices",
+    "too_large_for_app",
     "valid_range",
 ]

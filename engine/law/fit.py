@@ -19,6 +19,14 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "a_linear": ("A",),
     "c_linear": ("C",),
 }
+FEATURE_SET_LABELS = {
+    "ac_poly": "A and C, quadratic (the law)",
+    "a_poly": "A only, quadratic",
+    "c_poly": "C only, quadratic",
+    "ac_linear": "A and C, linear",
+    "a_linear": "A only, linear",
+    "c_linear": "C only, linear",
+}
 RAW_TERMS = ("1", "A", "C", "A^2", "AC", "C^2")
 MIN_POINTS = 3
 

@@ -9,13 +9,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from engine.law import FEATURE_SET_LABELS
 from engine.plots.labels import label_annotations, padded_range
 from engine.plots.style import VARIANT_COLORS, family_color, finish
 
-FEATURE_SET_NAMES = {
-    "ac_poly": "A and C, quadratic (the law)", "a_poly": "A only, quadratic", "c_poly": "C only, quadratic",
-    "ac_linear": "A and C, linear", "a_linear": "A only, linear", "c_linear": "C only, linear",
-}
 # Column names of the law tables as a researcher reads them (tables keep machine names for CSV consumers)
 HUMAN_COLUMNS = {
     "n": "settings", "r2": "R² in-sample", "loo_r2": "R² out of sample (leave one setting out)",
@@ -31,7 +28,7 @@ def human_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The table with researcher-readable column names and feature-set labels."""
     out = table.rename(columns=HUMAN_COLUMNS)
     if "features" in out:
-        out["features"] = out["features"].map(lambda f: FEATURE_SET_NAMES.get(f, f))
+        out["features"] = out["features"].map(lambda f: FEATURE_SET_LABELS.get(f, f))
     return out
 
 
@@ -192,7 +189,7 @@ def surface_contour(
 def r2_comparison(table: pd.DataFrame, random_r2: float | None, null_r2: float | None, benchmark: str) -> go.Figure:
     """Bars of R² per feature set (``table``: feature_set, variant, r2) with random-baseline and null lines."""
     colors = [VARIANT_COLORS.get(v, "#7f7f7f") for v in table["variant"]]
-    names = [FEATURE_SET_NAMES.get(f, f) for f in table["feature_set"]]
+    names = [FEATURE_SET_LABELS.get(f, f) for f in table["feature_set"]]
     fig = go.Figure(
         go.Bar(x=names, y=table["r2"], marker_color=colors, text=[f"{v:.3f}" for v in table["r2"]],
                textposition="outside", hovertemplate="%{x}: R² %{y:.3f}<extra></extra>", name="R²")

@@ -8,23 +8,15 @@ import numpy as np
 import pandas as pd
 
 from engine.benchmarks import BENCHMARKS, GROUPS, label
-from engine.law import FEATURE_SETS, BenchmarkFit, LawReport, minmax, response_surface
-from engine.study import Study
+from engine.law import FEATURE_SET_LABELS, FEATURE_SETS, BenchmarkFit, LawReport, minmax, response_surface
+from engine.study import BUNDLED_NAME, Study
 
 # Headline R² (x100, mean over the group's benchmarks) as printed in the paper, per study it reproduces.
 PRINTED_HEADLINE: dict[str, dict[str, float]] = {
-    "paper-v3": {"vision": 94.06, "ocr": 83.85},  # arXiv 2408.16357 v3, 15 settings
+    BUNDLED_NAME: {"vision": 94.06, "ocr": 83.85},  # arXiv 2408.16357 v3, 15 settings
 }
 VARIANT_OF_FEATURE_SET = {"ac_poly": "AC", "a_poly": "A", "c_poly": "C", "ac_linear": "AC", "a_linear": "A",
                           "c_linear": "C"}
-FEATURE_SET_LABELS = {
-    "ac_poly": "A and C, quadratic (the law)",
-    "a_poly": "A only, quadratic",
-    "c_poly": "C only, quadratic",
-    "ac_linear": "A and C, linear",
-    "a_linear": "A only, linear",
-    "c_linear": "C only, linear",
-}
 TERM_LABELS = {"1": "intercept", "A": "A", "C": "C", "A^2": "A²", "AC": "A·C", "C^2": "C²"}
 
 
