@@ -6,23 +6,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import streamlit as st
-
 from pages import _ui
 
-
-def build_pages() -> dict[str, list[st.Page]]:
-    """The sidebar sections of ``_ui.NAVIGATION`` as Streamlit pages."""
-    sections: dict[str, list[st.Page]] = {}
-    for section, entries in _ui.NAVIGATION.items():
-        sections[section] = [
-            st.Page(_ui.PAGES_DIR / e.file, title=e.title, url_path=e.url, icon=e.icon, default=e.url == "overview")
-            for e in entries
-        ]
-    return sections
-
-
-st.set_page_config(page_title="Law Explorer", page_icon=":material/insights:", layout="wide")
-navigation = st.navigation(build_pages(), position="sidebar", expanded=True)
-_ui.study_picker()
-navigation.run()
+_ui.run_app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
@@ -73,20 +74,61 @@ def user_errors() -> Iterator[None]:
         st.error(f"Internal error ({type(exc).__name__}: {exc}). The server log has the details.", icon=":material/bug_report:")
 
 
-def ensure_app_navigation() -> None:
-    """Make Streamlit run ``app.py`` (our ``st.navigation``) even when the first visit is a deep link.
+# Set while app.py runs the chosen page; a page script run without it was started by Streamlit's legacy mode.
+_IN_APP: contextvars.ContextVar[bool] = contextvars.ContextVar("law_explorer_in_app", default=False)
+REDIRECTED_KEY = "law_explorer_legacy_redirect"
 
-    With a folder named ``pages/`` beside ``app.py``, Streamlit starts in its legacy multipage mode:
-    a first visit to ``/law`` runs ``pages/law.py`` alone under an auto-discovered sidebar (every file
-    of ``pages/``, ``_ui`` included), and only a run of ``app.py`` itself would leave that mode. This
-    switches the mode off for the process and reruns, so ``app.py`` takes over with the same URL (the
-    page is resolved by its url path). Called when this module is first imported and by ``run``.
+
+def build_pages() -> dict[str, list[st.Page]]:
+    """The sections of ``NAVIGATION`` as Streamlit pages (the Overview is the default page, at the root URL)."""
+    return {
+        section: [st.Page(PAGES_DIR / e.file, title=e.title, url_path=e.url, icon=e.icon, default=e.url == "overview")
+                  for e in entries]
+        for section, entries in NAVIGATION.items()
+    }
+
+
+def sidebar_links() -> None:
+    """The sidebar navigation: one link per page of ``NAVIGATION`` under its section's heading.
+
+    Streamlit's own navigation menu is switched off (``client.showSidebarNavigation = false`` in
+    .streamlit/config.toml): with a ``pages/`` folder beside ``app.py`` its first run would list the raw
+    files of ``pages/`` before ``app.py`` declares its pages. These links are all the sidebar ever shows.
     """
-    from streamlit.runtime.pages_manager import PagesManager
+    for section, entries in NAVIGATION.items():
+        st.sidebar.caption(section.upper())
+        for e in entries:
+            st.sidebar.page_link(PAGES_DIR / e.file, label=e.title, icon=e.icon)
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+
+def run_app() -> None:
+    """Body of app.py: page config, our navigation, the sidebar (links, study picker), then the chosen page."""
+    st.set_page_config(page_title="Law Explorer", page_icon=":material/insights:", layout="wide")
+    navigation = st.navigation(build_pages(), position="hidden")
+    st.session_state.pop(REDIRECTED_KEY, None)
+    sidebar_links()
+    study_picker()
+    token = _IN_APP.set(True)
+    try:
+        navigation.run()
+    finally:
+        _IN_APP.reset(token)
+
+
+def ensure_app_navigation() -> None:
+    """Make ``app.py`` (our ``st.navigation``) take over when Streamlit ran a page script on its own.
+
+    With a folder named ``pages/`` beside ``app.py``, a fresh server process starts in Streamlit's legacy
+    multipage mode: a first visit to ``/law`` runs ``pages/law.py`` alone. Declaring the app's pages with the
+    public ``st.navigation`` ends that mode for the process; the rerun then goes through ``app.py`` with the
+    same URL (the page is resolved by its url path). Nothing is drawn before the rerun. A page that is the
+    main script itself (``AppTest.from_file("pages/law.py")``) is redirected once per session, then renders.
+    """
+    if _IN_APP.get() or st.session_state.get(REDIRECTED_KEY):
+        return
+    st.session_state[REDIRECTED_KEY] = True
+    st.navigation(build_pages(), position="hidden")
+    st.rerun()
 
 
 def run(render: Callable[[], None]) -> None:
@@ -240,6 +282,5 @@ def show_table(table: pd.DataFrame, name: str, provenance: export.Provenance, **
     )
 
 
-# Every page imports this module, so its first import in a server process (whatever page a first
-# visit deep-links to) leaves the legacy pages/ mode; see ensure_app_navigation.
-ensure_app_navigation()
+if __name__ == "__main__":  # Streamlit's legacy mode runs every file of pages/ as a page, this one included
+    ensure_app_navigation()

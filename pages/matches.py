@@ -363,5 +363,6 @@ def render() -> None:
         _category_view(encoders, spec, split, dataset, protocol, alpha)
 
 
+_ui.ensure_app_navigation()
 with _guarded():
     render()
