@@ -14,12 +14,16 @@ import os
 import pkgutil
 import sys
 import traceback
+from pathlib import Path
 
 from engine.errors import LawExplorerError
 
+CONSOLE_SCRIPT = "law-explorer"  # pyproject.toml [project.scripts]: the same CLI as `python -m engine`
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description="Law Explorer: the law of vision representation in MLLMs.")
+    prog = CONSOLE_SCRIPT if Path(sys.argv[0]).name == CONSOLE_SCRIPT else "python -m engine"
+    parser = argparse.ArgumentParser(prog=prog, description="Law Explorer: the law of vision representation in MLLMs.")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
