@@ -21,10 +21,24 @@ STATE_ICONS = {"stored": ":material/inventory_2:", "done": ":material/check_circ
                "unavailable": ":material/block:", "not needed": ":material/remove:"}
 
 
-def _encoder_names() -> list[str]:
-    from engine.encoders.registry import list_encoders
+def _encoder_names() -> dict[str, str]:
+    """Encoder id -> what the picker shows (an upload's label), fresh on every run (a new upload is listed)."""
+    from engine.encoders.registry import display_names
 
-    return [spec.name for spec in list_encoders()]
+    return display_names()
+
+
+def _encoder_picker(container) -> str:
+    shown = _encoder_names()
+    wanted = st.query_params.get("encoder")
+    if wanted in shown:  # from the Encoders page's next steps (or a deep link)
+        st.session_state["score_encoder"] = wanted
+        del st.query_params["encoder"]
+    if st.session_state.get("score_encoder") not in shown:
+        st.session_state.pop("score_encoder", None)
+    return container.selectbox("Encoder", list(shown), key="score_encoder", format_func=lambda n: shown.get(n, n),
+                               help="Built-in or uploaded; type to search by label. Selected id: "
+                                    f"{st.session_state.get('score_encoder') or next(iter(shown))}")
 
 
 def _protocol_names() -> list[str]:
@@ -34,9 +48,8 @@ def _protocol_names() -> list[str]:
 
 
 def _plan_inputs() -> dict:
-    names = _encoder_names()
     cols = st.columns(3)
-    encoder = cols[0].selectbox("Encoder", names, key="score_encoder", help="Built-in or uploaded (upload:<hash>)")
+    encoder = _encoder_picker(cols[0])
     a_definition = cols[1].selectbox("A definition", list(pipeline.A_DEFINITIONS), key="score_a_definition",
                                      help="v3-loglik: the paper's final A; v1-clip-ref: max cosine to CLIP tokens")
     protocol = cols[2].selectbox("C protocol", _protocol_names(), key="score_c_protocol")
