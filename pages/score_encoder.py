@@ -13,6 +13,7 @@ from pages import _ui
 MEASURE, MANUAL = "Measure with background jobs", "Enter A and C by hand"
 LAUNCHED_KEY = "score_launched"
 STARTED_KEY = "score_started_jobs"
+RECORD_KEY = "score_measurement_record"  # how the candidate's A and C were measured, for the exports
 RESTARTABLE = ("missing", "failed", "cancelled", "interrupted")
 STATE_ICONS = {"stored": ":material/inventory_2:", "done": ":material/check_circle:", "running": ":material/sync:",
                "queued": ":material/schedule:", "waiting": ":material/hourglass_empty:",
@@ -116,7 +117,9 @@ def _render_measure(study_name: str) -> tuple[pipeline.Plan, float | None, float
         st.session_state[STARTED_KEY] = pipeline.launch(plan)
         st.rerun()  # redraw without the button; the live view below follows the jobs
     if launched and st.session_state.get(STARTED_KEY):
-        st.caption(f"Background jobs: {', '.join(st.session_state[STARTED_KEY])} (also on the Jobs page).")
+        st.caption(f"Background jobs: {', '.join(st.session_state[STARTED_KEY])} (also on the Jobs page). They run "
+                   "on the server: A-scoring starts by itself when the projector is trained, even if you leave "
+                   "this page.")
     if plan.A is not None and plan.C is not None:
         st.success("A and C are both stored: nothing to run.", icon=":material/inventory_2:")
     if _polling(plan, states):
@@ -124,6 +127,7 @@ def _render_measure(study_name: str) -> tuple[pipeline.Plan, float | None, float
     else:
         _show_steps(states)
     values = {s.key: s.value for s in states}  # stored results, or the values of finished jobs
+    st.session_state[RECORD_KEY] = pipeline.measurement_record(plan)
     return plan, values.get("a"), values.get("c")
 
 
@@ -166,7 +170,9 @@ def _render_policy(study, setting: str, A: float, C: float, prov) -> None:
 
 def _render_placement(study, setting: str, A: float, C: float, scale: str, target: str) -> None:
     st.header("Where it falls on the law")
-    prov = _ui.provenance(study, "ac_poly", setting=setting, A=A, C=C, scale=scale)
+    record = st.session_state.get(RECORD_KEY) or {"candidate_a_method": "entered by hand",
+                                                   "candidate_c_protocol": "entered by hand"}
+    prov = _ui.provenance(study, "ac_poly", setting=setting, A=A, C=C, scale=scale, **record)
     cols = st.columns(3)
     cols[0].metric("A", f"{A:.4g}")
     cols[1].metric("C", f"{C:.4g}")
@@ -196,6 +202,7 @@ def render() -> None:
                "stage-1 caption log-likelihood on LLaVA-558K and C = SPair-71k test PCK@0.10 x 100; anything "
                "measured otherwise is demo-scale and is kept in a separate study.")
     mode = st.radio("How do you get A and C?", [MEASURE, MANUAL], horizontal=True, key="score_mode")
+    st.session_state.pop(RECORD_KEY, None)
     if mode == MEASURE:
         plan, A, C = _render_measure(study_name)
         setting, scale, target = plan.setting, plan.scale, plan.target_study

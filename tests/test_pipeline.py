@@ -254,3 +254,16 @@ def test_demo_chain_end_to_end(isolated_home):
     table = pipeline.place_on_law(BUNDLED_NAME, done.setting, done.A, done.C)
     assert len(table) == 8 and table["predicted"].notna().all()
     assert pipeline.add_to_study(BUNDLED_NAME, done.setting, done.A, done.C, demo_scale=True) == "paper-v3-demo"
+
+
+def test_measurement_record_names_the_weights_a_method_and_c_protocol(isolated_home):
+    from engine.correspondence.evaluate import evaluate
+    from engine.encoders.registry import build_encoder
+
+    p = pipeline.plan(ENCODER, BUNDLED_NAME, limit=4)
+    assert "not recorded" in pipeline.measurement_record(p)["encoder_weights_hash"]
+    evaluate("builtin", ENCODER, limit=4)
+    record = pipeline.measurement_record(pipeline.plan(ENCODER, BUNDLED_NAME, limit=4))
+    assert record["encoder_weights_hash"] == build_encoder(ENCODER).weights_hash()
+    assert record["candidate_a_method"] == "v3-loglik (demo projector + demo LLM)"
+    assert record["candidate_c_protocol"] == "default on builtin (test, 4 pairs)"

@@ -103,3 +103,19 @@ def scores(p: Plan) -> tuple[float | None, float | None]:
     """(A, C) as far as known now."""
     values = {s.key: s.value for s in status(p)}
     return values.get("a"), values.get("c")
+
+
+def measurement_record(p: Plan) -> dict[str, str]:
+    """What an export of this plan's placement records: the encoder, its weights hash, how A and C were measured."""
+    from engine.correspondence.results import list_results
+
+    split = p.args.get("split", "test")
+    limit = p.args.get("limit")
+    weights = next((str(row["weights_hash"]) for row in list_results(p.encoder) if row.get("weights_hash")), "")
+    a_how = "demo projector + demo LLM" if p.demo else f"LLM {p.args.get('llm') or 'not set'}"
+    return {
+        "encoder": p.encoder,
+        "encoder_weights_hash": weights or "not recorded yet (no stored C result of this encoder)",
+        "candidate_a_method": f"{p.a_definition} ({a_how})",
+        "candidate_c_protocol": f"{p.c_protocol} on {p.dataset} ({split}{'' if limit is None else f', {limit} pairs'})",
+    }
