@@ -82,6 +82,7 @@ def test_pickers_of_other_pages_list_a_new_upload_at_once(isolated_home, tmp_pat
     assert score.selectbox(key="score_encoder").value == upload_id
     assert LABEL in score.selectbox(key="score_encoder").options
     assert upload_id in score.selectbox(key="score_encoder").help
+    assert any(f"Setting name: `{LABEL} (demo)`" in c.value for c in score.caption)  # the label, not the hash
 
 
 def test_next_step_buttons_run_without_error(isolated_home, tmp_path):

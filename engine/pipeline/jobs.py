@@ -61,8 +61,10 @@ def launch(p: Plan, resume_failed: bool = True) -> list[str]:
     ``resume_failed`` is False (what a polling caller passes, so that a failing job is not retried in a loop).
     """
     from engine import jobs
+    from engine.encoders.registry import display_name, get_spec
 
     now = refresh(p)
+    shown = display_name(get_spec(now.encoder))
     satisfied = {s.key for s in now.steps if s.state in SATISFIED}
     active: dict[str, str] = {}  # step key -> id of its queued or running job
     ids: list[str] = []
@@ -76,7 +78,7 @@ def launch(p: Plan, resume_failed: bool = True) -> list[str]:
         unmet = [need for need in step.needs if need not in satisfied]
         if unmet:
             if len(unmet) == 1 and unmet[0] in active and (job is None or job.status not in jobs.ACTIVE):
-                title = f"{step.title} of {now.encoder}"
+                title = f"{step.title} of {shown}"
                 if not jobs.chain(active[unmet[0]], step.target, step.params, title=title):
                     # the chain fired between our look and our write: the need is done, submit directly
                     ids.append(jobs.submit(step.target, step.params, title=title))
@@ -88,7 +90,7 @@ def launch(p: Plan, resume_failed: bool = True) -> list[str]:
         elif job is not None:
             continue
         else:
-            ids.append(jobs.submit(step.target, step.params, title=f"{step.title} of {now.encoder}"))
+            ids.append(jobs.submit(step.target, step.params, title=f"{step.title} of {shown}"))
         active[step.key] = ids[-1]
     return ids
 
