@@ -116,3 +116,21 @@ def test_every_page_offers_an_export_all_zip(isolated_home, page):
     with zipfile.ZipFile(__import__("io").BytesIO(data)) as zf:
         manifest = json.loads(zf.read("manifest.json"))
     assert manifest["page"] == page and {f["file"] for f in manifest["files"]} >= {"fig.html"}
+
+
+def test_job_titles_and_setting_names_use_an_uploads_label(isolated_home, tmp_path, monkeypatch):
+    from engine import jobs, pipeline
+    from engine.correspondence.evaluate import submit_evaluation
+    from engine.encoders.upload import upload_bytes
+    from engine.study import BUNDLED_NAME
+
+    upload_id = upload_bytes(_tiny_hf_zip(tmp_path), "model.zip", "hf-zip", label=LABEL).name
+    titles = []
+    monkeypatch.setattr(jobs, "submit", lambda target, params, title=None: titles.append(title) or f"id-{len(titles)}")
+    monkeypatch.setattr(jobs, "chain", lambda job_id, target, params, title=None: titles.append(title) or True)
+    submit_evaluation("builtin", upload_id, limit=3)
+    plan = pipeline.plan(upload_id, BUNDLED_NAME, limit=3)
+    pipeline.launch(plan)
+    assert plan.setting == f"{LABEL} (demo)"
+    assert len(titles) == 4 and all(t.endswith(LABEL) or f"of {LABEL} " in t for t in titles), titles
+    assert not [t for t in titles if "upload:" in t]

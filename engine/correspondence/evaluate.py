@@ -275,5 +275,8 @@ def submit_evaluation(
         params["device"] = device
     if precision != "fp32":
         params["precision"] = precision
+    from engine.encoders.registry import display_name, get_spec
+
     name = protocol if isinstance(protocol, str) else get_protocol(protocol).name
-    return submit(JOB_TARGET, params, title=f"C of {encoder} on {dataset} ({name})")
+    shown = display_name(get_spec(encoder))  # an upload's label, not its upload:<hash> id
+    return submit(JOB_TARGET, params, title=f"C of {shown} on {dataset} ({name})")
