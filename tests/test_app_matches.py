@@ -238,3 +238,20 @@ def test_the_matches_png_records_dataset_pair_encoder_and_weights(monkeypatch):
     assert record["encoder"] == ENCODER and record["c_protocol"] == "default"
     assert record["weights_hash"] == build_encoder(ENCODER).weights_hash()
     assert record["exported_at"] and record["app_version"]
+
+
+def test_results_stored_before_the_per_category_count_are_counted_from_the_dataset(isolated_home):
+    from engine.correspondence import results
+    from engine.correspondence.datasets import open_dataset
+    from engine.correspondence.evaluate import evaluate
+
+    result = evaluate("builtin", ENCODER, limit=20, record=False)
+    del result["pck"]["per_category_pairs"]  # as written by earlier versions
+    results.record_result(result)
+    at = _app()
+    _ok(at)
+    table = next(df.value for df in at.dataframe if "pairs" in df.value.columns)
+    expected: dict[str, int] = {}
+    for p in open_dataset("builtin", "test").pairs("test", limit=20):
+        expected[p.category] = expected.get(p.category, 0) + 1
+    assert dict(zip(table["category"], table["pairs"], strict=True)) == expected
