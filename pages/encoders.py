@@ -66,9 +66,9 @@ def _show_probe(result: ProbeResult) -> None:
     st.success(f"{result.name}: {result.grid[0]} x {result.grid[1]} grid of {result.channels}-d features",
                icon=":material/check_circle:")
     cols = st.columns(2)
-    cols[0].image(result.image, caption=f"Input ({result.image_source})", width="stretch")
+    cols[0].image(result.image, caption=f"Input ({result.image_source})", width=320)
     cols[1].image(result.pca_rgb, caption="Feature PCA: 3 principal components as RGB, one pixel per feature cell "
-                  "(parts an encoder sees as alike share a colour)", width="stretch", clamp=True)
+                  "(parts an encoder sees as alike share a colour)", width=320, clamp=True)
     st.json(result.info, expanded=False)
 
 
