@@ -301,6 +301,11 @@ def _side_by_side(encoders: list[str]) -> list:
     return cells[: len(encoders)]
 
 
+def _height(encoders: list[str]) -> int:
+    """Canvas height: side by side, each figure is drawn smaller so that two fit in a row at their own aspect."""
+    return mplots.DEFAULT_HEIGHT_PX if len(encoders) == 1 else int(mplots.DEFAULT_HEIGHT_PX * 0.6)
+
+
 def _similarity_view(encoders: list[str], spec: str, split: str, pair: pd.Series, protocol: str) -> None:
     results = {name: _predict(name, spec, split, pair["pair_id"], protocol) for name in encoders}
     first = results[encoders[0]]
@@ -334,10 +339,10 @@ def _similarity_view(encoders: list[str], spec: str, split: str, pair: pd.Series
             fig = mplots.similarity_figure(
                 result["src_image"], result["trg_image"], query["similarity"], query["query_xy"], query["best_xy"],
                 gt_xy=result["gt_kps"][on_kp[0]] if len(on_kp) else None, extent=query["extent"], opacity=opacity,
-                title=f"{_label(name)}: best match ({query['best_xy'][0]:.0f}, {query['best_xy'][1]:.0f}), "
+                height_px=_height(encoders), title=f"{_label(name)}: best match ({query['best_xy'][0]:.0f}, {query['best_xy'][1]:.0f}), "
                       f"cosine {query['best_score']:.3f}",
             )  # fmt: skip
-            st.plotly_chart(fig, width="content" if len(encoders) == 1 else "stretch", key=chart_keys[name],
+            st.plotly_chart(fig, width="content", key=chart_keys[name],
                             on_select="rerun", selection_mode="points", theme=None)
             _ui.export_buttons(fig, f"similarity-{_file_part(name)}-{pair['pair_id']}".replace("/", "_"),
                                _provenance(view="similarity", encoder=name, dataset=spec, pair=pair["pair_id"],
@@ -354,9 +359,8 @@ def _pca_view(encoders: list[str], spec: str, split: str, pair: pd.Series, proto
             maps = _pca(name, spec, split, pair["pair_id"], protocol)
             fig = mplots.pca_figure(maps["src_rgb"], maps["trg_rgb"], result["src_image"], result["trg_image"],
                                     src_extent=maps["src_extent"], trg_extent=maps["trg_extent"],
-                                    title=f"{_label(name)}: joint PCA of the features (3 components → RGB)")  # fmt: skip
-            st.plotly_chart(fig, width="content" if len(encoders) == 1 else "stretch",
-                            key=f"chart-pca-{_file_part(name)}", theme=None)
+                                    height_px=_height(encoders), title=f"{_label(name)}: joint PCA of the features (3 components → RGB)")  # fmt: skip
+            st.plotly_chart(fig, width="content", key=f"chart-pca-{_file_part(name)}", theme=None)
             _ui.export_buttons(fig, f"pca-{_file_part(name)}-{pair['pair_id']}".replace("/", "_"),
                                _provenance(view="pca", encoder=name, dataset=spec, pair=pair["pair_id"],
                                            encoder_label=_label(name), weights_hash=_weights_hash(name), split=split,
