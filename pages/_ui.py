@@ -81,13 +81,23 @@ _PAGE: contextvars.ContextVar[str] = contextvars.ContextVar("law_explorer_page",
 REDIRECTED_KEY = "law_explorer_legacy_redirect"
 
 
+def _to_overview() -> None:
+    st.switch_page(PAGES_DIR / "overview.py")
+
+
 def build_pages() -> dict[str, list[st.Page]]:
-    """The sections of ``NAVIGATION`` as Streamlit pages (the Overview is the default page, at the root URL)."""
-    return {
+    """The sections of ``NAVIGATION`` as Streamlit pages (the Overview is the default page, at the root URL).
+
+    ``/app`` (the main script's name, where Streamlit's legacy mode put the home page) is a hidden alias of it.
+    """
+    sections = {
         section: [st.Page(PAGES_DIR / e.file, title=e.title, url_path=e.url, icon=e.icon, default=e.url == "overview")
                   for e in entries]
         for section, entries in NAVIGATION.items()
     }
+    first = next(iter(sections))
+    sections[first].append(st.Page(_to_overview, title="Law Explorer", url_path="app", visibility="hidden"))
+    return sections
 
 
 def sidebar_links() -> None:
