@@ -6,6 +6,18 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import streamlit as st
+
 from pages import _ui
 
+
+@st.cache_resource(show_spinner=False)
+def _start_up() -> None:
+    """Once per server: remove upload staging folders that killed uploads left behind."""
+    from engine.encoders.staging import sweep_stale_staging
+
+    sweep_stale_staging()
+
+
+_start_up()
 _ui.run_app()
