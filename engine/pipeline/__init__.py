@@ -11,6 +11,7 @@ from engine.pipeline.jobs import complete, launch, measurement_record, scores, s
 from engine.pipeline.placement import (
     add_to_study,
     place_on_law,
+    placement_flags,
     recommend_next,
     with_candidate,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "launch",
     "measurement_record",
     "place_on_law",
+    "placement_flags",
     "plan",
     "recommend_next",
     "refresh",
