@@ -206,7 +206,8 @@ def _tiny_hf_zip(folder) -> str:
 def _no_errors(page, allowed: tuple[str, ...] = ()) -> None:
     """No exception and no error box, except the flags named in ``allowed`` (an intended st.error)."""
     texts = page.locator(ERRORS).all_inner_texts()
-    unexpected = [t for t in texts if not any(t.startswith(a) for a in allowed)]
+    # a box's text starts with its icon's name; the message is the last paragraph
+    unexpected = [t for t in texts if not any(t.strip().split("\n")[-1].startswith(a) for a in allowed)]
     assert not unexpected, unexpected[0]
 
 
@@ -307,7 +308,7 @@ def test_upload_evaluate_score_and_export(tmp_path, monkeypatch):
             # demo-scale A and C (builtin pairs, demo LLM, default protocol) on paper-v3: flagged as not comparable
             assert "illustration only" in heading.inner_text()
             flags = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
-            assert any(t.startswith("Not comparable") for t in flags), flags
+            assert any(t.strip().split("\n")[-1].startswith("Not comparable") for t in flags), flags
             _no_errors(page, allowed=("Not comparable",))
             # 4. export: one table as CSV, and the whole page as a zip
             with page.expect_download() as csv_download:
@@ -324,6 +325,11 @@ def test_upload_evaluate_score_and_export(tmp_path, monkeypatch):
                 assert manifest["page"] == "score-encoder"
                 assert any(f["file"].endswith(".png") and "skipped" not in f for f in manifest["files"])
                 assert any(f["file"].endswith(".csv") for f in manifest["files"])
+            # 5. keep it: the flags travel with the setting
+            page.get_by_role("button", name=re.compile(r"^Add '.*' to study")).click()
+            kept = page.get_by_text("with its flags", exact=False).first
+            kept.wait_for(timeout=TIMEOUT_MS)
+            assert "method_mismatch" in kept.inner_text() and LABEL in kept.inner_text()
             _no_errors(page, allowed=("Not comparable",))
             _assert_no_raw_listing(page)
         finally:
