@@ -217,24 +217,35 @@ def transfer_keypoints(
     for k in range(count):
         if len(src_kps[k]):
             groups.setdefault(id(trg_feats[k]), []).append(k)
+    if not groups:
+        return results
+    # every source cell computed on the CPU and moved in one copy, every prediction moved back in one: a copy per
+    # group would wait for the device each time (thousands of small syncs per chunk on a GPU)
+    order = [k for members in groups.values() for k in members]
+    device = trg_feats[order[0]].device
+    all_cells = torch.from_numpy(np.concatenate([src_maps[k].to_cell(src_kps[k]) for k in order])).to(device)
+    predictions = []
+    offset = 0
     for members in groups.values():
         trg = unit_of(trg_feats[members[0]])
         c, ht, wt = trg.shape
         vectors = []
         for k in members:
             src = unit_of(src_feats[k])
-            cells = torch.from_numpy(src_maps[k].to_cell(src_kps[k])).to(src.device)
+            n = len(src_kps[k])
+            cells = all_cells[offset : offset + n]
+            offset += n
             if src.shape[0] != c:
                 raise InputError("source and target features must have the same channel count")
             vectors.append(src[:, cells[:, 0], cells[:, 1]].T)
         sim = (torch.cat(vectors) @ trg.reshape(c, ht * wt)).reshape(-1, ht, wt)
-        cell_pred = locate(sim, protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample)
-        cell_pred = cell_pred.cpu().numpy()
-        offset = 0
-        for k in members:
-            n = len(src_kps[k])
-            results[k] = trg_maps[k].from_cell(cell_pred[offset : offset + n])
-            offset += n
+        predictions.append(locate(sim, protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample))
+    cell_pred = torch.cat(predictions).cpu().numpy()
+    offset = 0
+    for k in order:
+        n = len(src_kps[k])
+        results[k] = trg_maps[k].from_cell(cell_pred[offset : offset + n])
+        offset += n
     return results
 
 
