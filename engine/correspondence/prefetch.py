@@ -64,7 +64,8 @@ def prepare_one(load: Callable[[str], object], image_id: str, pre: Preprocessing
     return pixels[0]
 
 
-def _decode_one(load: Callable[[str], object], image_id: str) -> object:
+def decode_one(load: Callable[[str], object], image_id: str) -> object:
+    """H x W x 3 uint8 RGB of one image (what the threads do when the resize runs on a GPU)."""
     from engine.encoders.base import to_uint8_rgb
 
     return to_uint8_rgb(load(image_id))
@@ -89,7 +90,7 @@ def prepared_batches(
             if on_gpu:
                 from engine.encoders.preprocess import prepare
 
-                yield batch, prepare([_decode_one(load, i) for i in batch], pre, device)[0]
+                yield batch, prepare([decode_one(load, i) for i in batch], pre, device)[0]
                 continue
             before = torch.get_num_threads()
             torch.set_num_threads(1)
@@ -109,7 +110,7 @@ def prepared_batches(
         if batch is None:
             return False
         if on_gpu:
-            pending.append([pool.submit(_decode_one, load, i) for i in batch])
+            pending.append([pool.submit(decode_one, load, i) for i in batch])
         else:
             pending.append([pool.submit(prepare_one, load, i, pre) for i in batch])
         return True

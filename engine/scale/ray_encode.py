@@ -9,6 +9,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,8 @@ class EncodeActor:
             from engine.correspondence.datasets import open_dataset
             from engine.encoders import registry
 
-            torch.set_num_threads(max(1, int(threads)))
+            torch.set_num_threads(1 if job.device == "cpu" else max(1, int(threads)))
+            self._decoders = ThreadPoolExecutor(max_workers=max(1, int(threads)), thread_name_prefix="actor-decode")
             self.job = job
             try:
                 registry.get_spec(job.encoder_name)
@@ -73,12 +75,17 @@ class EncodeActor:
         try:
             import torch
 
-            from engine.correspondence.prefetch import forward_precision, prepare_one
+            from engine.correspondence.prefetch import decode_one, forward_precision
+            from engine.encoders.preprocess import prepare
 
-            pixels = torch.stack([prepare_one(self.dataset.load_image, i, self.job.preprocessing) for i in ids])
-            with self._lock, torch.inference_mode(), forward_precision(self.job.precision, self.job.device):
-                dense = self.encoder.encode(pixels.to(self.job.device, non_blocking=True))
-                feats = dense.features.detach().to(torch.float16).cpu().numpy()
+            images = list(self._decoders.map(lambda i: decode_one(self.dataset.load_image, i), ids))
+            # the same per-image operations as the local backend (resized on the GPU when the encoder is there)
+            on_gpu = self.job.device.startswith("cuda")
+            with self._lock, torch.inference_mode():
+                pixels = prepare(images, self.job.preprocessing, self.job.device if on_gpu else None)[0]
+                with forward_precision(self.job.precision, self.job.device):
+                    dense = self.encoder.encode(pixels)
+                feats = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format).cpu().numpy()
             return "ok", (ids, feats, float(dense.patch_size), float(dense.stride))
         except Exception as exc:
             from engine.jobs.runner import one_line_error
@@ -102,7 +109,7 @@ def plan_actors(cluster: ClusterInfo, device: str, batches: int) -> tuple[int, d
             nodes = ", ".join(f"{n.address}: {n.gpus:g} GPUs" for n in cluster.nodes) or "no live nodes"
             raise NotAvailableError(f"the Ray cluster at {cluster.address or 'this machine'} has no GPU ({nodes}); "
                                     "use --device cpu or add GPU nodes")
-        return max(1, min(int(cluster.gpus), batches)), {"num_gpus": 1, "num_cpus": 1}
+        return max(1, min(int(cluster.gpus), batches)), {"num_gpus": 1, "num_cpus": 1}  # its decode threads are extra
     return max(1, min(int(cluster.cpus), batches)), {"num_cpus": 1}
 
 
@@ -134,7 +141,7 @@ def remote_batches(
     cluster = connect(address)
     device = "cuda" if job.device.startswith("cuda") else "cpu"
     n, resources = plan_actors(cluster, device, len(batches))
-    threads = 1 if device == "cpu" else 4
+    threads = 1 if device == "cpu" else 8  # decode threads of a GPU actor
     remote_cls = ray.remote(EncodeActor).options(
         **resources, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, max_concurrency=IN_FLIGHT_PER_ACTOR,
         runtime_env={"env_vars": worker_env()},
