@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,25 @@ print(json.dumps({{"wall": time.perf_counter() - t, "result": r}}))
 """
 
 
+RAY_RUN = """
+import json, sys, time
+sys.path.insert(0, {repo!r})
+sys.path.insert(0, {repo!r} + "/bench")
+from bench_gpu_correspondence import MODELS
+from engine.correspondence.evaluate import evaluate
+from engine.encoders.registry import EncoderSpec, register_encoder
+register_encoder(EncoderSpec(name={name!r}, family="hf-transformers", pretrained=False, source="random",
+    description="timing only", params={{"config": MODELS[{model!r}], "seed": 0}}))
+out = {{}}
+for label in ("ray_cold_bf16", "ray_cached_bf16"):
+    t = time.perf_counter()
+    r = evaluate({spec!r}, {name!r}, record=False, device={device!r}, batch_size={batch}, precision="bf16", backend="ray")
+    out[label] = {{"wall": time.perf_counter() - t, "result": r}}
+    print(label, round(time.perf_counter() - t, 2), file=sys.stderr, flush=True)
+print(json.dumps(out))
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -125,6 +145,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--old", default=None, help="folder holding an older engine/ to time the same cold run with")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--ray-timeout", type=int, default=150, help="seconds the Ray runs may take together")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args()
 
@@ -169,19 +190,25 @@ def main() -> int:
     t = time.perf_counter()
     runs["local_cached_bf16"] = summarise(evaluate(spec, encoder, **common), time.perf_counter() - t)
     print(json.dumps(runs["local_cached_bf16"]), flush=True)
-    if not args.no_ray:
+    if not args.no_ray:  # in a child process group with a deadline: a cluster that hangs cannot eat the run
+        cache.enforce_limit(limit_bytes=0)
+        code = RAY_RUN.format(repo=str(REPO), name=name, model=args.model, device=args.device, spec=spec,
+                              batch=args.batch_size)
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"), start_new_session=True)
         try:
-            import ray  # noqa: F401
-
-            cache.enforce_limit(limit_bytes=0)
-            t = time.perf_counter()
-            runs["ray_cold_bf16"] = summarise(evaluate(spec, name, backend="ray", **common), time.perf_counter() - t)
-            t = time.perf_counter()
-            runs["ray_cached_bf16"] = summarise(evaluate(spec, name, backend="ray", **common), time.perf_counter() - t)
-        except ImportError:
-            runs["ray"] = "not measured: ray does not import on this machine"
-        except Exception as exc:  # report, keep the local numbers
-            runs["ray"] = f"failed: {type(exc).__name__}: {exc}"
+            out, err = child.communicate(timeout=args.ray_timeout)
+            if child.returncode == 0:
+                data = json.loads(out.strip().splitlines()[-1])
+                for key, value in data.items():
+                    runs[key] = summarise(value["result"], value["wall"])
+            else:
+                runs["ray"] = "failed: " + err.strip()[-600:]
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            out, err = child.communicate()
+            runs["ray"] = f"timed out after {args.ray_timeout} s; its last output: " + (out + err).strip()[-600:]
+        print(json.dumps({k: v for k, v in runs.items() if k.startswith("ray")}, indent=1), flush=True)
     if args.old:
         del encoder
         torch.cuda.empty_cache() if cuda else None

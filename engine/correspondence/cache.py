@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from engine import config, store
 from engine.hashing import hash_obj
@@ -33,6 +34,10 @@ store.register_schema(
     );
     """,
 )
+
+
+_COLUMNS = ["key", "path", "bytes", "encoder", "weights_hash", "image_key", "shape", "patch_size", "stride", "created",
+            "last_used"]
 
 
 @dataclass
@@ -122,8 +127,13 @@ def save_many(entries: list[tuple[str, np.ndarray, float, float, str, str, str]]
         size = path.stat().st_size
         total += size
         rows.append((key, str(path), size, encoder, weights, image_key, "x".join(map(str, arr.shape)), patch, stride, now, now))
-    with store.connect() as con:
-        con.executemany("INSERT OR REPLACE INTO corr_feature_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    frame = pd.DataFrame(rows, columns=_COLUMNS)
+    with store.connect() as con:  # one statement over a frame: executemany costs ~10 ms a row (a batch: 0.3-0.6 s)
+        con.register("new_feature_rows", frame)
+        try:
+            con.execute("INSERT OR REPLACE INTO corr_feature_cache SELECT * FROM new_feature_rows")
+        finally:
+            con.unregister("new_feature_rows")
     return total
 
 

@@ -25,7 +25,7 @@ from engine.encoders.base import Preprocessing, VisionEncoder
 
 _MEMORY_LIMIT_BYTES = 1 << 30  # in-process reuse across chunks of one evaluation
 _GPU_MEMORY_LIMIT_BYTES = 24 << 30  # normalised features kept on a GPU (at most a quarter of its memory)
-_MAX_PENDING_WRITES = 2  # batches of features waiting for the cache writer (bounds memory, gives back-pressure)
+_MAX_PENDING_WRITES = 4  # batches of features waiting for the cache writer (bounds memory, gives back-pressure)
 
 
 def protocol_preprocessing(encoder: VisionEncoder, protocol: Protocol) -> Preprocessing:

@@ -11,6 +11,7 @@ from engine import config
 from engine.errors import InputError, NotAvailableError
 
 RAY_PIN = "ray[default]==2.60.0"
+_STARTED_HERE: set[bool] = set()  # non-empty once this process started its own local Ray instance
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -86,6 +87,17 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+def actor_runtime_env() -> dict | None:
+    """The actors' runtime environment: none for a local instance this process started (they inherit its
+    environment), else the variables of ``worker_env`` (a cluster, or Ray started by someone else)."""
+    return None if _STARTED_HERE else {"env_vars": worker_env()}
+
+
+def actor_start_timeout_s() -> float:
+    """How long actors may take to start (load their encoder) before the run fails; ``LAW_EXPLORER_RAY_START_TIMEOUT_S``."""
+    return float(os.environ.get("LAW_EXPLORER_RAY_START_TIMEOUT_S", "300"))
+
+
 def connect(address: str | None = None) -> ClusterInfo:
     """Join the cluster at ``address`` (or start a local Ray instance for this process) and describe it.
 
@@ -101,8 +113,14 @@ def connect(address: str | None = None) -> ClusterInfo:
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError ... for a bad cluster
                 text = " ".join(str(exc).split())[:300] or type(exc).__name__
                 raise NotAvailableError(f"cannot join the Ray cluster at {address}: {text}") from exc
-        else:
+        else:  # workers of a local instance inherit this environment: no runtime environment to set up
+            for name, value in worker_env().items():
+                if name == "PYTHONPATH":
+                    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+                    value = os.pathsep.join([value, *[p for p in parts if p != value]])
+                os.environ[name] = value
             ray.init(num_cpus=os.cpu_count() or 1, **common)
+            _STARTED_HERE.add(True)
     nodes = tuple(
         NodeInfo(str(n.get("NodeManagerAddress", "?")), float(n.get("Resources", {}).get("CPU", 0.0)),
                  float(n.get("Resources", {}).get("GPU", 0.0)))

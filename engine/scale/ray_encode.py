@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import LawExplorerError, NotAvailableError
-from engine.scale.cluster import ClusterInfo, connect, import_ray, worker_env
+from engine.scale.cluster import ClusterInfo, actor_runtime_env, actor_start_timeout_s, connect, import_ray
 
 IN_FLIGHT_PER_ACTOR = 2  # one batch decoding while the other is in the forward
 ACTOR_RESTARTS = 3  # a worker process that dies (kill -9, OOM) is restarted and its batch retried
@@ -142,14 +142,25 @@ def remote_batches(
     device = "cuda" if job.device.startswith("cuda") else "cpu"
     n, resources = plan_actors(cluster, device, len(batches))
     threads = 1 if device == "cpu" else 8  # decode threads of a GPU actor
+    runtime_env = actor_runtime_env()
     remote_cls = ray.remote(EncodeActor).options(
         **resources, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, max_concurrency=IN_FLIGHT_PER_ACTOR,
-        runtime_env={"env_vars": worker_env()},
+        **({"runtime_env": runtime_env} if runtime_env else {}),
     )  # fmt: skip
     actors = [remote_cls.remote(job, threads) for _ in range(n)]
     try:
-        ready, _ = ray.wait([a.ready.remote() for a in actors], num_returns=n, timeout=None)
-        for info in ray.get(ready):
+        timeout = actor_start_timeout_s()
+        ready, waiting = ray.wait([a.ready.remote() for a in actors], num_returns=n, timeout=timeout)
+        if waiting:
+            raise NotAvailableError(
+                f"{len(waiting)} of {n} Ray actor(s) did not start within {timeout:g} s on {cluster.describe()}: "
+                f"each asks for {resources} (LAW_EXPLORER_RAY_START_TIMEOUT_S sets the wait)"
+            )
+        try:
+            infos = ray.get(ready)
+        except Exception as exc:  # the actor's process could not start at all (e.g. engine not importable there)
+            raise NotAvailableError(f"a Ray actor could not start: {' '.join(str(exc).split())[:400]}") from exc
+        for info in infos:
             if info["error"]:
                 raise NotAvailableError(f"node {info['node']}: {info['error']}")
             if info.get("weights_hash") != job.weights_hash or info.get("layer") != job.layer:
@@ -174,7 +185,10 @@ def remote_batches(
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in done:
                 k = pending.pop(ref)
-                status, payload = ray.get(ref)
+                try:
+                    status, payload = ray.get(ref)
+                except Exception as exc:  # an actor that died more often than it may be restarted
+                    raise NotAvailableError(f"Ray actor {k} failed: {' '.join(str(exc).split())[:400]}") from exc
                 if status != "ok":
                     raise NotAvailableError(payload)
                 feed(k)
