@@ -59,8 +59,9 @@ class EncodeActor:
             except LawExplorerError:
                 registry.register_encoder(job.encoder_spec)
             self.dataset = open_dataset(job.dataset_spec, job.split)
-            layer = None if job.layer == "default" else job.layer
-            self.encoder = registry.build_encoder(job.encoder_name, device=job.device, layer=layer)
+            self.encoder = registry.build_encoder(job.encoder_name, device=job.device)
+            if str(getattr(self.encoder, "layer", "default")) != job.layer:  # the driver's encoder has another layer
+                self.encoder = registry.build_encoder(job.encoder_name, device=job.device, layer=job.layer)
             self.info = {"weights_hash": self.encoder.weights_hash(), "layer": str(getattr(self.encoder, "layer", "default"))}
         except Exception as exc:
             from engine.jobs.runner import one_line_error
