@@ -185,9 +185,9 @@ def evaluate(
         raise InputError(f"unknown backend {backend!r} (use local or ray)")
     remote_device = device
     if backend == "ray":  # the driver's copy only gives names, hashes and geometry: it stays on this machine's CPU
-        from engine.scale.cluster import check_reachable, import_ray
+        from engine.scale.cluster import check_reachable, require_ray
 
-        import_ray()
+        require_ray()
         if ray_address:
             check_reachable(ray_address)
         device = "cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu"

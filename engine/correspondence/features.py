@@ -25,6 +25,7 @@ from engine.encoders.base import Preprocessing, VisionEncoder
 
 _MEMORY_LIMIT_BYTES = 1 << 30  # in-process reuse across chunks of one evaluation
 _GPU_MEMORY_LIMIT_BYTES = 24 << 30  # normalised features kept on a GPU (at most a quarter of its memory)
+_ROWS_PER_INSERT = 512  # cache rows per DuckDB transaction (a connection + a commit cost ~0.1 s)
 _MAX_PENDING_WRITES = 4  # batches of features waiting for the cache writer (bounds memory, gives back-pressure)
 
 
@@ -234,8 +235,17 @@ class FeatureProvider:
         batches = [misses[s : s + self.batch_size] for s in range(0, len(misses), self.batch_size)]
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corr-write") if self.use_cache and self.workers else None
         writes: deque[tuple[Future, list]] = deque()
+        rows: list[tuple] = []  # written files not indexed yet: one DuckDB transaction per _ROWS_PER_INSERT
         done = 0
         stream = self._encoded_batches(batches, cancelled)
+
+        def collect(future: Future, written: list) -> None:
+            rows.extend(future.result())
+            self._index_written(written)
+            if len(rows) >= _ROWS_PER_INSERT:
+                writes.append((writer.submit(cache.insert_rows, list(rows)), []))
+                rows.clear()
+
         try:
             with contextlib.closing(stream):  # stops the decode threads (or the remote actors) on a cancel / error
                 for batch, feats in stream:
@@ -248,20 +258,29 @@ class FeatureProvider:
                     if progress is not None:
                         progress(done, len(misses))
                     if writer is not None:  # the write of this batch overlaps the next forward
-                        writes.append((writer.submit(cache.save_many, entries), entries))
+                        writes.append((writer.submit(cache.write_files, entries), entries))
                         while writes and (writes[0][0].done() or len(writes) > _MAX_PENDING_WRITES):
                             future, written = writes.popleft()
-                            future.result()
-                            self._index_written(written)
+                            if written:
+                                collect(future, written)
+                            else:
+                                future.result()
                     elif self.use_cache:
                         cache.save_many(entries)
                         self._index_written(entries)
         finally:
-            if writer is not None:
-                writer.shutdown(wait=True)
-        for future, entries in writes:
-            future.result()
-            self._index_written(entries)
+            if writer is not None:  # files written before an error or a cancel are indexed too (they are complete)
+                try:
+                    while writes:
+                        future, written = writes.popleft()
+                        if written:
+                            rows.extend(future.result())
+                            self._index_written(written)
+                        else:
+                            future.result()
+                    cache.insert_rows(rows)
+                finally:
+                    writer.shutdown(wait=True)
 
     def _encoded_batches(self, batches: list[list[str]], cancelled) -> Iterator[tuple[list[str], list[cache.CachedFeatures]]]:
         """``(ids, features)`` per batch: from ``remote`` when set (Ray actors), else decoded and encoded here."""

@@ -47,6 +47,14 @@ def import_ray() -> Any:
     return ray
 
 
+def require_ray() -> None:
+    """Fail early (one line) when Ray is not installed, without importing it (a cached run never needs it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise NotAvailableError(f"the ray backend needs Ray on this machine: pip install '{RAY_PIN}'")
+
+
 def host_port(address: str) -> tuple[str, int] | None:
     """(host, port) of ``HOST:PORT`` or ``ray://HOST:PORT``; None for ``auto``/``local``."""
     value = address.strip()

@@ -285,9 +285,9 @@ def submit_sweep(spec: SweepSpec) -> str:
 
     spec.check()
     if spec.backend == "ray":
-        from engine.scale.cluster import check_reachable, import_ray
+        from engine.scale.cluster import check_reachable, require_ray
 
-        import_ray()
+        require_ray()
         if spec.ray_address:
             check_reachable(spec.ray_address)
     names = ", ".join(spec.encoders[:3]) + (f" +{len(spec.encoders) - 3}" if len(spec.encoders) > 3 else "")
