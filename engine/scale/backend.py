@@ -45,6 +45,16 @@ def _check_address(address: str | None) -> str | None:
     return value
 
 
+def check_remote_device(device: str) -> str:
+    """The actors' device on the ray backend: ``cpu`` or ``cuda`` (Ray gives each actor one GPU of its own)."""
+    value = str(device).strip().lower()
+    if value == "cpu" or value == "cuda":
+        return value
+    if value.startswith("cuda:"):
+        raise InputError(f"device {device!r}: on the ray backend use cuda (each actor gets one GPU of its own)")
+    raise InputError(f"unsupported device {str(device)[:40]!r} on the ray backend (use cpu or cuda)")
+
+
 def saved_default_backend() -> BackendChoice:
     """The default chosen on the Jobs page (``<home>/backend.json``); local when none or unreadable."""
     try:

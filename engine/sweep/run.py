@@ -98,6 +98,14 @@ class SweepSpec:
         from engine.correspondence.protocols import get_protocol
         from engine.encoders.registry import get_spec
 
+        if self.backend == "local":
+            from engine.devices import check_device
+
+            check_device(self.device)
+        else:
+            from engine.scale.backend import check_remote_device
+
+            check_remote_device(self.device)
         for name in self.encoders:
             get_spec(name)
         get_protocol(self.protocol)
