@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "ray-overhead.json"))
     args = parser.parse_args()
+    load_start = os.getloadavg()
     runs: dict[str, list[dict]] = {k: [] for k in ("local_cold", "local_cached", "ray_cold", "ray_cached")}
     for _ in range(args.rounds):
         for backend in ("local", "ray"):
@@ -55,7 +56,7 @@ def main() -> int:
     pcks = {r["pck_per_image_0.1"] for rs in runs.values() for r in rs}
     median = {k: statistics.median(r["wall_s"] for r in rs) for k, rs in runs.items()}
     report = {
-        "encoder": args.encoder, "limit": args.limit, "cpus": os.cpu_count(), "load_avg_start": os.getloadavg(),
+        "encoder": args.encoder, "limit": args.limit, "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
         "runs": runs, "median_wall_s": median,
         "ray_extra_cold_s": round(median["ray_cold"] - median["local_cold"], 2),
         "ray_cached_ratio": round(median["ray_cached"] / median["local_cached"], 2),
