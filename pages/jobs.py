@@ -97,7 +97,8 @@ def _sweep_encoders(record: jobs.JobRecord) -> None:
     frame = pd.DataFrame(
         [{"encoder": r["encoder"], "status": r["status"] + (" (reused)" if r["reused"] else ""),
           "progress": (1.0 if r["status"] == "done" else (r["done"] / r["total"] if r["total"] else 0.0)),
-          "C (PCK@0.10 per image x 100, out of sample)": r["C"], "images encoded": r["images_encoded"],
+          "C (PCK@0.10 per image x 100, measured)": r["C"], "A (A-v3 caption log-likelihood, measured)": r["A"],
+          "images encoded": r["images_encoded"],
           "error": r["error"] or ""} for r in status["encoders"]]
     )  # fmt: skip
     _ui.show_table(frame, f"sweep-{record.id}", _provenance(record), width="stretch",

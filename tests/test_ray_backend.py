@@ -231,3 +231,24 @@ def test_ray_is_not_imported_by_the_local_backend_or_the_cli():
     assert done.stdout.strip() == "False"
 
 
+
+
+@pytest.mark.slow  # ~3 min on 2 loaded cores: a demo projector is trained
+def test_sweep_with_a_attaches_a_and_c_and_a_resubmission_trains_nothing(isolated_home):
+    from engine.alignment.records import list_a_scores
+    from engine.study import copy_study, load_study
+    from engine.sweep import SweepSpec, run_sweep
+
+    copy_study("paper-v3", "with-a")
+    spec = SweepSpec(encoders=("pixels-8",), dataset="builtin", limit=2, study="with-a", with_a="demo")
+    first = run_sweep(spec)
+    [row] = first["encoders"]
+    assert row["a_status"] == "done" and row["A"] is not None and row["C"] is not None
+    settings = load_study("with-a").settings.set_index("setting")
+    assert settings.loc["pixels-8", "C"] == pytest.approx(row["C"])
+    assert settings.loc["pixels-8", "A"] == pytest.approx(row["A"])
+    scores = list_a_scores("v3")
+    assert len(scores) == 1 and float(scores.iloc[0]["A"]) == pytest.approx(row["A"])
+    again = run_sweep(spec)
+    assert again["images_encoded"] == 0 and again["encoders"][0]["A"] == row["A"]
+    assert len(list_a_scores("v3")) == 1  # nothing was trained or scored again

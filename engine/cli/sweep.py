@@ -19,6 +19,7 @@ def _table(status: dict) -> pd.DataFrame:
             "status": r["status"] + (" (reused)" if r["reused"] else ""),
             "progress": f"{r['done']}/{r['total']}" if r["total"] else "",
             "C (PCK@0.10 per image x 100)": None if r["C"] is None else round(r["C"], 2),
+            "A": None if r["A"] is None else round(r["A"], 4),
             "images encoded": r["images_encoded"],
             "error": r["error"] or "",
         }
@@ -79,7 +80,8 @@ def _run(args: argparse.Namespace) -> Output:
     spec = SweepSpec.from_params({
         "encoders": args.encoders, "dataset": args.dataset, "protocol": args.protocol, "split": args.split,
         "limit": args.limit, "study": args.study, "device": args.device, "precision": args.precision,
-        "backend": choice.name, "ray_address": choice.address,
+        "backend": choice.name, "ray_address": choice.address, "with_a": args.with_a, "llm": args.llm,
+        "align_data": args.align_data, "align_images": args.align_images, "gpus_per_run": args.gpus_per_run,
     })  # fmt: skip
     job_id = submit_sweep(spec)
     if args.detach:
@@ -137,6 +139,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="local (default) or ray; default from LAW_EXPLORER_BACKEND or the Jobs page")
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster HOST:PORT (default RAY_ADDRESS; none: a local Ray instance)")
+    p.add_argument("--with-a", choices=["demo", "paper"], default=None,
+                   help="also train a stage-1 projector and score A-v3 per encoder (on this machine; needs --study): "
+                        "demo (offline demo LLM, smoke scale) or paper (--llm, --align-data, --align-images)")
+    p.add_argument("--llm", default=None, help="with --with-a paper: the LLM (e.g. lmsys/vicuna-7b-v1.5)")
+    p.add_argument("--align-data", default=None, help="with --with-a paper: LLaVA-558K captions JSON")
+    p.add_argument("--align-images", default=None, help="with --with-a paper: the images folder")
+    p.add_argument("--gpus-per-run", type=_positive_int, default=1,
+                   help="processes (GPUs) of each projector training run (accelerate; default 1)")
     p.add_argument("--detach", action="store_true", help="submit and return the sweep id at once")
     p.add_argument("--timeout", type=float, default=None, help="stop following after this many seconds")
     p = leaf(group, "status", _status, "One sweep's per-encoder progress (or list sweeps without an id)")

@@ -37,11 +37,20 @@ class SweepSpec:
     precision: str = "fp32"
     backend: str = "local"
     ray_address: str | None = None
+    with_a: str | None = None  # None, "demo" (offline demo projector + LLM) or "paper" (llm, align_data, align_images)
+    llm: str | None = None
+    align_data: str | None = None
+    align_images: str | None = None
+    gpus_per_run: int = 1
 
     def key(self) -> str:
         data = asdict(self)
         data.pop("backend")
         data.pop("ray_address")
+        data.pop("gpus_per_run")
+        for name in ("with_a", "llm", "align_data", "align_images"):  # C-only sweeps keep their keys
+            if data[name] is None:
+                data.pop(name)
         return hash_obj({"v": STATE_VERSION, **data}, length=16)
 
     def params(self) -> dict[str, Any]:
@@ -50,6 +59,9 @@ class SweepSpec:
         if self.backend == "local":  # local sweeps keep the shorter params (and job ids) of local jobs
             data.pop("backend")
             data.pop("ray_address")
+        if self.with_a is None:
+            for name in ("with_a", "llm", "align_data", "align_images", "gpus_per_run"):
+                data.pop(name)
         return data
 
     @classmethod
@@ -82,6 +94,17 @@ class SweepSpec:
         if backend not in BACKENDS:
             raise InputError(f"unknown backend {backend!r} (use {' or '.join(BACKENDS)})")
         study = params.get("study")
+        with_a = params.get("with_a")
+        if with_a not in (None, "", "demo", "paper"):
+            raise InputError(f"--with-a takes demo or paper, got {with_a!r}")
+        with_a = with_a or None
+        gpus = params.get("gpus_per_run", 1)
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or not 1 <= gpus <= 64:
+            raise InputError(f"gpus per run must be a whole number from 1 to 64, got {gpus!r}")
+        if with_a and not study:
+            raise InputError("--with-a needs --study (A and C are attached to its settings)")
+        if with_a == "paper" and not all(params.get(k) for k in ("llm", "align_data", "align_images")):
+            raise InputError("--with-a paper needs --llm, --align-data and --align-images (or use --with-a demo)")
         protocol = params.get("protocol", "default")
         if not isinstance(protocol, str):
             raise InputError("a sweep's protocol must be a registered protocol name (see `correspondence protocols`)")
@@ -89,7 +112,9 @@ class SweepSpec:
             encoders=encoders, dataset=dataset.strip(), protocol=protocol,
             split=normalise_split(str(params.get("split", "test"))), limit=limit,
             study=None if study in (None, "") else str(study), device=str(params.get("device", "cpu")),
-            precision=precision, backend=backend, ray_address=params.get("ray_address") or None,
+            precision=precision, backend=backend, ray_address=params.get("ray_address") or None, with_a=with_a,
+            llm=params.get("llm") or None, align_data=params.get("align_data") or None,
+            align_images=params.get("align_images") or None, gpus_per_run=gpus,
         )  # fmt: skip
 
     def check(self) -> None:
@@ -126,6 +151,8 @@ class EncoderState:
     message: str = ""
     result_id: str | None = None
     C: float | None = None
+    A: float | None = None
+    a_status: str | None = None  # with --with-a: pending, done or failed
     images_encoded: int | None = None
     seconds: float | None = None
     reused: bool = False
@@ -215,6 +242,8 @@ def run_sweep(
                 results.attach_c_to_study(stored, spec.study, name)
             save_state(state)
             say(f"{name}: reused result {entry.result_id} (C = {entry.C:.2f})")
+            if spec.with_a and entry.a_status != "done":
+                _score_a(spec, state, name, cancelled, say)
             if progress is not None:
                 progress(index + 1, total, f"{name}: reused")
             continue
@@ -264,9 +293,60 @@ def run_sweep(
         if spec.study:
             results.attach_c_to_study(result, spec.study, name)
         say(f"{name}: C = {entry.C:.2f} ({entry.images_encoded} images encoded, {entry.seconds:.1f} s)")
+        if spec.with_a:
+            if progress is not None:
+                progress(index, total, f"{name}: A (projector training, then A scoring)")
+            _score_a(spec, state, name, cancelled, say)
         if progress is not None:
             progress(index + 1, total, f"{name}: done")
     return summary(state)
+
+
+def _score_a(spec: SweepSpec, state: SweepState, name: str, cancelled, say: Callable[[str], None]) -> None:
+    """The A pipeline of one encoder on this (the driver's) machine: stage-1 projector training (accelerate, with
+    ``gpus_per_run`` processes) then A-v3 scoring, each reused when stored; A is attached to the study setting."""
+    from engine.jobs import run_inline
+    from engine.pipeline.planning import plan
+    from engine.study import set_setting_scores
+
+    entry = state.encoders[name]
+    entry.a_status = "running"
+    save_state(state)
+    try:
+        p = plan(name, str(spec.study), c_protocol=spec.protocol, dataset=spec.dataset, demo=spec.with_a == "demo",
+                 setting=name, split=spec.split, limit=spec.limit, llm=spec.llm, align_data=spec.align_data,
+                 align_images=spec.align_images)  # fmt: skip
+        steps = [s for s in p.steps if s.key in ("projector", "a")]
+        blocked = [s for s in steps if s.state == "unavailable"]
+        if blocked:
+            raise LawExplorerError(f"A of {name}: {blocked[0].note}")
+        value = next((s.value for s in steps if s.key == "a" and s.state == "reuse"), None)
+        for step in steps:
+            if step.state != "run":
+                continue
+            if cancelled is not None and cancelled():
+                from engine.jobs.context import JobCancelled
+
+                raise JobCancelled("sweep cancelled")
+            params = dict(step.params or {})
+            if step.key == "projector" and spec.gpus_per_run > 1:
+                params["num_processes"] = spec.gpus_per_run
+            say(f"{name}: {step.title}")
+            result = run_inline(str(step.target), params, work_dir=_work_dir(state.key, name) / step.key)
+            if step.key == "a":
+                value = None if result.get("A") is None else float(result["A"])
+        if value is None:
+            raise LawExplorerError(f"A of {name}: the A-scoring step gave no value")
+    except BaseException as exc:
+        entry.a_status = "pending" if type(exc).__name__ == "JobCancelled" else "failed"
+        if entry.a_status == "failed":
+            entry.error = f"A: {exc}"
+        save_state(state)
+        raise
+    entry.A, entry.a_status = value, "done"
+    save_state(state)
+    set_setting_scores(str(spec.study), name, A=value)
+    say(f"{name}: A = {value:.4f}")
 
 
 def summary(state: SweepState) -> dict[str, Any]:
