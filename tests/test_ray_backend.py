@@ -248,7 +248,7 @@ def test_sweep_with_a_attaches_a_and_c_and_a_resubmission_trains_nothing(isolate
     assert settings.loc["pixels-8", "C"] == pytest.approx(row["C"])
     assert settings.loc["pixels-8", "A"] == pytest.approx(row["A"])
     scores = list_a_scores("v3")
-    assert len(scores) == 1 and float(scores.iloc[0]["A"]) == pytest.approx(row["A"])
+    assert len(scores) == 1 and float(scores.iloc[0]["a"]) == pytest.approx(row["A"])
     again = run_sweep(spec)
     assert again["images_encoded"] == 0 and again["encoders"][0]["A"] == row["A"]
     assert len(list_a_scores("v3")) == 1  # nothing was trained or scored again
