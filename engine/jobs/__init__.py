@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.jobs.chain import chain, followups
 from engine.jobs.context import JobCancelled, JobContext
 from engine.jobs.manager import (
     JobRecord,
@@ -38,6 +39,8 @@ __all__ = [
     "JobStatus",
     "JobTimeout",
     "cancel",
+    "chain",
+    "followups",
     "forget",
     "get_job",
     "job_folder",
