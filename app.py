@@ -14,7 +14,7 @@ from pages import _ui
 @st.cache_resource(show_spinner=False)
 def _start_up() -> None:
     """Once per server: remove upload staging folders that killed uploads left behind."""
-    from engine.encoders.staging import sweep_stale_staging
+    from engine.encoders import sweep_stale_staging
 
     sweep_stale_staging()
 

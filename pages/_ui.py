@@ -18,7 +18,7 @@ import plotly.io as pio
 import streamlit as st
 
 from engine import export, law
-from engine.errors import LawExplorerError
+from engine.errors import LawExplorerError, first_line
 from engine.law import fit_study
 from engine.policy import VARIANTS, simulate
 from engine.study import list_studies, load_study
@@ -63,7 +63,8 @@ NAVIGATION: dict[str, list[PageEntry]] = {
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Show a ``LawExplorerError`` raised inside the block as one ``st.error`` line instead of a traceback."""
+    """The one error guard of every page: a ``LawExplorerError`` is shown as its one line; anything else is logged
+    with its traceback and shown as one line (re-raised when ``LAW_EXPLORER_DEBUG`` is set)."""
     try:
         yield
     except LawExplorerError as exc:
@@ -72,7 +73,8 @@ def user_errors() -> Iterator[None]:
         if os.environ.get("LAW_EXPLORER_DEBUG"):
             raise
         _LOG.exception("unexpected error in a page")
-        st.error(f"Internal error ({type(exc).__name__}: {exc}). The server log has the details.", icon=":material/bug_report:")
+        st.error(f"Internal error ({type(exc).__name__}: {first_line(exc)}). The server log has the details.",
+                 icon=":material/bug_report:")
 
 
 # Set while app.py runs the chosen page; a page script run without it was started by Streamlit's legacy mode.

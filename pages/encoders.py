@@ -8,8 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import export
-from engine.encoders.probe import ProbeResult
-from engine.encoders.registry import display_names
+from engine.encoders import ProbeResult, display_names
 from engine.hashing import hash_obj
 from pages import _ui
 
@@ -72,7 +71,7 @@ def _show_probe(result: ProbeResult) -> None:
 
 
 def _details(specs: list) -> None:
-    from engine.encoders.probe import probe
+    from engine.encoders import probe_encoder
 
     st.subheader("Encoder details")
     names = [s.name for s in specs]
@@ -95,7 +94,7 @@ def _details(specs: list) -> None:
     st.json({"source": spec.source, "paper_setting": spec.paper_setting, "license": spec.license, "params": spec.params},
             expanded=False)
     if spec.family == "upload" and st.button("Delete this upload", key="encoders_delete", icon=":material/delete:"):
-        from engine.encoders.upload import delete_upload
+        from engine.encoders import delete_upload
 
         with _ui.user_errors():
             delete_upload(name)
@@ -104,7 +103,7 @@ def _details(specs: list) -> None:
     if st.button("Probe: build it, encode a picture and show its feature PCA", key="encoders_probe",
                  icon=":material/play_arrow:"):
         with _ui.user_errors(), st.spinner(f"Building {shown[name]} ..."):
-            _show_probe(probe(name))
+            _show_probe(probe_encoder(name))
     if spec.offline_available():
         _next_steps(name, shown[name])
 
@@ -122,7 +121,7 @@ def _next_steps(name: str, shown: str) -> None:
 
 
 def _upload_form(specs: list) -> None:
-    from engine.encoders.upload import upload_bytes
+    from engine.encoders import upload_bytes
 
     st.subheader("Upload a checkpoint")
     st.caption("Files are data, never code: safetensors or weights-only torch checkpoints (TorchScript is not "
@@ -148,7 +147,7 @@ def _upload_form(specs: list) -> None:
 
 
 def render() -> None:
-    from engine.encoders.registry import list_encoders
+    from engine.encoders import list_encoders
 
     st.title("Encoders")
     st.caption("Every vision encoder Law Explorer can score: the paper's settings (loaded from the hub when reachable), "

@@ -10,7 +10,6 @@ import streamlit as st
 
 from engine import export, jobs
 from engine.hashing import hash_obj
-from engine.jobs import demo
 from pages import _ui
 
 REFRESH_S = 2.0  # while a job is queued or running
@@ -63,14 +62,14 @@ def _demo_form() -> None:
             start = st.button("Start", key="demo_start", type="primary", icon=":material/play_arrow:")
         if start:
             with _ui.user_errors():
-                job_id = jobs.submit(demo.TARGET, {"n": int(n), "sleep": float(sleep)}, title=f"demo: count to {int(n)}")
+                job_id = jobs.submit(jobs.targets.DEMO_COUNT, {"n": int(n), "sleep": float(sleep)}, title=f"demo: count to {int(n)}")
                 st.session_state[SELECTED_KEY] = job_id
                 st.rerun(scope="app")
 
 
 def _backend_form() -> None:
     """Where jobs submitted from the app run: this machine (local) or a Ray cluster (engine.scale)."""
-    from engine.scale.backend import BACKENDS, resolve_backend, save_default_backend, saved_default_backend
+    from engine.scale import BACKENDS, resolve_backend, save_default_backend, saved_default_backend
 
     saved = saved_default_backend()
     with st.expander(f"Where jobs run: {resolve_backend().name}", icon=":material/hub:"):

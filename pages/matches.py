@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from engine import correspondence as corr
 from engine import export
-from engine.correspondence import datasets as cdata
-from engine.correspondence import protocols as cproto
-from engine.correspondence import viewer_query
 from engine.errors import InputError, LawExplorerError
 from engine.hashing import hash_obj
 from engine.plots import matches as mplots
@@ -28,8 +24,8 @@ EVAL_JOB_KEY = "mx_eval_job"
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _dataset(spec: str, split: str) -> cdata.Dataset:
-    return cdata.open_dataset(spec, split)
+def _dataset(spec: str, split: str) -> corr.Dataset:
+    return corr.open_dataset(spec, split)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -49,7 +45,7 @@ def _pair_table(spec: str, split: str) -> pd.DataFrame:
 
 def _encoder_table() -> pd.DataFrame:
     """Every registered encoder, uploads included; re-read on every run so that a new upload is listed at once."""
-    from engine.encoders.registry import list_encoders
+    from engine.encoders import list_encoders
 
     specs = list_encoders()
     return _encoder_rows(tuple((s.name, s.family, str(s.params.get("label", ""))) for s in specs), specs)
@@ -58,7 +54,7 @@ def _encoder_table() -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=8)
 def _encoder_rows(registry: tuple, _specs: list) -> pd.DataFrame:
     """The table of ``_encoder_table``, cached on the registry's content (offline checks touch the disk)."""
-    from engine.encoders.registry import display_names
+    from engine.encoders import display_names
 
     shown = display_names(_specs)
     rows = [
@@ -74,7 +70,7 @@ def _encoder_rows(registry: tuple, _specs: list) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _encoder(name: str):
-    from engine.encoders.registry import build_encoder
+    from engine.encoders import build_encoder
 
     return build_encoder(name)
 
@@ -90,19 +86,19 @@ def _thumbnail(spec: str, split: str, image_id: str, side: int = 160) -> np.ndar
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _predict(encoder_name: str, spec: str, split: str, pair_id: str, protocol: str) -> dict:
-    from engine.correspondence.viewer import predict_pair
+    from engine.correspondence import predict_pair
 
     return predict_pair(_encoder(encoder_name), _dataset(spec, split), pair_id, protocol, split)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def _query(encoder_name: str, spec: str, split: str, pair_id: str, protocol: str, query_xy: tuple[float, float]) -> dict:
-    return viewer_query.query_similarity(_predict(encoder_name, spec, split, pair_id, protocol), query_xy, protocol)
+    return corr.query_similarity(_predict(encoder_name, spec, split, pair_id, protocol), query_xy, protocol)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _pca(encoder_name: str, spec: str, split: str, pair_id: str, protocol: str) -> dict:
-    return viewer_query.pca_maps(_predict(encoder_name, spec, split, pair_id, protocol))
+    return corr.pca_maps(_predict(encoder_name, spec, split, pair_id, protocol))
 
 
 def _category_pairs(dataset_spec: str, split: str, limit: Any) -> dict[str, int]:
@@ -118,9 +114,9 @@ def _results_frame(dataset_name: str, split: str, protocol: str, alpha: float) -
 
     ``pairs`` is the number of pairs of that category the evaluation scored (not the run's total).
     """
-    from engine.correspondence.results import list_results
+    from engine.correspondence import list_results
 
-    key = cproto.alpha_key(alpha)
+    key = corr.alpha_key(alpha)
     rows, seen = [], set()
     for res in list_results():  # newest first
         if (res["dataset"], res["split"], res["protocol_name"]) != (dataset_name, split, protocol) or res["encoder"] in seen:
@@ -138,18 +134,6 @@ def _results_frame(dataset_name: str, split: str, protocol: str, alpha: float) -
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@contextmanager
-def _guarded() -> Iterator[None]:
-    """Any failure inside becomes one ``st.error`` line (engine errors verbatim), never a traceback."""
-    try:
-        yield
-    except LawExplorerError as exc:
-        st.error(str(exc), icon=":material/error:")
-    except Exception as exc:  # a model or plotting failure must not take the page down
-        first = (str(exc).strip().splitlines() or [""])[0]
-        st.error(f"unexpected {type(exc).__name__}: {first}", icon=":material/error:")
 
 
 def _provenance(**extra: object) -> export.Provenance:
@@ -241,9 +225,9 @@ def _model_controls(encoders: pd.DataFrame) -> tuple[list[str], str, float]:
         help="Offline-available encoders are listed first; type to search (uploads by their label). Pick several "
              "to compare them side by side.",
     )  # fmt: skip
-    names = [p.name for p in cproto.list_protocols()]
+    names = [p.name for p in corr.list_protocols()]
     protocol = cols[1].selectbox("Protocol", names, key="mx_protocol",
-                                 help=cproto.get_protocol(names[0]).description)  # fmt: skip
+                                 help=corr.get_protocol(names[0]).description)  # fmt: skip
     alpha = cols[2].select_slider("α (PCK threshold)", ALPHAS, value=0.1, key="mx_alpha",
                                   help="A keypoint is correct when its error is within α × the protocol's normaliser.")  # fmt: skip
     if not chosen:
@@ -258,9 +242,9 @@ def _matches_view(encoders: list[str], spec: str, split: str, pair: pd.Series, p
     show_circles = st.toggle("Show the α circles around the ground truth", key="mx_circles",
                              help="Also toggled from the figure legend; hover a ground-truth point for its radius.")  # fmt: skip
     for name in encoders:
-        with _guarded(), st.spinner(f"Matching with {_label(name)} ..."):
+        with _ui.user_errors(), st.spinner(f"Matching with {_label(name)} ..."):
             result = _predict(name, spec, split, pair["pair_id"], protocol)
-            scored = viewer_query.correct_at(result, pair["trg_bbox"], alpha, protocol)
+            scored = corr.correct_at(result, pair["trg_bbox"], alpha, protocol)
             fig = mplots.pair_matches_figure(
                 result["src_image"], result["trg_image"], result["src_kps"], result["gt_kps"], result["pred_kps"],
                 result["visible"], scored["correct"], threshold_px=scored["threshold_px"], alpha=alpha,
@@ -333,7 +317,7 @@ def _similarity_view(encoders: list[str], spec: str, split: str, pair: pd.Series
     gap = np.linalg.norm(first["src_kps"] - np.array([qx, qy]), axis=1)
     on_kp = np.flatnonzero(first["visible"] & (gap < 1.0))
     for name, cell in zip(encoders, _side_by_side(encoders), strict=True):
-        with cell, _guarded():
+        with cell, _ui.user_errors():
             result = results[name]
             query = _query(name, spec, split, pair["pair_id"], protocol, (float(qx), float(qy)))
             fig = mplots.similarity_figure(
@@ -354,7 +338,7 @@ def _pca_view(encoders: list[str], spec: str, split: str, pair: pd.Series, proto
     st.caption("Same colour = similar feature direction in both images: good encoders colour corresponding parts alike. "
                "Several encoders are shown side by side on the same pair.")
     for name, cell in zip(encoders, _side_by_side(encoders), strict=True):
-        with cell, _guarded():
+        with cell, _ui.user_errors():
             result = _predict(name, spec, split, pair["pair_id"], protocol)
             maps = _pca(name, spec, split, pair["pair_id"], protocol)
             fig = mplots.pca_figure(maps["src_rgb"], maps["trg_rgb"], result["src_image"], result["trg_image"],
@@ -392,8 +376,8 @@ def _job_status(job_id: str) -> None:
         st.warning(f"evaluation {job.status}; resume it from the Jobs page")
 
 
-def _category_view(encoders: list[str], spec: str, split: str, dataset: cdata.Dataset, protocol: str, alpha: float) -> None:
-    proto = cproto.get_protocol(protocol)
+def _category_view(encoders: list[str], spec: str, split: str, dataset: corr.Dataset, protocol: str, alpha: float) -> None:
+    proto = corr.get_protocol(protocol)
     bar_alpha = alpha if alpha in proto.alphas else 0.1
     cols = st.columns([2, 1, 1.2])
     job_encoder = cols[0].selectbox("Evaluate encoder", encoders, key="mx_job_encoder")
@@ -402,7 +386,7 @@ def _category_view(encoders: list[str], spec: str, split: str, dataset: cdata.Da
     if cols[2].button("Evaluate", key="mx_eval_button", icon=":material/play_arrow:",
                       help="Runs the C evaluation of this encoder on this dataset / split / protocol as a background job "
                            "(it survives page changes; see the Jobs page)."):  # fmt: skip
-        from engine.correspondence.evaluate import submit_evaluation
+        from engine.correspondence import submit_evaluation
 
         st.session_state[EVAL_JOB_KEY] = submit_evaluation(spec, job_encoder, protocol, split, int(limit) or None)
         st.session_state.pop("mx_eval_seen", None)
@@ -455,14 +439,14 @@ def render() -> None:
     tabs = st.tabs(["Matches", "Click a point", "Feature PCA", "PCK per category"])
     with tabs[0]:
         _matches_view(encoders, spec, split, pair, protocol, alpha)
-    with tabs[1], _guarded():
+    with tabs[1], _ui.user_errors():
         _similarity_view(encoders, spec, split, pair, protocol)
-    with tabs[2], _guarded():
+    with tabs[2], _ui.user_errors():
         _pca_view(encoders, spec, split, pair, protocol)
-    with tabs[3], _guarded():
+    with tabs[3], _ui.user_errors():
         _category_view(encoders, spec, split, dataset, protocol, alpha)
 
 
 _ui.ensure_app_navigation()
-with _ui.collecting_exports("matches"), _guarded():
+with _ui.collecting_exports("matches"), _ui.user_errors():
     render()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.law.background import evaluation_if_ready, too_large_for_app
+from engine.law import evaluation_if_ready, too_large_for_app
 from engine.plots import overview as plots
-from engine.plots import tables
-from engine.plots.style import setting_families
+from engine.plots import setting_families, tables
 from pages import _ui
 
 LAW_LATEX = (

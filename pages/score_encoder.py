@@ -7,9 +7,7 @@ import streamlit as st
 from engine import pipeline
 from engine.benchmarks import label
 from engine.errors import LawExplorerError
-from engine.law import FLAG_TEXT, LAW_MODELS
-from engine.law.background import fit_ready, too_large_for_app
-from engine.pipeline import figures
+from engine.law import FLAG_TEXT, LAW_MODELS, fit_ready, too_large_for_app
 from pages import _ui
 
 MEASURE, MANUAL = "Measure with background jobs", "Enter A and C by hand"
@@ -26,7 +24,7 @@ STATE_ICONS = {"stored": ":material/inventory_2:", "done": ":material/check_circ
 
 def _encoder_names() -> dict[str, str]:
     """Encoder id -> what the picker shows (an upload's label), fresh on every run (a new upload is listed)."""
-    from engine.encoders.registry import display_names
+    from engine.encoders import display_names
 
     return display_names()
 
@@ -45,7 +43,7 @@ def _encoder_picker(container) -> str:
 
 
 def _protocol_names() -> list[str]:
-    from engine.correspondence.protocols import list_protocols
+    from engine.correspondence import list_protocols
 
     return [p.name for p in list_protocols()]
 
@@ -223,8 +221,8 @@ def _render_placement(study, setting: str, A: float, C: float, scale: str, targe
     cols[1].metric("C", f"{C:.4g}")
     cols[2].metric("Scale", scale)
     _show_flags(table, scale, study.name)
-    _ui.show_figure(figures.candidate_scatter(study.settings, setting, A, C, scale), "score-ac-scatter", prov)
-    _ui.show_figure(figures.prediction_bars(table, setting, scale, study.long), "score-predictions", prov)
+    _ui.show_figure(pipeline.candidate_scatter(study.settings, setting, A, C, scale), "score-ac-scatter", prov)
+    _ui.show_figure(pipeline.prediction_bars(table, setting, scale, study.long), "score-predictions", prov)
     st.caption(f"Bars: predicted score; whiskers: the {level:.0%} jackknife+ interval (out of sample, finite-sample "
                "guarantee), clipped to each benchmark's valid range. Hatched: outside the study's A-C hull.")
     _ui.show_table(table, "score-predictions-table", prov)

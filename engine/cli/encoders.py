@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import time
 
-import numpy as np
 import pandas as pd
 
 from engine.cli.common import Output, leaf
@@ -60,37 +58,22 @@ def _delete(args: argparse.Namespace) -> Output:
     return Output(data={"deleted": args.name}, text=f"deleted {args.name}")
 
 
-def sample_image(size: int = 256) -> np.ndarray:
-    """A deterministic synthetic RGB test image (gradients and a disc), so probing needs no files."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    disc = ((xx - 0.6) ** 2 + (yy - 0.4) ** 2) < 0.05
-    img = np.stack([xx, yy, 1 - xx * yy], axis=-1)
-    img[disc] = [1.0, 0.2, 0.1]
-    return (img * 255).astype(np.uint8)
-
-
 def _probe(args: argparse.Namespace) -> Output:
-    from engine.encoders.preprocess import prepare
-    from engine.encoders.registry import build_encoder
+    from engine.encoders.probe import probe, sample_image
 
-    t0 = time.perf_counter()
-    encoder = build_encoder(args.name, device=args.device, layer=args.layer)
-    t1 = time.perf_counter()
-    pixels, _ = prepare([sample_image()], encoder.preprocessing)
-    feats = encoder.encode(pixels)
-    t2 = time.perf_counter()
+    result = probe(args.name, device=args.device, layer=args.layer, image=(sample_image(), "synthetic"))
     data = {
-        "name": encoder.name,
-        "grid": list(feats.grid),
-        "channels": int(feats.features.shape[1]),
-        "input_size": list(encoder.preprocessing.input_size),
-        "patch_size": encoder.patch_size,
-        "stride": encoder.stride,
-        "prefix_tokens": encoder.prefix_tokens,
-        "layer": encoder.layer,
-        "weights_hash": encoder.weights_hash(),
-        "build_s": round(t1 - t0, 3),
-        "encode_s": round(t2 - t1, 3),
+        "name": result.info["name"],
+        "grid": list(result.grid),
+        "channels": result.channels,
+        "input_size": list(result.input_size),
+        "patch_size": result.patch_size,
+        "stride": result.stride,
+        "prefix_tokens": result.prefix_tokens,
+        "layer": result.layer,
+        "weights_hash": result.weights_hash,
+        "build_s": round(result.build_s, 3),
+        "encode_s": round(result.encode_s, 3),
     }
     return Output(data=data, text="\n".join(f"{k}: {v}" for k, v in data.items()))
 

@@ -10,6 +10,8 @@ import pandas as pd
 from engine import pipeline
 from engine.cli.common import Output, leaf
 from engine.errors import InputError
+from engine.jobs import JobStatus
+from engine.pipeline import StepState
 from engine.study.repository import BUNDLED_NAME
 
 
@@ -40,8 +42,8 @@ def _launch(args: argparse.Namespace) -> Output:
     deadline = time.monotonic() + args.wait
     while args.wait and time.monotonic() < deadline:
         states = pipeline.status(p)
-        if all(s.state in ("stored", "done", "not needed", "unavailable") for s in states) or any(
-            s.state in ("failed", "cancelled", "interrupted") for s in states
+        if all(s.state in (StepState.STORED, JobStatus.DONE, StepState.NOT_NEEDED, StepState.UNAVAILABLE) for s in states) or any(
+            s.state in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED) for s in states
         ):
             break
         ids = sorted(set(ids) | set(pipeline.launch(p, resume_failed=False)))  # submits A scoring once its projector is done

@@ -7,17 +7,20 @@ call ``from engine.correspondence.evaluate import evaluate``.
 from engine.correspondence.datasets import Dataset, Pair, SPairDataset, open_dataset
 from engine.correspondence.matching import GridMap, make_grid_map, match_cells, similarity_map, transfer_keypoints
 from engine.correspondence.pck import pck_from_predictions
-from engine.correspondence.protocols import Protocol, get_protocol, list_protocols, register_protocol
+from engine.correspondence.protocols import Protocol, alpha_key, get_protocol, list_protocols, register_protocol
 
 __all__ = [
     "Dataset",
+    "EvalOptions",
     "GridMap",
     "Pair",
     "Protocol",
     "SPairDataset",
+    "alpha_key",
     "attach_c_to_study",
     "c_score",
     "c_value",
+    "correct_at",
     "feature_pca_rgb",
     "get_protocol",
     "get_result",
@@ -26,9 +29,11 @@ __all__ = [
     "make_grid_map",
     "match_cells",
     "open_dataset",
+    "pca_maps",
     "pck_from_predictions",
     "per_category_table",
     "predict_pair",
+    "query_similarity",
     "register_protocol",
     "run_job",
     "similarity_map",
@@ -39,7 +44,7 @@ __all__ = [
 
 def __getattr__(name: str):
     """Heavier pieces (evaluation, results, viewer) load on first use."""
-    if name in ("run_job", "submit_evaluation"):
+    if name in ("run_job", "submit_evaluation", "EvalOptions"):
         import importlib
 
         module = importlib.import_module("engine.correspondence.evaluate")
@@ -47,6 +52,8 @@ def __getattr__(name: str):
         from engine.correspondence import results as module
     elif name in ("predict_pair", "feature_pca_rgb"):
         from engine.correspondence import viewer as module
+    elif name in ("query_similarity", "pca_maps", "correct_at"):
+        from engine.correspondence import viewer_query as module
     else:
         raise AttributeError(name)
     return getattr(module, name)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from engine import config, store
+from engine.atomic import atomic_path
 from engine.hashing import hash_obj
 
 CACHE_VERSION = 1
@@ -118,10 +119,9 @@ def write_files(entries: list[tuple[str, np.ndarray, float, float, str, str, str
         sub = folder / key[:2]
         sub.mkdir(parents=True, exist_ok=True)
         path = sub / f"{key}.npy"
-        tmp = sub / f".{key}.{os.getpid()}.tmp.npy"
         arr = np.ascontiguousarray(array, dtype=np.float16)
-        np.save(tmp, arr, allow_pickle=False)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npy") as tmp:  # np.save appends .npy to any other name
+            np.save(tmp, arr, allow_pickle=False)
         size = path.stat().st_size
         rows.append((key, str(path), size, encoder, weights, image_key, "x".join(map(str, arr.shape)), patch, stride, now, now))
     return rows

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from engine import config
+from engine.atomic import write_json_atomic
 from engine.correspondence import cache, results
 from engine.correspondence.datasets import Dataset, Pair, normalise_split, open_dataset
 from engine.correspondence.features import FeatureGeometry, FeatureProvider, protocol_preprocessing
@@ -127,12 +128,6 @@ def _eval_key(
     return hash_obj(parts)
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _check_cancel(cancelled: Callable[[], bool] | None) -> None:
     if cancelled is not None and cancelled():
         from engine.jobs.context import JobCancelled
@@ -140,73 +135,124 @@ def _check_cancel(cancelled: Callable[[], bool] | None) -> None:
         raise JobCancelled("correspondence evaluation cancelled")
 
 
+@dataclass(frozen=True)
+class EvalOptions:
+    """How one C evaluation runs (what it evaluates is the dataset, the encoder and the protocol).
+
+    ``split``/``limit``: which pairs; ``batch_size``: images per forward; ``record``: store the result;
+    ``device``/``precision`` (fp32, tf32, bf16: part of the cache key and the result id); ``workers``: decode
+    threads (default ``prefetch.default_workers(device)``, 0 decodes in this thread); ``backend`` local | ray
+    (``ray_address``, or a local Ray instance).
+    """
+
+    split: str = "test"
+    limit: int | None = None
+    batch_size: int = 16
+    record: bool = True
+    device: str = "cpu"
+    precision: str = "fp32"
+    workers: int | None = None
+    backend: str = "local"
+    ray_address: str | None = None
+
+
+def _checked(options: EvalOptions) -> EvalOptions:
+    try:
+        limit = None if options.limit is None else int(options.limit)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"limit must be a whole number of pairs, got {options.limit!r}") from exc
+    if limit is not None and limit < 1:
+        raise InputError("limit must be a positive number of pairs")
+    return replace(options, split=normalise_split(options.split), limit=limit)
+
+
+def _open_pairs(dataset_spec: str | Dataset, options: EvalOptions) -> tuple[Dataset, list[Pair]]:
+    dataset = dataset_spec if isinstance(dataset_spec, Dataset) else open_dataset(dataset_spec, options.split)
+    pairs = dataset.pairs(options.split, options.limit)
+    if not pairs:
+        raise InputError(f"dataset {dataset.name} has no pairs in split {options.split!r}")
+    if options.backend not in ("local", "ray"):
+        raise InputError(f"unknown backend {options.backend!r} (use local or ray)")
+    return dataset, pairs
+
+
+def _feature_provider(encoder_name: str | VisionEncoder, dataset: Dataset, proto: Protocol,
+                      options: EvalOptions) -> tuple[VisionEncoder, FeatureProvider]:
+    """The encoder on this machine and the features' provider (with Ray actors as its encoder for ``ray``)."""
+    device = options.device
+    if options.backend == "ray":  # the driver's copy only gives names, hashes and geometry: it stays on this machine's CPU
+        from engine.scale.cluster import check_reachable, require_ray
+
+        require_ray()
+        if options.ray_address:
+            check_reachable(options.ray_address)
+        device = "cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+    encoder = resolve_encoder(encoder_name, device)
+    provider = FeatureProvider(encoder, dataset, protocol_preprocessing(encoder, proto), options.batch_size,
+                               precision=options.precision, workers=options.workers)
+    if options.backend == "ray":
+        provider.remote = _ray_encoding(encoder, dataset, options.split, provider, options.device, options.ray_address)
+    return encoder, provider
+
+
+def _match_chunks(chunks: list[list[Pair]], paths: list[Path], provider: FeatureProvider, proto: Protocol,
+                  progress: ProgressFn | None, cancelled: Callable[[], bool] | None) -> tuple[list[dict], int, int]:
+    """Every chunk's predictions (a checkpointed chunk is read back); returns them, computed and resumed counts."""
+    total = sum(len(chunk) for chunk in chunks)
+    all_records: list[dict] = []
+    computed = resumed = 0
+    for chunk, path in zip(chunks, paths, strict=True):
+        _check_cancel(cancelled)
+        chunk_records = None
+        if path.exists():
+            try:
+                chunk_records = json.loads(path.read_text(encoding="utf-8"))
+                resumed += len(chunk_records)
+            except (json.JSONDecodeError, OSError):
+                chunk_records = None
+        if chunk_records is None:
+            chunk_records = predict_pairs(chunk, provider, proto, cancelled)
+            write_json_atomic(path, chunk_records)
+            computed += len(chunk_records)
+        all_records.extend(chunk_records)
+        if progress is not None:
+            progress(len(all_records), total, f"{len(all_records)}/{total} pairs")
+    return all_records, computed, resumed
+
+
 def evaluate(
     dataset_spec: str | Dataset,
     encoder_name: str | VisionEncoder,
     protocol: str | Protocol | dict = "default",
-    split: str = "test",
-    limit: int | None = None,
+    options: EvalOptions | None = None,
+    *,
     progress: ProgressFn | None = None,
     cancelled: Callable[[], bool] | None = None,
     work_dir: str | Path | None = None,
-    batch_size: int = 16,
-    record: bool = True,
-    device: str = "cpu",
-    precision: str = "fp32",
-    workers: int | None = None,
-    backend: str = "local",
-    ray_address: str | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Zero-shot keypoint-transfer PCK of one encoder on one dataset split under one protocol.
 
-    Resumable: finished chunks of pairs are checkpointed in ``work_dir`` (default: a folder keyed by every input
-    under ``<home>/correspondence/runs``) and skipped on rerun; features come from the cache: the images of every
-    pending chunk are encoded first, in one pipelined pass (``workers`` decode threads, default
-    ``prefetch.default_workers(device)``; 0 decodes in this thread), then the chunks are matched (on ``device``
-    when it is CUDA). ``precision``: fp32 (default), tf32 (CUDA matmuls; fp32 elsewhere) or bf16 (autocast); it
-    is part of the feature-cache key and of the result id. ``backend="ray"`` encodes the missing images on Ray
-    actors (``ray_address``, or a local Ray instance; ``device`` is then the actors' device), this process writes
+    ``options`` (an ``EvalOptions``; any of its fields may also be given as a keyword, e.g. ``limit=20``) say
+    how it runs. Resumable: finished chunks of pairs are checkpointed in ``work_dir`` (default: a folder keyed by
+    every input under ``<home>/correspondence/runs``) and skipped on rerun; features come from the cache: the
+    images of every pending chunk are encoded first, in one pipelined pass, then the chunks are matched (on
+    ``device`` when it is CUDA). ``backend="ray"`` encodes the missing images on Ray actors, this process writes
     the cache and matches (same result as local). Returns
     ``{"pck", "protocol", "stats", "encoder", "dataset", "result_id"}`` (PCK values are fractions).
     """
     started = time.perf_counter()
     proto = get_protocol(protocol)
-    split = normalise_split(split)
-    try:
-        limit = None if limit is None else int(limit)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"limit must be a whole number of pairs, got {limit!r}") from exc
-    if limit is not None and limit < 1:
-        raise InputError("limit must be a positive number of pairs")
-    dataset = dataset_spec if isinstance(dataset_spec, Dataset) else open_dataset(dataset_spec, split)
-    pairs = dataset.pairs(split, limit)
-    if not pairs:
-        raise InputError(f"dataset {dataset.name} has no pairs in split {split!r}")
-    if backend not in ("local", "ray"):
-        raise InputError(f"unknown backend {backend!r} (use local or ray)")
-    remote_device = device
-    if backend == "ray":  # the driver's copy only gives names, hashes and geometry: it stays on this machine's CPU
-        from engine.scale.cluster import check_reachable, require_ray
-
-        require_ray()
-        if ray_address:
-            check_reachable(ray_address)
-        device = "cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
-    encoder = resolve_encoder(encoder_name, device)
-    provider = FeatureProvider(
-        encoder, dataset, protocol_preprocessing(encoder, proto), batch_size, precision=precision, workers=workers
-    )
-    if backend == "ray":
-        provider.remote = _ray_encoding(encoder, dataset, split, provider, remote_device, ray_address)
-    key = _eval_key(dataset, split, limit, encoder, provider.weights_hash, proto, provider.precision)
+    opts = _checked(replace(options or EvalOptions(), **overrides))
+    dataset, pairs = _open_pairs(dataset_spec, opts)
+    encoder, provider = _feature_provider(encoder_name, dataset, proto, opts)
+    key = _eval_key(dataset, opts.split, opts.limit, encoder, provider.weights_hash, proto, provider.precision)
     default_dir = work_dir is None
     run_dir = Path(work_dir) if work_dir is not None else config.subdir("correspondence") / "runs" / key
     run_dir.mkdir(parents=True, exist_ok=True)
     chunks = [pairs[i : i + CHUNK_PAIRS] for i in range(0, len(pairs), CHUNK_PAIRS)]
     paths = [run_dir / f"{key}-chunk{index:05d}.json" for index in range(len(chunks))]
     provider.prefetch([p.src_id for p in pairs] + [p.trg_id for p in pairs])
-    all_records: list[dict] = []
-    computed = resumed = 0
     if progress is not None:
         progress(0, len(pairs), "starting")
     pending = [p for chunk, path in zip(chunks, paths, strict=True) if not path.exists() for p in chunk]
@@ -214,23 +260,7 @@ def evaluate(
         report = None if progress is None else (lambda done, total: progress(done, total, f"encoded {done}/{total} images"))
         provider.ensure_cached([p.src_id for p in pending] + [p.trg_id for p in pending], cancelled, report)
     encoded_at = time.perf_counter()
-    for chunk, path in zip(chunks, paths, strict=True):
-        _check_cancel(cancelled)
-        if path.exists():
-            try:
-                chunk_records = json.loads(path.read_text(encoding="utf-8"))
-                resumed += len(chunk_records)
-            except (json.JSONDecodeError, OSError):
-                chunk_records = None
-        else:
-            chunk_records = None
-        if chunk_records is None:
-            chunk_records = predict_pairs(chunk, provider, proto, cancelled)
-            _write_json_atomic(path, chunk_records)
-            computed += len(chunk_records)
-        all_records.extend(chunk_records)
-        if progress is not None:
-            progress(len(all_records), len(pairs), f"{len(all_records)}/{len(pairs)} pairs")
+    all_records, computed, resumed = _match_chunks(chunks, paths, provider, proto, progress, cancelled)
     pck = pck_from_predictions(all_records, proto.alphas, proto.normalizer, proto.comparison, proto.averaging)
     provider.flush()
     evicted = cache.enforce_limit(protect=provider.used_keys)
@@ -248,9 +278,9 @@ def evaluate(
             "cache_evicted": evicted,
             "seconds": round(time.perf_counter() - started, 3),
             "encode_seconds": round(encoded_at - started, 3),  # setup + encoding the missing features
-            "device": str(provider.device) if backend == "local" else remote_device,
+            "device": str(provider.device) if opts.backend == "local" else opts.device,
             "precision": provider.precision,
-            "backend": backend,
+            "backend": opts.backend,
         },
         "encoder": {
             "name": encoder.name,
@@ -258,10 +288,10 @@ def evaluate(
             "layer": str(getattr(encoder, "layer", "default")),
             "precision": provider.precision,
         },
-        "dataset": {"spec": dataset.name, "key": dataset.key, "split": split, "limit": limit},
+        "dataset": {"spec": dataset.name, "key": dataset.key, "split": opts.split, "limit": opts.limit},
         "result_id": key,
     }
-    if record:
+    if opts.record:
         results.record_result(result)
     if default_dir:
         with contextlib.suppress(OSError):

@@ -1,4 +1,4 @@
-"""Vision encoders behind one dense-feature contract: the package face (list, spec, build, upload, delete).
+"""Vision encoders behind one dense-feature contract: the package face (list, spec, build, probe, upload, delete).
 
 Pages and the CLI use these names; the registry, adapters, preprocessing and the upload store behind them load
 on first use (they import torch and the model libraries).
@@ -14,6 +14,12 @@ _FACE: dict[str, str | tuple[str, str]] = {  # name -> module (and the name ther
     "build_encoder": "registry",
     "get_spec": "registry",
     "list_encoders": "registry",
+    "display_name": "registry",
+    "display_names": "registry",
+    "ProbeResult": "probe",
+    "probe_encoder": ("probe", "probe"),  # not "probe": that name is the submodule
+    "probe_image": "probe",
+    "sweep_stale_staging": "staging",
     "VisionEncoder": "base",
     "Preprocessing": "base",
     "prepare": "preprocess",

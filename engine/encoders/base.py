@@ -90,6 +90,12 @@ class VisionEncoder(ABC):
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """B x 3 x H x W normalised input on ``self.device`` -> B x C x h x w features."""
 
+    def use_preprocessing_variant(self, variant: str) -> None:
+        """Switch to a variant of this encoder's own preprocessing (``preprocess.variant_preprocessing``)."""
+        from engine.errors import InputError
+
+        raise InputError(f"encoder {self.name!r} does not support preprocessing variants")
+
     def to(self, device: str | torch.device) -> VisionEncoder:
         from engine.devices import check_device
 

@@ -41,6 +41,10 @@ class CombinedEncoder(VisionEncoder):
     def weights_hash(self) -> str:
         return hash_obj([CODE_VERSION, [p.weights_hash() for p in self.parts]])
 
+    def use_preprocessing_variant(self, variant: str) -> None:
+        for part in self.parts:
+            part.use_preprocessing_variant(variant)
+
     def modules(self) -> list[torch.nn.Module]:
         return [m for p in self.parts for m in p.modules()]
 

@@ -82,6 +82,16 @@ class ModuleEncoder(VisionEncoder):
     def preprocessing(self) -> Preprocessing:
         return self._preprocessing
 
+    def use_preprocessing_variant(self, variant: str) -> None:
+        from engine.encoders.preprocess import variant_preprocessing
+
+        self._preprocessing = variant_preprocessing(self._preprocessing, variant)
+        self.info["preprocessing_variant"] = variant
+
+    def weights_changed(self) -> None:
+        """Forget the cached weights hash (after loading other weights into the module)."""
+        self._hash = None
+
     def weights_hash(self) -> str:
         if self._hash is None:
             self._hash = hashlib.sha256((state_dict_hash(self.module) + self._extra_hash).encode()).hexdigest()[:16]

@@ -186,23 +186,8 @@ def build_encoder(
     family = get_family(spec.family)
     encoder = family.build(spec, None if layer is None else str(layer))
     if preprocessing != "clean":
-        _apply_variant(encoder, preprocessing)
+        encoder.use_preprocessing_variant(preprocessing)
     return encoder.to(device)
-
-
-def _apply_variant(encoder: VisionEncoder, variant: str) -> None:
-    from engine.encoders.preprocess import variant_preprocessing
-
-    parts = getattr(encoder, "parts", None)
-    if parts is not None:
-        for part in parts:
-            _apply_variant(part, variant)
-        return
-    if not hasattr(encoder, "_preprocessing"):
-        raise InputError(f"encoder {encoder.name!r} does not support preprocessing variants")
-    encoder._preprocessing = variant_preprocessing(encoder._preprocessing, variant)
-    if hasattr(encoder, "info"):
-        encoder.info["preprocessing_variant"] = variant
 
 
 def display_name(spec: EncoderSpec) -> str:

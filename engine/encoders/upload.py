@@ -102,7 +102,7 @@ def _state_dict(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncod
             load_hub_layout(encoder.module, state, what="as a hub layout")
         except InputError as hub:
             raise InputError(f"{direct}; {hub}") from None
-    encoder._hash = None
+    encoder.weights_changed()
     encoder.info["arch"] = arch.name
     return encoder
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.jobs import targets
 from engine.jobs.chain import chain, followups
 from engine.jobs.context import JobCancelled, JobContext
 from engine.jobs.manager import (
@@ -50,6 +51,7 @@ __all__ = [
     "run_inline",
     "submit",
     "summaries",
+    "targets",
     "tqdm_progress",
     "wait",
 ]

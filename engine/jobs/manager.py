@@ -30,7 +30,7 @@ def stale_after_s() -> float:
     return float(os.environ.get("LAW_EXPLORER_JOB_STALE_S", "120"))
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobRecord:
     """One job as seen now: spec, live status (dead workers show as ``interrupted``), progress and outputs."""
 

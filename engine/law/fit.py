@@ -48,7 +48,7 @@ def minmax(x: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray) -> np.
     return np.where(span == 0, 0.0, (np.asarray(x, dtype=float) - lo) / safe)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchmarkFit:
     """The fitted law of one benchmark (normalisation bounds from the settings that have a score)."""
 

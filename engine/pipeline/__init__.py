@@ -22,6 +22,7 @@ from engine.pipeline.planning import (
     TRAIN_TARGET,
     Plan,
     Step,
+    StepState,
     StepStatus,
     demo_study_name,
     finite,
@@ -37,8 +38,10 @@ __all__ = [
     "TRAIN_TARGET",
     "Plan",
     "Step",
+    "StepState",
     "StepStatus",
     "add_to_study",
+    "candidate_scatter",
     "complete",
     "demo_study_name",
     "finite",
@@ -47,6 +50,7 @@ __all__ = [
     "place_on_law",
     "placement_flags",
     "plan",
+    "prediction_bars",
     "recommend_next",
     "refresh",
     "scores",
@@ -54,3 +58,12 @@ __all__ = [
     "user_study_name",
     "with_candidate",
 ]
+
+
+def __getattr__(name: str):
+    """The placement figures load plotly on first use."""
+    if name in ("candidate_scatter", "prediction_bars"):
+        from engine.pipeline import figures
+
+        return getattr(figures, name)
+    raise AttributeError(f"module 'engine.pipeline' has no attribute {name!r}")

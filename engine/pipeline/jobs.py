@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.pipeline.planning import SATISFIED, Plan, Step, StepStatus, refresh
-
-JOB_END_OK = "done"
+from engine.jobs.state import JobStatus
+from engine.pipeline.planning import SATISFIED, Plan, Step, StepState, StepStatus, refresh
 
 
 def _latest_job(step: Step) -> Any:
@@ -36,8 +35,8 @@ def status(p: Plan) -> list[StepStatus]:
     now = refresh(p)
     states: dict[str, StepStatus] = {}
     for step in now.steps:
-        if step.state in ("reuse", "not needed", "unavailable"):
-            state = {"reuse": "stored"}.get(step.state, step.state)
+        if step.state in (StepState.REUSE, StepState.NOT_NEEDED, StepState.UNAVAILABLE):
+            state = StepState.STORED if step.state == StepState.REUSE else step.state
             states[step.key] = StepStatus(step.key, step.title, state, value=step.value, note=step.note)
             continue
         job = _latest_job(step)
@@ -45,8 +44,8 @@ def status(p: Plan) -> list[StepStatus]:
             states[step.key] = StepStatus(step.key, step.title, job.status, job.id, job.progress,
                                           _job_value(step, job.result), job.error, step.note)
             continue
-        waiting = [n for n in step.needs if states.get(n) and states[n].state not in ("stored", "not needed", "done")]
-        state = "waiting" if waiting else "missing"
+        waiting = [n for n in step.needs if states.get(n) and states[n].state not in (StepState.STORED, StepState.NOT_NEEDED, JobStatus.DONE)]
+        state = StepState.WAITING if waiting else StepState.MISSING
         note = f"starts when {', '.join(waiting)} is done" if waiting else step.note
         states[step.key] = StepStatus(step.key, step.title, state, note=note)
     return list(states.values())
@@ -70,10 +69,10 @@ def launch(p: Plan, resume_failed: bool = True) -> list[str]:
     active: dict[str, str] = {}  # step key -> id of its queued or running job
     ids: list[str] = []
     for step in now.steps:
-        if step.state != "run":
+        if step.state != StepState.RUN:
             continue
         job = _latest_job(step)
-        if job is not None and job.status == JOB_END_OK:
+        if job is not None and job.status == JobStatus.DONE:
             satisfied.add(step.key)
             continue
         unmet = [need for need in step.needs if need not in satisfied]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pandas as pd
 
 from engine.errors import InputError
 from engine.jobs import targets
+from engine.jobs.state import JobStatus
 
 C_TARGET = targets.C_EVALUATION
 TRAIN_TARGET = targets.PROJECTOR_TRAINING
@@ -27,7 +29,23 @@ A_DEFINITIONS = {"v3-loglik": "v3", "v1-clip-ref": "v1"}
 DEMO_SUFFIX = "-demo"
 USER_SUFFIX = "-user"
 DEMO_PROJECTOR_SOURCE = "trained (demo)"
-SATISFIED = ("reuse", "not needed", "done")
+
+
+class StepState(StrEnum):
+    """A step's state, one vocabulary: the plan's (reuse a stored result, run a job, not needed, unavailable) and
+    what ``status`` adds (stored, waiting for another step, missing); a step with a job shows the job's
+    ``JobStatus`` (queued, running, done, ...). Members equal their strings (CLI JSON is unchanged)."""
+
+    REUSE = "reuse"
+    RUN = "run"
+    NOT_NEEDED = "not needed"
+    UNAVAILABLE = "unavailable"
+    STORED = "stored"
+    WAITING = "waiting"
+    MISSING = "missing"
+
+
+SATISFIED = (StepState.REUSE, StepState.NOT_NEEDED, JobStatus.DONE)
 
 
 @dataclass
@@ -61,7 +79,7 @@ class StepStatus:
     @property
     def fraction(self) -> float:
         done, total, _ = self.progress
-        return min(1.0, done / total) if total else (1.0 if self.state in ("stored", "done") else 0.0)
+        return min(1.0, done / total) if total else (1.0 if self.state in (StepState.STORED, JobStatus.DONE) else 0.0)
 
 
 @dataclass
@@ -101,7 +119,7 @@ class Plan:
 
     @property
     def missing(self) -> list[Step]:
-        return [s for s in self.steps if s.state == "run"]
+        return [s for s in self.steps if s.state == StepState.RUN]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -213,8 +231,8 @@ def _c_step(encoder: str, dataset: str, protocol: str, split: str, limit: int | 
     stored = _stored_c(encoder, dataset, get_protocol(protocol).hash(), split, limit)
     title = f"C: PCK@0.10 on {dataset} ({protocol}, {split}{'' if limit is None else f', {limit} pairs'})"
     if stored:
-        return Step("c", title, "reuse", C_TARGET, params, value=stored[1], stored_id=stored[0], note="stored result")
-    return Step("c", title, "run", C_TARGET, params, note="a correspondence evaluation job is needed")
+        return Step("c", title, StepState.REUSE, C_TARGET, params, value=stored[1], stored_id=stored[0], note="stored result")
+    return Step("c", title, StepState.RUN, C_TARGET, params, note="a correspondence evaluation job is needed")
 
 
 def _a_steps(encoder: str, setting: str, a: dict[str, Any]) -> list[Step]:
@@ -222,26 +240,26 @@ def _a_steps(encoder: str, setting: str, a: dict[str, Any]) -> list[Step]:
     if a["definition"] == "v1-clip-ref":
         title = "A-v1: max-cosine to CLIP reference tokens"
         if stored:
-            return [Step("a", title, "reuse", value=stored[1], stored_id=stored[0], note="stored A-v1 score")]
-        return [Step("a", title, "unavailable", note=(
+            return [Step("a", title, StepState.REUSE, value=stored[1], stored_id=stored[0], note="stored A-v1 score")]
+        return [Step("a", title, StepState.UNAVAILABLE, note=(
             "A-v1 needs projected-token dumps of a finetuned MLLM and CLIP references: score them with "
             "`python -m engine alignment score`, or enter A by hand"))]
     common = {"demo": True} if a["demo"] else {"llm": a["llm"], "data": a["data"], "images": a["images"]}
-    train = Step("projector", "Projector: stage-1 training" + (" (demo)" if a["demo"] else ""), "run", TRAIN_TARGET,
+    train = Step("projector", "Projector: stage-1 training" + (" (demo)" if a["demo"] else ""), StepState.RUN, TRAIN_TARGET,
                  {**common, "encoder": encoder}, note="a projector training job is needed")
-    score = Step("a", "A-v3: caption log-likelihood" + (" (demo LLM)" if a["demo"] else ""), "run", LOGLIK_TARGET,
+    score = Step("a", "A-v3: caption log-likelihood" + (" (demo LLM)" if a["demo"] else ""), StepState.RUN, LOGLIK_TARGET,
                  {**common, "encoder": encoder, "n": a["n"], "seed": a["seed"]}, needs=("projector",),
                  note="an A-scoring job is needed")
     if not a["demo"] and not all(a[k] for k in ("llm", "data", "images")):
         why = "needs a cached LLM and LLaVA-558K (llm, align_data, align_images), or enter A by hand"
-        return [replace(train, state="unavailable", target=None, params=None, note=why),
-                replace(score, state="unavailable", target=None, params=None, note=why)]
+        return [replace(train, state=StepState.UNAVAILABLE, target=None, params=None, note=why),
+                replace(score, state=StepState.UNAVAILABLE, target=None, params=None, note=why)]
     if stored:
-        return [replace(train, state="not needed", note="A is stored"),
-                replace(score, state="reuse", value=stored[1], stored_id=stored[0], note="stored A-v3 score")]
+        return [replace(train, state=StepState.NOT_NEEDED, note="A is stored"),
+                replace(score, state=StepState.REUSE, value=stored[1], stored_id=stored[0], note="stored A-v3 score")]
     projector = _stored_projector(encoder, a)
     if projector:
-        train = replace(train, state="reuse", stored_id=projector, note="stored projector")
+        train = replace(train, state=StepState.REUSE, stored_id=projector, note="stored projector")
     return [train, score]
 
 
@@ -297,9 +315,9 @@ def plan(
     warnings = _scale_warnings(study, a_scale, c_scale)
     steps = [_c_step(spec.name, dataset, c_protocol, split, None if limit is None else int(limit)),
              *_a_steps(spec.name, name, a)]
-    if any(s.state == "run" for s in steps) and not spec.offline_available():
+    if any(s.state == StepState.RUN for s in steps) and not spec.offline_available():
         why = f"the weights of {shown} are not on this machine (offline): measure elsewhere and enter A and C by hand"
-        steps = [replace(s, state="unavailable", note=why) if s.state == "run" else s for s in steps]
+        steps = [replace(s, state=StepState.UNAVAILABLE, note=why) if s.state == StepState.RUN else s for s in steps]
         warnings.append(why[0].upper() + why[1:] + ".")
     if study.a_kind == "per_benchmark" and a_definition == "v3-loglik":
         warnings.append(f"Study '{study.name}' has one A per benchmark (A-v1); a single A-v3 is a different quantity.")

@@ -17,7 +17,7 @@ from engine.policy.sampling import level_cells, next_region_pick
 from engine.study.model import Study
 
 
-@dataclass
+@dataclass(frozen=True)
 class Recommendation:
     """Next finetune by the region rule, the best-predicted alternative, and the current ranking."""
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from engine import config
+from engine.atomic import write_json_atomic
 from engine.errors import InputError
 
 BACKENDS = ("local", "ray")
@@ -68,9 +69,7 @@ def save_default_backend(name: str, address: str | None = None) -> BackendChoice
     """Store the default backend for jobs submitted from the app (the Jobs page's selector)."""
     choice = BackendChoice(_check_name(name), _check_address(address))
     path = config.home() / _SAVED
-    tmp = path.with_name(f".{_SAVED}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"backend": choice.name, "ray_address": choice.address}), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, {"backend": choice.name, "ray_address": choice.address})
     return choice
 
 

@@ -307,7 +307,7 @@ def _score_a(spec: SweepSpec, state: SweepState, name: str, cancelled, say: Call
     """The A pipeline of one encoder on this (the driver's) machine: stage-1 projector training (accelerate, with
     ``gpus_per_run`` processes) then A-v3 scoring, each reused when stored; A is attached to the study setting."""
     from engine.jobs import run_inline
-    from engine.pipeline.planning import plan
+    from engine.pipeline.planning import StepState, plan
     from engine.study import set_setting_scores
 
     entry = state.encoders[name]
@@ -318,12 +318,12 @@ def _score_a(spec: SweepSpec, state: SweepState, name: str, cancelled, say: Call
                  setting=name, split=spec.split, limit=spec.limit, llm=spec.llm, align_data=spec.align_data,
                  align_images=spec.align_images)  # fmt: skip
         steps = [s for s in p.steps if s.key in ("projector", "a")]
-        blocked = [s for s in steps if s.state == "unavailable"]
+        blocked = [s for s in steps if s.state == StepState.UNAVAILABLE]
         if blocked:
             raise LawExplorerError(f"A of {name}: {blocked[0].note}")
-        value = next((s.value for s in steps if s.key == "a" and s.state == "reuse"), None)
+        value = next((s.value for s in steps if s.key == "a" and s.state == StepState.REUSE), None)
         for step in steps:
-            if step.state != "run":
+            if step.state != StepState.RUN:
                 continue
             if cancelled is not None and cancelled():
                 from engine.jobs.context import JobCancelled
