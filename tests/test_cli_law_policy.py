@@ -94,6 +94,23 @@ def test_study_commands(tmp_path):
     assert run_json(["study", "delete", "mine"], tmp_path)["deleted"] == "mine"
 
 
+def test_policy_metric_and_strategy_flags(tmp_path, capsys, monkeypatch):
+    base = ["policy", "simulate", "--study", "paper-v3", "--budget", "4", "--trials", "80", "--format", "json"]
+    default = json.loads(run_inprocess(base, tmp_path, capsys, monkeypatch).stdout)
+    assert (default["metric"], default["strategy"]) == ("at-budget", "region")
+    first = json.loads(run_inprocess([*base, "--metric", "first-hit"], tmp_path, capsys, monkeypatch).stdout)
+    for bench, entry in first["benchmarks"].items():
+        assert entry["recall"] >= default["benchmarks"][bench]["recall"]
+        assert set(entry) == set(default["benchmarks"][bench])
+    rand = json.loads(run_inprocess([*base, "--strategy", "random"], tmp_path, capsys, monkeypatch).stdout)
+    assert all(e["recall"] == e["random_sampling_recall"] for e in rand["benchmarks"].values())
+    curve = run_inprocess(["policy", "curve", "--study", "paper-v3", "--budgets", "3", "--trials", "40",
+                           "--strategy", "greedy", "--metric", "first-hit", "--format", "json"], tmp_path, capsys,
+                          monkeypatch)
+    data = json.loads(curve.stdout)
+    assert (data["metric"], data["strategy"]) == ("first-hit", "greedy") and len(data["curve"]) == 8
+
+
 def test_policy_curve_inprocess(tmp_path, capsys, monkeypatch):
     out = run_inprocess(["policy", "curve", "--study", "paper-v3", "--budgets", "2,15", "--trials", "50",
                          "--variant", "measured", "--format", "json"], tmp_path, capsys, monkeypatch)
@@ -111,6 +128,8 @@ BAD = [
     (["policy", "cost", "--budget", "40"], "budget"),
     (["study", "show", "nothing"], "unknown study"),
     (["study", "delete", "paper-v3"], "cannot be deleted"),
+    (["policy", "simulate", "--study", "paper-v3", "--metric", "hit"], "unknown metric 'hit'"),
+    (["policy", "curve", "--study", "paper-v3", "--strategy", "bandit"], "unknown strategy 'bandit'"),
 ]
 
 

@@ -6,15 +6,16 @@ import argparse
 
 from engine.cli.common import Output, leaf
 from engine.errors import InputError
-from engine.policy import VARIANTS, cost_comparison, recall_curve, recommend, simulate
+from engine.policy import METRICS, STRATEGIES, VARIANTS, cost_comparison, recall_curve, recommend, simulate
 from engine.study import load_study
 
 
 def _simulate(args: argparse.Namespace) -> Output:
     result = simulate(load_study(args.study), benchmark=args.benchmark, budget=args.budget, trials=args.trials,
-                      seed=args.seed, top=args.top, variant=args.variant)
-    text = (f"AC policy ({args.variant} variant) on '{args.study}': budget {args.budget}, top-{args.top}, "
-            f"{args.trials} trials, seed {args.seed}")
+                      seed=args.seed, top=args.top, variant=args.variant, metric=args.metric, strategy=args.strategy)
+    text = (f"AC policy ({args.strategy} order, {args.variant} ranking, {args.metric} recall) on '{args.study}': "
+            f"budget {args.budget}, top-{args.top}, {args.trials} trials, seed {args.seed}; "
+            f"mean recall {result.mean_recall():.3f}")
     return Output(data=result.to_dict(), text=text, tables=[("", result.table().set_index("benchmark").round(4))])
 
 
@@ -24,10 +25,12 @@ def _curve(args: argparse.Namespace) -> Output:
     except ValueError:
         raise InputError(f"--budgets must be comma-separated integers, got {args.budgets!r}") from None
     curve = recall_curve(load_study(args.study), budgets=budgets, trials=args.trials, seed=args.seed, top=args.top,
-                         variant=args.variant, benchmark=args.benchmark)
+                         variant=args.variant, benchmark=args.benchmark, metric=args.metric, strategy=args.strategy)
     return Output(data={"study": args.study, "trials": args.trials, "seed": args.seed, "top": args.top,
-                        "variant": args.variant, "curve": curve.to_dict(orient="records")},
-                  tables=[(f"recall@{args.top} by budget ({args.variant} variant)", curve.round(4))])
+                        "variant": args.variant, "metric": args.metric, "strategy": args.strategy,
+                        "curve": curve.to_dict(orient="records")},
+                  tables=[(f"recall@{args.top} by budget ({args.strategy} order, {args.variant} ranking, "
+                           f"{args.metric} recall)", curve.round(4))])
 
 
 def parse_finetuned(text: str) -> dict[str, float]:
@@ -70,6 +73,12 @@ def _add_trial_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--variant", choices=list(VARIANTS), default="paper")
     p.add_argument("--benchmark", default=None)
+    p.add_argument("--metric", default="at-budget", metavar="|".join(METRICS),
+                   help="at-budget: the best setting is in the predicted top-T after exactly BUDGET finetunes "
+                        "(default); first-hit: it entered the top-T after any budget up to BUDGET (the authors' count)")
+    p.add_argument("--strategy", default="region", metavar="|".join(STRATEGIES),
+                   help="finetune order: region (the paper's region sampling, default), random, greedy (best "
+                        "predicted next)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -3,13 +3,24 @@
 from engine.policy.cost import cost_comparison, projector_params
 from engine.policy.recommend import Recommendation, recommend
 from engine.policy.sampling import cell_ids, region_sequence
-from engine.policy.simulate import VARIANTS, BenchmarkPolicy, PolicyResult, recall_curve, simulate
+from engine.policy.simulate import (
+    METRICS,
+    STRATEGIES,
+    VARIANTS,
+    BenchmarkPolicy,
+    PolicyResult,
+    recall_curve,
+    simulate,
+    strategy_orders,
+)
 
 # Bump when region sampling, the refit or the success rule changes: part of cache keys and exports.
 POLICY_VERSION = "region-sampling-v1"
 
 __all__ = [
+    "METRICS",
     "POLICY_VERSION",
+    "STRATEGIES",
     "VARIANTS",
     "BenchmarkPolicy",
     "PolicyResult",
@@ -21,4 +32,5 @@ __all__ = [
     "recommend",
     "region_sequence",
     "simulate",
+    "strategy_orders",
 ]
