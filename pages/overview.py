@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from engine.benchmarks import group_label
 from engine.plots import overview as plots
 from engine.plots import tables
 from engine.plots.style import setting_families
@@ -17,8 +18,9 @@ LAW_LATEX = (
 
 def _headline(study, report) -> None:
     head = tables.headline(report, study.name)
-    cols = st.columns(4)
-    for col, group, title in ((cols[0], "vision", "vision"), (cols[1], "ocr", "OCR-type")):
+    cols = st.columns(len(head.members) + 2)
+    for col, group in zip(cols, head.members, strict=False):
+        title = group_label(group)
         value = 100 * head.reproduced[group]
         printed = head.printed.get(group)
         col.metric(
@@ -28,8 +30,8 @@ def _headline(study, report) -> None:
             delta_color="off",
             help=f"Mean in-sample R² of the law over {', '.join(head.members[group]) or 'no benchmark'}",
         )
-    cols[2].metric("Settings", len(study.setting_names))
-    cols[3].metric("Benchmarks fitted", f"{len(report.fits)} / {len(study.benchmarks)}")
+    cols[-2].metric("Settings", len(study.setting_names))
+    cols[-1].metric("Benchmarks fitted", f"{len(report.fits)} / {len(study.benchmarks)}")
     for bench, why in report.skipped.items():
         st.caption(f"{bench} not fitted: {why}")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from engine.benchmarks import BENCHMARKS, GROUPS, label
+from engine.benchmarks import benchmark_info, label
 from engine.law import FEATURE_SETS, BenchmarkFit, LawReport, minmax, response_surface
 from engine.study import Study
 
@@ -34,8 +34,7 @@ def feature_set_label(name: str) -> str:
 
 def score_unit(benchmark: str) -> str:
     """Unit suffix of a benchmark's score: ``%`` for accuracies, ``""`` for point scores (MME)."""
-    bench = BENCHMARKS.get(benchmark)
-    return "%" if bench is None or bench.percent else ""
+    return benchmark_info(benchmark).unit
 
 
 @dataclass
@@ -46,9 +45,11 @@ class Headline:
 
 
 def headline(report: LawReport, study_name: str) -> Headline:
-    """Mean R² of the law (ac_poly) over the vision and OCR groups, with the paper's printed values if any."""
-    members = {g: [label(b) for b in names if b in report.fits] for g, names in GROUPS.items()}
-    return Headline(reproduced={g: report.mean_r2[g]["ac_poly"] for g in GROUPS},
+    """Mean R² of the law (ac_poly) per group of the study that has a fitted benchmark, with the paper's printed
+    values if any."""
+    members = {g: [label(b) for b in names if b in report.fits] for g, names in report.groups.items()}
+    members = {g: names for g, names in members.items() if names}
+    return Headline(reproduced={g: report.mean_r2[g]["ac_poly"] for g in members},
                     printed=PRINTED_HEADLINE.get(study_name, {}), members=members)
 
 
@@ -170,11 +171,10 @@ def cost_table(cost: dict) -> pd.DataFrame:
 
 
 def study_tidy(study: Study) -> pd.DataFrame:
-    """The study as a tidy table (``setting, benchmark, A, C, score`` + setting metadata), re-importable."""
-    from engine.study import SETTING_META_COLUMNS
+    """The study as a tidy table (``setting, benchmark, A, C, score, group`` + setting metadata), re-importable."""
+    from engine.study import study_to_tidy
 
-    meta = study.settings[["setting", *SETTING_META_COLUMNS]]
-    return study.long.merge(meta, on="setting", how="left")
+    return study_to_tidy(study)
 
 
 def studies_overview(entries: list[dict]) -> pd.DataFrame:

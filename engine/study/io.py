@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.benchmarks import BENCHMARKS
+from engine.benchmarks import BENCHMARKS, check_benchmark_name, check_group_name
 from engine.errors import InputError
 from engine.study.model import (
+    GROUPS_KEY,
     LONG_COLUMNS,
     SETTING_META_COLUMNS,
     SETTINGS_COLUMNS,
@@ -153,6 +154,28 @@ def _numeric_block(frame: pd.DataFrame, names: list[str], columns: list[str], la
     return pd.DataFrame(values, index=names)
 
 
+def _benchmark_column(column: str, label: str) -> str:
+    """A column read as a benchmark: any lmms-eval-style task name (unknown ones get group ``other``)."""
+    try:
+        return check_benchmark_name(column)
+    except InputError:
+        raise InputError(f"{label}: column '{str(column)[:60]}' is neither a benchmark name (letters, digits, _ . + -) "
+                         f"nor metadata ({', '.join(SETTING_META_COLUMNS)})") from None
+
+
+def _unknown_column_holds_scores(frame: pd.DataFrame, column: str, label: str) -> None:
+    """A column that is not a registered benchmark is read as a new benchmark only if it holds numbers."""
+    for i, value in enumerate(frame[column]):
+        text = str(value).strip()
+        if text.lower() in _MISSING:
+            continue
+        try:
+            float(text)
+        except ValueError:
+            raise InputError(f"{label}: unknown column '{column}': not a registered benchmark nor metadata "
+                             f"({', '.join(SETTING_META_COLUMNS)}), and {text[:40]!r} in row {i + 2} is not a score") from None
+
+
 def _unknown_benchmark(column: str, label: str) -> InputError:
     return InputError(f"{label}: unknown column '{column}' (benchmarks: {', '.join(BENCHMARKS)}; metadata: {', '.join(SETTING_META_COLUMNS)})")
 
@@ -161,10 +184,15 @@ def _from_released(frame: pd.DataFrame, name: str, label: str) -> Study:
     """The authors' released v1 table: A = ``<bench>_average`` per benchmark, C = ``corres``."""
     names = _settings_column(frame, "model", label)
     benchmarks = [b for b in BENCHMARKS if b in frame.columns]
+    # any other benchmark of the table: a score column with its A column `<bench>_average`
+    benchmarks += [c for c in frame.columns if c not in BENCHMARKS and f"{c}_average" in frame.columns
+                   and c not in ("model", "corres", "geo_corres")]
     if not benchmarks:
         raise InputError(f"{label}: no benchmark columns (expected some of {', '.join(BENCHMARKS)})")
+    for bench in benchmarks:
+        _benchmark_column(bench, label)
     for col in frame.columns:
-        known = col in ("model", "corres", "geo_corres") or any(col == b or col.startswith(b + "_") for b in BENCHMARKS)
+        known = col in ("model", "corres", "geo_corres") or any(col == b or col.startswith(b + "_") for b in benchmarks)
         if not known and not col.startswith("vizwiz_vqa_"):
             raise _unknown_benchmark(col, label)
     for bench in benchmarks:
@@ -192,7 +220,8 @@ def _from_wide(frame: pd.DataFrame, name: str, label: str) -> Study:
         if col in ("setting", a_col, c_col) or col in SETTING_META_COLUMNS:
             continue
         if col not in BENCHMARKS:
-            raise _unknown_benchmark(col, label)
+            _benchmark_column(col, label)
+            _unknown_column_holds_scores(frame, col, label)
         benchmarks.append(col)
     if not benchmarks:
         raise InputError(f"{label}: no benchmark columns (expected some of {', '.join(BENCHMARKS)})")
@@ -206,13 +235,16 @@ def _from_wide(frame: pd.DataFrame, name: str, label: str) -> Study:
 
 
 def _from_tidy(frame: pd.DataFrame, name: str, label: str) -> Study:
-    """Tidy CSV: ``setting, benchmark, A, C, score`` (+ optional metadata columns), one row per pair."""
+    """Tidy CSV: ``setting, benchmark, A, C, score`` (+ optional ``group`` of the benchmark and metadata
+    columns), one row per pair."""
     for col in ("setting", "benchmark", "A", "C", "score"):
         if col not in frame.columns:
             raise InputError(f"{label}: missing column '{col}'")
+    allowed = [*LONG_COLUMNS, "group", *SETTING_META_COLUMNS]
     for col in frame.columns:
-        if col not in LONG_COLUMNS and col not in SETTING_META_COLUMNS:
-            raise InputError(f"{label}: unknown column '{col}' (tidy columns: {', '.join(LONG_COLUMNS + SETTING_META_COLUMNS)})")
+        if col not in allowed:
+            raise InputError(f"{label}: unknown column '{col}' (tidy columns: {', '.join(allowed)})")
+    groups: dict[str, tuple[str, int]] = {}
     rows, seen = [], set()
     for i in range(len(frame)):
         setting = str(frame["setting"].iat[i]).strip()
@@ -220,7 +252,19 @@ def _from_tidy(frame: pd.DataFrame, name: str, label: str) -> Study:
         if not setting:
             raise InputError(f"{label}: empty setting name, row {i + 2}")
         if bench not in BENCHMARKS:
-            raise InputError(f"{label}: unknown benchmark '{bench}' in row {i + 2} (known: {', '.join(BENCHMARKS)})")
+            try:
+                check_benchmark_name(bench)
+            except InputError as exc:
+                raise InputError(f"{label}: row {i + 2}: {exc}") from None
+        if "group" in frame.columns and str(frame["group"].iat[i]).strip():
+            try:
+                group = check_group_name(str(frame["group"].iat[i]).strip())
+            except InputError as exc:
+                raise InputError(f"{label}: column 'group', row {i + 2}: {exc}") from None
+            first = groups.setdefault(bench, (group, i + 2))
+            if first[0] != group:
+                raise InputError(f"{label}: benchmark '{bench}' is in group '{first[0]}' (row {first[1]}) and "
+                                 f"'{group}' (row {i + 2}); a benchmark has one group")
         if (setting, bench) in seen:
             raise InputError(f"{label}: duplicate row for setting '{setting}' and benchmark '{bench}' (row {i + 2})")
         seen.add((setting, bench))
@@ -247,7 +291,8 @@ def _from_tidy(frame: pd.DataFrame, name: str, label: str) -> Study:
         if col in frame.columns:
             by_setting = frame.assign(setting=frame["setting"].str.strip()).groupby("setting", sort=False)[col].first()
             settings[col] = [str(by_setting.get(s, "")).strip() for s in names]
-    return make_study(name, settings, scores, a_per_benchmark=None if shared else a_wide)
+    study = make_study(name, settings, scores, a_per_benchmark=None if shared else a_wide)
+    return study.with_groups({b: g for b, (g, _) in groups.items()}) if groups else study
 
 
 def study_to_json(study: Study) -> str:
@@ -294,6 +339,27 @@ def study_from_json(text: str, label: str = "json", name: str | None = None) -> 
                  settings=settings[SETTINGS_COLUMNS].copy(), meta=meta)
 
 
+def _validate_groups(study: Study, where: str) -> None:
+    for bench in study.benchmarks:
+        if bench not in BENCHMARKS:
+            try:
+                check_benchmark_name(bench)
+            except InputError as exc:
+                raise InputError(f"{where}: {exc}") from None
+    chosen = study.meta.get(GROUPS_KEY)
+    if chosen is None:
+        return
+    if not isinstance(chosen, dict):
+        raise InputError(f"{where}: meta '{GROUPS_KEY}' must map benchmark names to group names")
+    for bench, group in chosen.items():
+        if bench not in study.benchmarks:
+            raise InputError(f"{where}: group given for unknown benchmark '{str(bench)[:60]}'")
+        try:
+            check_group_name(group)
+        except InputError as exc:
+            raise InputError(f"{where}: benchmark '{bench}': {exc}") from None
+
+
 def validate_study(study: Study, min_settings: int = 3) -> None:
     """Raise InputError when the study cannot be fitted or is inconsistent (one message naming the problem)."""
     where = f"study '{study.name}'"
@@ -305,6 +371,7 @@ def validate_study(study: Study, min_settings: int = 3) -> None:
         raise InputError(f"{where}: duplicate setting '{dupes[0]}'")
     if not study.benchmarks:
         raise InputError(f"{where} has no benchmarks")
+    _validate_groups(study, where)
     if study.long.duplicated(["setting", "benchmark"]).any():
         row = study.long[study.long.duplicated(["setting", "benchmark"])].iloc[0]
         raise InputError(f"{where}: duplicate entry for setting '{row.setting}' and benchmark '{row.benchmark}'")
