@@ -118,3 +118,44 @@ def test_first_hit_reproduces_the_authors_numbers(reference_dir):
     v3 = simulate(bundled_study(), budget=4, trials=2000, seed=11, metric="first-hit")
     six = [b for b in v3.benchmarks if b not in ("mme", "mmmu_val")]
     assert np.mean([v3.benchmarks[b].recall(4) for b in six]) == pytest.approx(0.84, abs=0.02)
+
+
+def _comparison(values: dict[tuple[str, str], float], trials: int = 1000):
+    from engine.policy import StrategyComparison
+
+    rows = [("b", s, m, 3, v, 0.2) for (s, m), v in values.items()]
+    recall = pd.DataFrame(rows, columns=["benchmark", "strategy", "metric", "budget", "recall", "chance"])
+    return StrategyComparison("toy", 3, trials, 0, "paper", recall, pd.DataFrame(columns=["benchmark", "strategy", "runs"]))
+
+
+def test_verdict_clear_winner_tie_and_nothing():
+    clear = _comparison({("region", "at-budget"): 0.40, ("random", "at-budget"): 0.50, ("greedy", "at-budget"): 0.70,
+                         ("region", "first-hit"): 0.60, ("random", "first-hit"): 0.65, ("greedy", "first-hit"): 0.72})
+    text = clear.verdict(3)
+    assert text.startswith("Run greedy: with 3 finetunes") and "in 70% of simulated runs" in text
+    assert "also at the top by the authors' first-hit count" in text
+    # 2 standard errors of the difference at 1000 trials: 2 * sqrt((.5*.5 + .48*.52) / 1000) = 0.0447
+    tie = _comparison({("region", "at-budget"): 0.48, ("random", "at-budget"): 0.50, ("greedy", "at-budget"): 0.30,
+                       ("region", "first-hit"): 0.5, ("random", "first-hit"): 0.5, ("greedy", "first-hit"): 0.5})
+    assert "no strategy wins clearly" in tie.verdict(3) and "random order, region sampling" in tie.verdict(3)
+    apart = _comparison({("region", "at-budget"): 0.44, ("random", "at-budget"): 0.50, ("greedy", "at-budget"): 0.30,
+                         ("region", "first-hit"): 0.8, ("random", "first-hit"): 0.5, ("greedy", "first-hit"): 0.5})
+    assert apart.verdict(3).startswith("Run random order") and "region sampling leads (80% vs 50%)" in apart.verdict(3)
+    nothing = _comparison({(s, m): 0.0 for s in ("region", "random") for m in ("at-budget", "first-hit")})
+    assert nothing.verdict(3).startswith("No strategy finds the best setting")
+    with pytest.raises(InputError, match="budget 9 was not simulated"):
+        clear.verdict(9)
+
+
+def test_compare_strategies_chance_and_random_baseline():
+    from engine.policy import compare_strategies
+
+    study = _toy(6, 4)
+    comparison = compare_strategies(study, trials=300, seed=0, top=2)
+    chance = comparison.recall.drop_duplicates("budget").set_index("budget")["chance"]
+    assert chance.to_dict() == pytest.approx({k: k / 6 for k in range(2, 7)})
+    random = simulate(study, budget=2, trials=300, seed=0, top=2, strategy="random").benchmarks["mme"]
+    rows = comparison.recall[(comparison.recall["strategy"] == "random") & (comparison.recall["metric"] == "first-hit")]
+    assert rows["recall"].tolist() == pytest.approx([random.recall(k, "first-hit") for k in range(2, 7)])
+    with pytest.raises(InputError, match="unknown strategy 'x'"):
+        compare_strategies(study, strategies=("x",))

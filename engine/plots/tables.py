@@ -126,40 +126,6 @@ def settings_ac(study: Study) -> pd.DataFrame:
     return settings.dropna(subset=["A", "C"]).reset_index(drop=True)
 
 
-def policy_curves(results: dict) -> pd.DataFrame:
-    """Recall@T per benchmark and budget for each simulated variant (``{variant: PolicyResult}``).
-
-    Columns as ``engine.policy.recall_curve``: benchmark, budget, recall, random_recall (k / n),
-    random_sampling_recall (the same refit on randomly ordered finetunes), variant.
-    """
-    rows = []
-    for variant, result in results.items():
-        for bench, res in result.benchmarks.items():
-            for k in range(2, res.n_candidates + 1):
-                rows.append({"benchmark": bench, "budget": k, "recall": res.recall(k),
-                             "random_recall": k / res.n_candidates,
-                             "random_sampling_recall": res.random_sampling_recall(k), "variant": variant})
-    return pd.DataFrame(rows)
-
-
-def runs_needed(results: dict, benchmark: str | None) -> pd.DataFrame:
-    """Finetunes until the best setting first enters the predicted top T, per trial (``method, runs``).
-
-    One benchmark, or all pooled when ``benchmark`` is None; AC-policy order per variant vs random order.
-    """
-    frames = []
-    for variant, result in results.items():
-        for bench, res in result.benchmarks.items():
-            if benchmark is not None and bench != benchmark:
-                continue
-            frames.append(pd.DataFrame({"method": f"AC policy ({variant})", "runs": res.runs_to_hit()}))
-            if variant == next(iter(results)):
-                hit = res.random_success.any(axis=1)
-                first = np.where(hit, res.random_success.argmax(axis=1) + 1, res.n_candidates)
-                frames.append(pd.DataFrame({"method": "random order", "runs": first}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["method", "runs"])
-
-
 def cost_table(cost: dict) -> pd.DataFrame:
     """GPU-hours and trainable parameters of finetuning every candidate vs the AC policy (``cost_comparison``)."""
     return pd.DataFrame([
