@@ -6,7 +6,16 @@ import argparse
 
 from engine.cli.common import Output, leaf
 from engine.errors import InputError
-from engine.policy import METRICS, STRATEGIES, VARIANTS, cost_comparison, recall_curve, recommend, simulate
+from engine.policy import (
+    METRICS,
+    STRATEGIES,
+    VARIANTS,
+    compare_strategies,
+    cost_comparison,
+    recall_curve,
+    recommend,
+    simulate,
+)
 from engine.study import load_study
 
 
@@ -20,10 +29,7 @@ def _simulate(args: argparse.Namespace) -> Output:
 
 
 def _curve(args: argparse.Namespace) -> Output:
-    try:
-        budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
-    except ValueError:
-        raise InputError(f"--budgets must be comma-separated integers, got {args.budgets!r}") from None
+    budgets = _budgets(args.budgets)
     curve = recall_curve(load_study(args.study), budgets=budgets, trials=args.trials, seed=args.seed, top=args.top,
                          variant=args.variant, benchmark=args.benchmark, metric=args.metric, strategy=args.strategy)
     return Output(data={"study": args.study, "trials": args.trials, "seed": args.seed, "top": args.top,
@@ -31,6 +37,31 @@ def _curve(args: argparse.Namespace) -> Output:
                         "curve": curve.to_dict(orient="records")},
                   tables=[(f"recall@{args.top} by budget ({args.strategy} order, {args.variant} ranking, "
                            f"{args.metric} recall)", curve.round(4))])
+
+
+def _budgets(text: str | None) -> list[int] | None:
+    try:
+        return [int(b) for b in text.split(",")] if text else None
+    except ValueError:
+        raise InputError(f"--budgets must be comma-separated integers, got {text!r}") from None
+
+
+def _compare(args: argparse.Namespace) -> Output:
+    comparison = compare_strategies(load_study(args.study), trials=args.trials, seed=args.seed, top=args.top,
+                                    variant=args.variant, benchmark=args.benchmark)
+    mean = comparison.mean()
+    budgets = _budgets(args.budgets) or [int(b) for b in mean["budget"].unique()]
+    n_max = int(mean["budget"].max())
+    for k in budgets:
+        if not 2 <= k <= n_max:
+            raise InputError(f"budget {k} is outside 2..{n_max}")
+    rows = mean[mean["budget"].isin(budgets)]
+    wide = rows.pivot_table(index=["strategy", "metric"], columns="budget", values="recall", sort=False)
+    verdicts = {int(k): comparison.verdict(int(k)) for k in budgets}
+    data = {"study": args.study, "trials": args.trials, "seed": args.seed, "top": args.top, "variant": args.variant,
+            "benchmark": args.benchmark, "table": rows.to_dict(orient="records"), "verdict": verdicts}
+    text = "\n".join(f"k={k}: {v}" for k, v in verdicts.items())
+    return Output(data=data, text=text, tables=[(f"mean Recall@{args.top} by budget", wide.round(3))])
 
 
 def parse_finetuned(text: str) -> dict[str, float]:
@@ -89,6 +120,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = leaf(group, "curve", _curve, "Recall of the AC policy for every budget (recall curve)")
     p.add_argument("--budgets", default=None, help="comma-separated budgets (default: 2..number of settings)")
     _add_trial_args(p)
+    p = leaf(group, "compare", _compare, "Recall of every finetune-order strategy under both metrics, and a verdict")
+    p.add_argument("--study", required=True)
+    p.add_argument("--budgets", default="3,4", help="comma-separated budgets to report (default 3,4)")
+    p.add_argument("--trials", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--variant", choices=list(VARIANTS), default="paper")
+    p.add_argument("--benchmark", default=None)
     p = leaf(group, "recommend", _recommend, "Which setting to finetune next")
     p.add_argument("--study", required=True)
     p.add_argument("--benchmark", required=True)
