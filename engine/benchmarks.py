@@ -75,9 +75,10 @@ _GROUP_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,39}$")
 
 
 def check_benchmark_name(name: object) -> str:
-    """A benchmark name: 1-80 letters, digits or ``_ . + -``, starting with a letter or digit."""
+    """A benchmark name: 1-80 letters, digits or ``_ . + -``, starting with a letter or digit, no ``..`` (names
+    may become file names and keys)."""
     text = str(name).strip() if isinstance(name, str) else ""
-    if not _BENCH_RE.match(text):
+    if not _BENCH_RE.match(text) or ".." in text:
         raise InputError(f"invalid benchmark name {str(name)[:60]!r}: use 1-80 letters, digits or _ . + - "
                          "(an lmms-eval task name such as gqa or docvqa_val)")
     return text

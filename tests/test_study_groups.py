@@ -235,3 +235,11 @@ def test_cli_add_lmms_eval_unknown_task(tmp_path, capsys, monkeypatch):
     results.write_text(json.dumps({"results": {"multi": {"a,none": 1.0, "b,none": 2.0}}}))
     bad = _cli(["study", "add-lmms-eval", "--study", "any", "--setting", "S1", str(results)], tmp_path, capsys, monkeypatch)
     assert bad.returncode == 2 and "several metrics (a, b)" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["../etc", "a..b", "", " ", "x" * 81, "a/b", "-x", "a b"])
+def test_bad_benchmark_names(name):
+    from engine.benchmarks import check_benchmark_name
+
+    with pytest.raises(InputError, match="invalid benchmark name"):
+        check_benchmark_name(name)
