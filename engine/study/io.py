@@ -340,7 +340,8 @@ def study_from_json(text: str, label: str = "json", name: str | None = None) -> 
 
 
 def _validate_groups(study: Study, where: str) -> None:
-    for bench in study.benchmarks:
+    benchmarks = set(study.benchmarks)
+    for bench in benchmarks:
         if bench not in BENCHMARKS:
             try:
                 check_benchmark_name(bench)
@@ -352,7 +353,7 @@ def _validate_groups(study: Study, where: str) -> None:
     if not isinstance(chosen, dict):
         raise InputError(f"{where}: meta '{GROUPS_KEY}' must map benchmark names to group names")
     for bench, group in chosen.items():
-        if bench not in study.benchmarks:
+        if bench not in benchmarks:
             raise InputError(f"{where}: group given for unknown benchmark '{str(bench)[:60]}'")
         try:
             check_group_name(group)

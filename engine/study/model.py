@@ -65,16 +65,18 @@ class Study:
 
     def with_groups(self, groups: Mapping[str, str]) -> Study:
         """A copy with benchmarks assigned to groups (``{benchmark: group}``; others keep theirs)."""
-        chosen = {b: self.group_of(b) for b in self.benchmarks if self.group_of(b) != default_group(b)}
+        benchmarks = self.benchmarks
+        known = set(benchmarks)
+        chosen = {b: self.group_of(b) for b in benchmarks if self.group_of(b) != default_group(b)}
         for bench, group in groups.items():
-            if bench not in self.benchmarks:
-                raise InputError(f"group given for unknown benchmark '{bench}' (study '{self.name}' has: "
-                                 f"{', '.join(self.benchmarks)})")
+            if bench not in known:
+                raise InputError(f"group given for unknown benchmark '{str(bench)[:60]}' (study '{self.name}' has: "
+                                 f"{', '.join(benchmarks[:20])})")
             chosen[bench] = check_group_name(group)
         chosen = {b: g for b, g in chosen.items() if g != default_group(b)}
         meta = {k: v for k, v in self.meta.items() if k != GROUPS_KEY}
         if chosen:
-            meta[GROUPS_KEY] = {b: chosen[b] for b in self.benchmarks if b in chosen}
+            meta[GROUPS_KEY] = {b: chosen[b] for b in benchmarks if b in chosen}
         return replace(self, meta=meta)
 
     def table(self, benchmark: str) -> pd.DataFrame:
