@@ -41,7 +41,8 @@ def strategy_curves(mean: pd.DataFrame, top: int, scope: str, metrics: tuple[str
             legendgroup="chance", showlegend=col == 1, line={"color": "#7f7f7f", "dash": "dot"},
             hovertemplate="chance: %{x} finetunes → %{y:.2f}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="settings finetuned (budget k)", row=1, col=col)
-    fig = finish(fig, f"Which finetune order finds the best setting? ({scope}, simulated)", "settings finetuned (budget k)",
+    fig = finish(fig, f"Which finetune order finds the best setting? ({scope}; simulated on the study's own scores)",
+                 "settings finetuned (budget k)",
                  f"Recall@{top}: best setting in the predicted top {top}", height=440)
     fig.update_yaxes(range=[0, 1.05])
     fig.update_layout(legend={"orientation": "h", "y": -0.2})
@@ -60,7 +61,7 @@ def runs_needed_histogram(runs: pd.DataFrame, top: int, y_title: str = "simulate
         part = runs[runs["method"] == method]
         color = "#7f7f7f" if method == "random order" else _PALETTE[i % len(_PALETTE)]
         fig.add_trace(go.Histogram(x=part["runs"], name=str(method), opacity=0.85, marker_color=color, xbins={"size": 1}))
-    fig = finish(fig, f"Finetunes until the best setting first ranks in the top {top}", "settings finetuned",
+    fig = finish(fig, f"Finetunes until the best setting first ranks in the top {top} (simulated)", "settings finetuned",
                  y_title, height=380)
     fig.update_layout(barmode="group", bargap=0.15)
     return fig
