@@ -22,7 +22,16 @@ def build_pages() -> dict[str, list[st.Page]]:
     return sections
 
 
+@st.cache_resource(show_spinner=False)
+def _start_up() -> None:
+    """Once per server: remove upload staging folders that killed uploads left behind."""
+    from engine.encoders.staging import sweep_stale_staging
+
+    sweep_stale_staging()
+
+
 st.set_page_config(page_title="Law Explorer", page_icon=":material/insights:", layout="wide")
+_start_up()
 navigation = st.navigation(build_pages(), position="sidebar", expanded=True)
 _ui.study_picker()
 navigation.run()

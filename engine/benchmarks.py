@@ -79,7 +79,7 @@ def check_benchmark_name(name: object) -> str:
     may become file names and keys)."""
     text = str(name).strip() if isinstance(name, str) else ""
     if not _BENCH_RE.match(text) or ".." in text:
-        raise InputError(f"invalid benchmark name {str(name)[:60]!r}: use 1-80 letters, digits or _ . + - "
+        raise InputError(f"benchmark name {str(name)[:60]!r} is not allowed: use 1-80 letters, digits or _ . + - "
                          "(an lmms-eval task name such as gqa or docvqa_val)")
     return text
 

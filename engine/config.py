@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -38,4 +39,20 @@ def subdir(name: str) -> Path:
 
 def feature_cache_limit_bytes() -> int:
     """Size cap of the on-disk feature cache; ``LAW_EXPLORER_FEATURE_CACHE_GB`` (default 20)."""
-    return int(float(os.environ.get("LAW_EXPLORER_FEATURE_CACHE_GB", "20")) * 1024**3)
+    return int(env_float("LAW_EXPLORER_FEATURE_CACHE_GB", 20.0) * 1024**3)
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    """A non-negative number from an environment variable; anything else is one clear error naming it."""
+    from engine.errors import InputError
+
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"environment variable {name}={text[:40]!r} is not a number (unset it or give e.g. {default:g})") from None
+    if not math.isfinite(value) or value < minimum:
+        raise InputError(f"environment variable {name}={text[:40]!r} must be a finite number >= {minimum:g}")
+    return value

@@ -11,3 +11,9 @@ class InputError(LawExplorerError):
 
 class NotAvailableError(LawExplorerError):
     """A resource (model weights, dataset, device) is not reachable from this machine."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message (its type name when the message is empty)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(exc).__name__

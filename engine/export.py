@@ -6,7 +6,8 @@ feature set and law version, plus free-form extras — in the place its format r
 - PNG: ``tEXt`` chunks (keyword ``law-explorer:<field>``) right after the ``IHDR`` chunk;
 - SVG: a ``<metadata>`` element holding the record as JSON (first child of ``<svg>``);
 - HTML: an HTML comment at the top of the document and a ``<meta name="law-explorer-provenance">``;
-- CSV: leading comment lines ``# key: value`` (read back with ``pandas.read_csv(..., comment="#")``).
+- CSV: leading comment lines ``# key: value`` (read back with ``pandas.read_csv(..., comment="#")``); text
+  cells that a spreadsheet would run as a formula are prefixed with ``'`` (:func:`csv_safe`).
 
 Plotly figures are rendered by kaleido (headless Chromium; ``/usr/bin/chromium`` is used when
 ``BROWSER_PATH`` is unset), altair charts by vl-convert (offline).
@@ -69,10 +70,33 @@ def figure_to_bytes(fig: Any, fmt: str, provenance: Provenance, width: int = 900
     return embed_provenance(raw, fmt, provenance)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe_cell(value: Any) -> Any:
+    """A text cell starting with ``= + - @ TAB CR`` that is not a number gets a leading ``'`` (spreadsheet formula injection)."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def csv_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``table`` whose text cells and column names cannot run as spreadsheet formulas."""
+    out = table.rename(columns=csv_safe_cell)
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(csv_safe_cell)
+    return out
+
+
 def table_to_csv(table: pd.DataFrame, provenance: Provenance) -> bytes:
-    """CSV bytes preceded by ``# key: value`` provenance lines."""
+    """CSV bytes preceded by ``# key: value`` provenance lines; cells are made formula-safe (:func:`csv_safe`)."""
     header = "".join(f"# {key}: {_one_line(value)}\n" for key, value in provenance.fields().items())
-    return (header + table.to_csv(index=False)).encode("utf-8")
+    return (header + csv_safe(table).to_csv(index=False)).encode("utf-8")
 
 
 def strip_provenance(data: bytes) -> bytes:

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from engine import config
-from engine.errors import LawExplorerError
+from engine.errors import LawExplorerError, first_line
 
 _SCHEMAS: dict[str, str] = {}
 _initialised: set[tuple[str, tuple[str, ...]]] = set()
@@ -46,7 +46,10 @@ def _open(path: Path, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConne
                     raise LawExplorerError(
                         f"the store {path} stayed locked by another process for {timeout_s:.0f} s"
                     ) from exc
-                raise
+                raise LawExplorerError(
+                    f"the store {path} cannot be opened ({first_line(exc, 160)}); move the file away (a new, empty "
+                    "store is created in its place) or point LAW_EXPLORER_DB / LAW_EXPLORER_HOME elsewhere"
+                ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 

@@ -13,7 +13,6 @@ KINDS = {
     "hf-zip": "Hugging Face model folder (zip with config.json + .safetensors)",
     "open-clip": "open_clip checkpoint (safetensors or weights-only .pt) + model name",
     "state-dict": "state dict (safetensors or weights-only .pt) for a registered architecture",
-    "torchscript": "TorchScript module mapping B x 3 x H x W to B x C x h x w (trusted files only)",
 }
 SELECTED_KEY = "encoders_selected"
 
@@ -91,8 +90,9 @@ def _upload_form(specs: list) -> None:
     from engine.encoders.upload import upload_bytes
 
     st.subheader("Upload a checkpoint")
-    st.caption("Files are never executed: safetensors or weights-only torch checkpoints; zips are checked for "
-               "path traversal, links and size bombs. The encoder is built and run on a tiny input before it is stored.")
+    st.caption("Files are data, never code: safetensors or weights-only torch checkpoints (TorchScript is not "
+               "accepted); zips are checked for path traversal, links and size bombs. The encoder is built and run "
+               "on a tiny input before it is stored.")
     kind = st.selectbox("Kind", list(KINDS), format_func=lambda k: f"{k}: {KINDS[k]}", key="upload_kind")
     archs = [s.name for s in specs if s.family not in ("upload", "combined", "diffusion") and s.offline_available()]
     options: dict = {}
@@ -100,8 +100,6 @@ def _upload_form(specs: list) -> None:
         options["arch"] = st.selectbox("Architecture", archs, key="upload_arch")
     if kind == "open-clip":
         options["model_name"] = st.text_input("open_clip model name", placeholder="ViT-B-32", key="upload_model_name") or None
-    if kind == "torchscript":
-        options["image_size"] = int(st.number_input("Input size (px)", 16, 1024, 224, key="upload_image_size"))
     label = st.text_input("Label", placeholder="my finetuned encoder", key="upload_label") or None
     file = st.file_uploader("Checkpoint file", key="upload_file")
     if st.button("Upload and validate", key="upload_go", disabled=file is None, icon=":material/upload:"):

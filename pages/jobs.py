@@ -142,7 +142,7 @@ def _panel() -> None:
             table, hide_index=True, width="stretch",
             column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
         )
-        st.download_button("CSV", table.to_csv(index=False), file_name="jobs.csv", mime="text/csv", key="jobs_csv",
+        st.download_button("CSV", export.csv_safe(table).to_csv(index=False), file_name="jobs.csv", mime="text/csv", key="jobs_csv",
                            icon=":material/download:", on_click="ignore")
         ids = [r.id for r in records]
         labels = {r.id: f"{r.title} · {r.id}" for r in records}

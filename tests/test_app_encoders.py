@@ -35,10 +35,14 @@ def test_table_details_and_probe(isolated_home):
 
 def test_upload_and_refusal(isolated_home, tmp_path):
     at = _page()
-    at.selectbox(key="upload_kind").set_value("torchscript").run()
-    at.number_input(key="upload_image_size").set_value(32).run()
+    assert not any("torchscript" in o.lower() for o in at.selectbox(key="upload_kind").options)
+    assert any("never code" in c.value for c in at.caption)
+    at.selectbox(key="upload_kind").set_value("state-dict").run()
+    at.selectbox(key="upload_arch").set_value("efficientnet-lite0-random").run()
+    from engine.encoders.registry import build_encoder
+
     buf = io.BytesIO()
-    torch.jit.save(torch.jit.script(torch.nn.Conv2d(3, 5, kernel_size=8, stride=8)), buf)
+    torch.save(build_encoder("efficientnet-lite0-random").module.state_dict(), buf)
     at.text_input(key="upload_label").set_value("page conv").run()
     at.file_uploader(key="upload_file").set_value(("conv.pt", buf.getvalue(), "application/octet-stream")).run()
     at.button(key="upload_go").click().run()

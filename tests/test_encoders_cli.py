@@ -38,14 +38,24 @@ def test_probe_upload_and_errors(tmp_path):
     assert probe.returncode == 0, probe.stderr
     data = json.loads(probe.stdout)
     assert data["grid"] == [14, 14] and data["channels"] == 112
-    module = torch.jit.script(torch.nn.Conv2d(3, 4, kernel_size=8, stride=8))
-    module.save(str(tmp_path / "m.pt"))
-    up = _run("upload", str(tmp_path / "m.pt"), "--kind", "torchscript", "--label", "conv", "--format", "json", home=tmp_path)
+    from safetensors.torch import save_file
+
+    from engine.encoders.registry import build_encoder
+
+    torch.manual_seed(0)
+    state = {k: v.clone().contiguous() for k, v in build_encoder("efficientnet-lite0-random").module.state_dict().items()}
+    save_file(state, str(tmp_path / "m.safetensors"))
+    up = _run("upload", str(tmp_path / "m.safetensors"), "--kind", "state-dict", "--arch", "efficientnet-lite0-random",
+              "--label", "conv", "--format", "json", home=tmp_path)
     assert up.returncode == 0, up.stderr
     name = json.loads(up.stdout)["name"]
     assert name.startswith("upload:")
     shown = json.loads(_run("show", name, "--format", "json", home=tmp_path).stdout)
     assert shown["label"] == "conv" and shown["family"] == "upload"
+    script = tmp_path / "s.pt"
+    torch.jit.script(torch.nn.Conv2d(3, 4, kernel_size=8, stride=8)).save(str(script))
+    refused = _run("upload", str(script), "--kind", "torchscript", home=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "torchscript" in refused.stderr
     bad = _run("show", "CLIP-244", home=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "did you mean" in bad.stderr
     offline = _run("probe", "CLIP224", home=tmp_path)

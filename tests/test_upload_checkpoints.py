@@ -95,14 +95,35 @@ def test_open_clip_upload(isolated_home, tmp_path, monkeypatch):
     torch.testing.assert_close(enc.module.state_dict()["conv1.weight"], model.visual.state_dict()["conv1.weight"])
 
 
-def test_torchscript_upload(isolated_home, tmp_path):
-    module = torch.jit.script(torch.nn.Conv2d(3, 6, kernel_size=16, stride=16))
+def test_torchscript_is_not_an_upload_kind_and_never_runs(isolated_home, tmp_path):
+    """A scripted forward is code (it could write files or loop forever): the kind is refused before any load."""
+
     path = tmp_path / "m.pt"
-    module.save(str(path))
-    result = upload_file(path, "torchscript", image_size=64)
-    enc = build_encoder(result.name)
-    assert (enc.stride, enc.embed_dim) == (16, 6)
-    assert enc.encode(torch.zeros(1, 3, 64, 64)).features.shape == (1, 6, 4, 4)
+    torch.jit.script(torch.nn.Conv2d(3, 6, kernel_size=16, stride=16)).save(str(path))
+    with pytest.raises(InputError, match="unknown upload kind 'torchscript'"):
+        upload_file(path, "torchscript")
+    _nothing_left()
+
+
+def test_no_torchscript_loading_anywhere_in_engine():
+    engine = Path(__file__).resolve().parent.parent / "engine"
+    offenders = [str(p) for p in engine.rglob("*.py") if "jit.load" in p.read_text(encoding="utf-8")]
+    assert offenders == []
+
+
+def test_stored_torchscript_row_is_refused_not_loaded(isolated_home, tmp_path):
+    """An upload row of the retired kind (from an older version) is never loaded: a clear message instead."""
+    import json
+
+    torch.jit.script(torch.nn.Conv2d(3, 6, kernel_size=16, stride=16)).save(str(tmp_path / "m.pt"))
+    folder = config.subdir("uploads") / ("ab" * 16)
+    folder.mkdir()
+    (folder / "module.pt").write_bytes((tmp_path / "m.pt").read_bytes())
+    with store.connect() as con:
+        con.execute("INSERT INTO encoder_uploads (hash, name, label, kind, params) VALUES (?, ?, ?, ?, ?)",
+                    ["ab" * 16, "upload:abababababab", None, "torchscript", json.dumps({"file": "module.pt"})])
+    with pytest.raises(InputError, match="no longer loaded"):
+        build_encoder("upload:abababababab")
 
 
 class _Evil:
@@ -182,8 +203,36 @@ def test_bad_options_and_files(isolated_home, tmp_path):
         upload_file(junk, "state-dict", arch="test-tiny-dinov2")
     with pytest.raises(InputError, match="not a zip"):
         upload_file(junk, "hf-zip")
-    with pytest.raises(InputError, match="TorchScript"):
+    with pytest.raises(InputError, match="unknown upload kind"):
         upload_file(junk, "torchscript")
     with pytest.raises(InputError, match="unknown upload kind"):
         upload_file(junk, "onnx")
     _nothing_left()
+
+
+def _hub_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The keys an older transformers' ``Dinov2Model.save_pretrained`` writes (hand-written, not transformers' table)."""
+    renames = [("attention.q_proj", "attention.attention.query"), ("attention.k_proj", "attention.attention.key"),
+               ("attention.v_proj", "attention.attention.value"), ("attention.o_proj", "attention.output.dense")]
+    out = {}
+    for key, value in state.items():
+        for new, old in renames:
+            key = key.replace(new, old)
+        out[key] = value
+    return out
+
+
+def test_hub_layout_state_dict_loads_through_from_pretrained(isolated_home, tmp_path):
+    state = _tiny_dinov2_state(seed=5)
+    hub = _hub_layout(state)
+    assert any("attention.attention.query" in k for k in hub) and not any("q_proj" in k for k in hub)
+    path = tmp_path / "hub.safetensors"
+    save_file(hub, str(path))
+    result = upload_file(path, "state-dict", arch="test-tiny-dinov2", label="hub dino")
+    loaded = build_encoder(result.name).module.state_dict()
+    for key, value in state.items():  # every tensor landed under its current name, values untouched
+        torch.testing.assert_close(loaded[key], value, rtol=0, atol=0)
+    hub.pop("encoder.layer.0.attention.attention.query.weight")
+    save_file(hub, str(path))
+    with pytest.raises(InputError, match=r"as a hub layout it does not fit either: 1 missing keys \(e\.g\. .*q_proj\.weight"):
+        upload_file(path, "state-dict", arch="test-tiny-dinov2")

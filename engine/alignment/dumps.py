@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from engine.errors import InputError
+from engine.errors import InputError, first_line
 from engine.hashing import hash_obj
 
 _NAME = re.compile(r"^tensor_(\d+)\.(pt|pth|safetensors|npy)$")
@@ -79,11 +79,18 @@ def load_tensor(path: str | Path) -> torch.Tensor:
     except InputError:
         raise
     except Exception as exc:  # any unreadable / unsafe file is one input error
-        raise InputError(f"{path.name}: cannot be read safely ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from exc
+        raise InputError(f"{path.name}: cannot be read safely ({type(exc).__name__}: {first_line(exc, 160)})") from exc
     while tensor.ndim > 2 and tensor.shape[0] == 1:
         tensor = tensor[0]
     if tensor.ndim != 2:
         raise InputError(f"{path.name}: expected a [tokens, dim] tensor, found shape {tuple(tensor.shape)}")
+    if tensor.shape[0] == 0 or tensor.shape[1] == 0:
+        raise InputError(f"{path}: empty [tokens, dim] tensor of shape {tuple(tensor.shape)}")
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise InputError(f"{path}: dtype {tensor.dtype} is not a real embedding")
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise InputError(f"{path}: {bad} non-finite values (NaN or inf) in the embeddings")
     return tensor
 
 

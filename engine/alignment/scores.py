@@ -34,6 +34,8 @@ def max_cosine_mean(
 
     Peak extra memory is ``chunk x reference_tokens`` floats plus float32 copies of the inputs.
     """
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk (target tokens per block) must be a positive integer, got {chunk!r}")
     if target.ndim != 2 or reference.ndim != 2:
         raise InputError(f"expected [tokens, dim] tensors, got {tuple(target.shape)} and {tuple(reference.shape)}")
     if target.shape[1] != reference.shape[1]:
@@ -66,6 +68,8 @@ def a_v1(
         raise InputError(f"unknown A-v1 variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     if not references:
         raise InputError("A-v1 needs at least one reference setting")
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"--chunk (target tokens per block) must be a positive integer, got {chunk!r}")
     names = list(references)
     sums = dict.fromkeys(names, 0.0)
     counts = dict.fromkeys(names, 0)
@@ -95,8 +99,11 @@ def a_v1(
         if counts[name] == 0:
             raise InputError(f"no image of reference {name!r} could be compared (all shapes differ from the target)")
         per_reference[name] = sums[name] / counts[name]
+    a_value = sum(per_reference.values()) / len(per_reference)
+    if a_value != a_value or abs(a_value) == float("inf"):  # never report a NaN A as a result
+        raise InputError(f"A-v1 is not finite ({a_value}); check the dumps for NaN or inf values")
     return {
-        "A": sum(per_reference.values()) / len(per_reference),
+        "A": a_value,
         "per_reference": per_reference,
         "n_images": n_images,
         "skipped": skipped,

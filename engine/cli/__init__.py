@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import pkgutil
 import sys
 import traceback
+import warnings
+from typing import NoReturn
 
 from engine.errors import LawExplorerError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one ``error:`` line naming the command (``--help`` still prints the full usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog.removeprefix('python -m engine ')}: {' '.join(message.split())} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m engine", description="Law Explorer: the law of vision representation in MLLMs.")
+    parser = OneLineParser(prog="python -m engine", description="Law Explorer: the law of vision representation in MLLMs.")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
@@ -35,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors print one line on stderr and exit 2."""
+    if not os.environ.get("LAW_EXPLORER_DEBUG"):
+        # stderr carries one error line; library chatter (logging, FutureWarnings) only when debugging
+        logging.getLogger().setLevel(logging.ERROR)
+        warnings.simplefilter("ignore")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -42,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         output.print(getattr(args, "format", "text"))
         return 0
     except LawExplorerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line, whatever the message holds
+        return 2
+    except BrokenPipeError:  # e.g. `law fit ... | head`: the reader left; no flush error at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("error: the output pipe closed before everything was written", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -50,5 +68,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # last resort: one line, the traceback only on request
         if os.environ.get("LAW_EXPLORER_DEBUG"):
             traceback.print_exc()
-        print(f"error: internal error ({type(exc).__name__}: {exc}); set LAW_EXPLORER_DEBUG=1 for details", file=sys.stderr)
+        detail = " ".join(str(exc).split())[:300]
+        print(f"error: internal error ({type(exc).__name__}: {detail}); set LAW_EXPLORER_DEBUG=1 for details", file=sys.stderr)
         return 1

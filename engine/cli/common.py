@@ -44,6 +44,10 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+# Every leaf command by its words (e.g. "study import"), filled by ``leaf`` while the parser is built.
+COMMANDS: dict[str, argparse.ArgumentParser] = {}
+
+
 def leaf(
     subparsers: argparse._SubParsersAction,
     name: str,
@@ -54,4 +58,5 @@ def leaf(
     parser = subparsers.add_parser(name, help=help, description=help)
     parser.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
     parser.set_defaults(func=func)
+    COMMANDS[parser.prog.removeprefix("python -m engine ")] = parser
     return parser

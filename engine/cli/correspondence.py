@@ -33,9 +33,10 @@ def _protocol_arg(value: str) -> str | dict:
 
 def _evaluate(args: argparse.Namespace) -> Output:
     from engine.correspondence import evaluate as ev
+    from engine.devices import check_device
 
     args.protocol = _protocol_arg(args.protocol)
-
+    check_device(args.device)
     if args.background:
         job_id = ev.submit_evaluation(args.dataset, args.encoder, args.protocol, args.split, args.limit,
                                       device=args.device, precision=args.precision)
@@ -62,20 +63,33 @@ def _load_predictions(path: str) -> list:
     return data["pairs"]
 
 
+def _parse_alphas(text: str) -> list[float]:
+    """``--alphas 0.05,0.1``: comma-separated numbers (range checked by ``check_alphas``)."""
+    from engine.correspondence.pck import check_alphas
+
+    try:
+        return check_alphas([float(a) for a in text.split(",")])
+    except ValueError:
+        raise InputError(f"--alphas must be comma-separated fractions in (0, 1), got {text!r}") from None
+
+
 def _pck(args: argparse.Namespace) -> Output:
     from engine.correspondence.pck import pck_from_predictions
     from engine.correspondence.protocols import get_protocol
 
     proto = get_protocol(_protocol_arg(args.protocol))
     pairs = _load_predictions(args.predictions)
-    alphas = [float(a) for a in args.alphas.split(",")] if args.alphas else list(proto.alphas)
-    pck = pck_from_predictions(
-        pairs,
-        alphas=alphas,
-        normalizer=args.normalizer or proto.normalizer,
-        comparison=args.comparison or proto.comparison,
-        primary=proto.averaging,
-    )
+    alphas = _parse_alphas(args.alphas) if args.alphas is not None else list(proto.alphas)
+    try:
+        pck = pck_from_predictions(
+            pairs,
+            alphas=alphas,
+            normalizer=args.normalizer or proto.normalizer,
+            comparison=args.comparison or proto.comparison,
+            primary=proto.averaging,
+        )
+    except InputError as exc:  # the remaining errors are about the file's records: name the file
+        raise InputError(f"predictions file {args.predictions}: {exc}") from None
     return Output(data={"pck": pck}, tables=[("PCK (%)", _pck_table(pck))])
 
 

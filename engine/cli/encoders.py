@@ -47,7 +47,7 @@ def _show(args: argparse.Namespace) -> Output:
 def _upload(args: argparse.Namespace) -> Output:
     from engine.encoders.upload import upload_file
 
-    result = upload_file(args.path, args.kind, arch=args.arch, model_name=args.model_name, label=args.label, image_size=args.image_size)
+    result = upload_file(args.path, args.kind, arch=args.arch, model_name=args.model_name, label=args.label)
     data = {"name": result.name, "hash": result.hash, "label": result.label, "kind": result.kind, "existed": result.existed, "describe": result.describe}
     verb = "already stored as" if result.existed else "stored as"
     return Output(data=data, text=f"{args.path} {verb} {result.name} (hash {result.hash})")
@@ -103,11 +103,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name")
     p = leaf(group, "upload", _upload, "Validate and store a custom checkpoint")
     p.add_argument("path")
-    p.add_argument("--kind", required=True, choices=["hf-zip", "open-clip", "state-dict", "torchscript"])
+    p.add_argument("--kind", required=True, choices=["hf-zip", "open-clip", "state-dict"],
+                   help="hf-zip, open-clip or state-dict (TorchScript is code and is not accepted)")
     p.add_argument("--arch", help="registered architecture for --kind state-dict (e.g. dinov2-s14-random)")
     p.add_argument("--model-name", help="open_clip model name for --kind open-clip (e.g. ViT-B-32)")
     p.add_argument("--label", help="a human label shown next to upload:<hash>")
-    p.add_argument("--image-size", type=int, help="input size for --kind torchscript (default 224)")
     p = leaf(group, "delete", _delete, "Delete an uploaded encoder (store row and files)")
     p.add_argument("name")
     p = leaf(group, "probe", _probe, "Build an encoder, encode a sample image, print grid/dims/time")

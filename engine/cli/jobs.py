@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 import pandas as pd
 
 from engine import jobs
 from engine.cli.common import Output, leaf
+from engine.errors import InputError
 from engine.jobs import demo, runner
 from engine.jobs import state as jobstate
 
@@ -77,6 +79,8 @@ def _worker(args: argparse.Namespace) -> Output:
 
 
 def _submit_demo(args: argparse.Namespace) -> Output:
+    if args.n < 1 or not math.isfinite(args.sleep) or args.sleep < 0:
+        raise InputError(f"--n must be at least 1 and --sleep a finite number >= 0, got {args.n} and {args.sleep}")
     params = {"n": args.n, "sleep": args.sleep}
     if args.fail_at is not None:
         params["fail_at"] = args.fail_at

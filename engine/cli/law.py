@@ -31,6 +31,8 @@ def _fit(args: argparse.Namespace) -> Output:
 def _surface(args: argparse.Namespace) -> Output:
     from engine.law import fit_benchmark
 
+    if not 2 <= args.n <= 1000:
+        raise InputError(f"--n (grid points per axis) must be between 2 and 1000, got {args.n}")
     study = load_study(args.study)
     fit = fit_benchmark(study, args.benchmark, args.feature_set)
     a_grid, c_grid, z = response_surface(fit, n=args.n)

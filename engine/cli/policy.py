@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from engine.cli.common import Output, leaf
 from engine.errors import InputError
@@ -87,6 +88,10 @@ def _recommend(args: argparse.Namespace) -> Output:
 
 
 def _cost(args: argparse.Namespace) -> Output:
+    for option in ("encoder_width", "llm_hidden", "llm_params", "stage1_gpu_hours", "stage2_gpu_hours"):
+        value = getattr(args, option)
+        if not math.isfinite(value) or value <= 0:
+            raise InputError(f"--{option.replace('_', '-')} must be a positive finite number, got {value}")
     data = cost_comparison(encoder_width=args.encoder_width, llm_hidden=args.llm_hidden, llm_params=args.llm_params,
                            n_candidates=args.n_candidates, budget=args.budget, stage1_gpu_hours=args.stage1_gpu_hours,
                            stage2_gpu_hours=args.stage2_gpu_hours)

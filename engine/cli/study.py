@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
 from engine.benchmarks import parse_group_assignments
 from engine.cli.common import Output, leaf
+from engine.errors import InputError, first_line
+from engine.export import csv_safe
 from engine.study import (
     FORMATS,
     copy_study,
@@ -58,10 +61,16 @@ def _import(args: argparse.Namespace) -> Output:
 
 def _export(args: argparse.Namespace) -> Output:
     study = load_study(args.name)
-    text = study_to_json(study) if args.to == "json" else study_to_tidy(study).to_csv(index=False)
+    text = study_to_json(study) if args.to == "json" else csv_safe(study_to_tidy(study)).to_csv(index=False)
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        out = Path(args.out)
+        partial = out.with_name(f".{out.name}.partial")
+        try:  # written whole or not at all
+            partial.write_text(text, encoding="utf-8")
+            partial.replace(out)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise InputError(f"cannot write {args.out}: {exc.strerror or first_line(exc)}") from None
         return Output(data={"name": study.name, "path": args.out}, text=f"wrote {args.out}")
     return Output(data={"name": study.name, "content": text}, text=text.rstrip("\n"))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import InputError, NotAvailableError
+from engine.errors import InputError, NotAvailableError, first_line
 from engine.hashing import hash_obj
 
 SPLITS = ("trn", "val", "test")
@@ -91,15 +91,23 @@ def _read_json(path: Path) -> dict:
 
 def read_rgb(path: Path) -> np.ndarray:
     """Decode an image file to H x W x 3 uint8 RGB (one clear error when unreadable)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # > MAX_IMAGE_PIXELS: refuse, never decode
+            with Image.open(path) as img:
+                if img.width < 1 or img.height < 1:
+                    raise InputError(f"image file {path} has a zero size ({img.width} x {img.height})")
+                return np.array(img.convert("RGB"))
     except FileNotFoundError as exc:
         raise InputError(f"missing image file {path}") from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"unreadable image file {path}: {exc}") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"image file {path} is too large to decode safely ({first_line(exc, 120)})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"unreadable image file {path}: {first_line(exc, 160)}") from exc
 
 
 class SPairDataset(Dataset):
@@ -133,7 +141,14 @@ class SPairDataset(Dataset):
         layout_file = self.root / "Layout" / self.layout / f"{split}.txt"
         if layout_file.is_file():
             stems = [line.strip() for line in layout_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-            return [folder / f"{stem}.json" for stem in stems]
+            inside = folder.resolve()
+            files = []
+            for i, stem in enumerate(stems, start=1):
+                path = (folder / f"{stem}.json").resolve()
+                if path.parent != inside:  # a stem is a file name in the split folder, never a path
+                    raise InputError(f"{layout_file}: line {i}: pair stem {stem!r} leaves {folder}")
+                files.append(path)
+            return files
         if not folder.is_dir():
             raise InputError(f"SPair split {split!r} not found: {folder} is missing")
         return sorted(folder.glob("*.json"))
@@ -149,10 +164,18 @@ class SPairDataset(Dataset):
             trg_bbox = tuple(float(v) for v in data["trg_bndbox"])
             src_size = (int(data["src_imsize"][0]), int(data["src_imsize"][1]))
             trg_size = (int(data["trg_imsize"][0]), int(data["trg_imsize"][1]))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise InputError(f"malformed SPair pair annotation {path}: {type(exc).__name__}: {exc}") from exc
         if len(src_kps) != len(trg_kps) or len(src_bbox) != 4 or len(trg_bbox) != 4:
             raise InputError(f"malformed SPair pair annotation {path}: keypoint counts or bboxes do not match")
+        for field, size in (("src_imsize", src_size), ("trg_imsize", trg_size)):
+            if min(size) < 1:
+                raise InputError(f"malformed SPair pair annotation {path}: {field} {list(size)} is not a positive image size")
+        for field, box in (("src_bndbox", src_bbox), ("trg_bndbox", trg_bbox)):
+            if not all(np.isfinite(box)) or box[2] <= box[0] or box[3] <= box[1]:
+                raise InputError(f"malformed SPair pair annotation {path}: {field} {list(box)} is not an [x1, y1, x2, y2] box")
+        if not (np.isfinite(src_kps).all() and np.isfinite(trg_kps).all()):
+            raise InputError(f"malformed SPair pair annotation {path}: non-finite keypoint coordinates")
         return Pair(
             pair_id=path.stem,
             category=category,

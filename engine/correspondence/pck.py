@@ -9,14 +9,24 @@ from typing import Any
 import numpy as np
 
 from engine.correspondence.protocols import alpha_key
-from engine.errors import InputError
+from engine.errors import InputError, first_line
+
+
+def _numbers(value: Any, what: str, index: int) -> np.ndarray:
+    """JSON numbers only: text, booleans, nested objects and integers beyond float range are refused."""
+    if isinstance(value, str | bytes | dict) or value is None:
+        raise InputError(f"pair {index}: {what} must be a list of numbers, got {str(value)[:40]!r}")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"pair {index}: {what} is not a list of numbers ({first_line(exc, 80)})") from None
+    if arr.size and arr.dtype.kind not in "iuf":
+        raise InputError(f"pair {index}: {what} must hold only numbers, got {str(value)[:60]!r}")
+    return arr.astype(np.float64)
 
 
 def _as_points(value: Any, what: str, index: int) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"pair {index}: {what} is not a list of [x, y] numbers") from exc
+    arr = _numbers(value, what, index)
     if arr.size == 0:
         return arr.reshape(0, 2)
     if arr.ndim != 2 or arr.shape[1] != 2:
@@ -24,19 +34,48 @@ def _as_points(value: Any, what: str, index: int) -> np.ndarray:
     return arr
 
 
+def _visible(value: Any, n: int, index: int) -> np.ndarray:
+    """``visible``: absent/null (all visible) or a list of JSON booleans (0/1 accepted), one per keypoint."""
+    if value is None:
+        return np.ones(n, dtype=bool)
+    if not isinstance(value, list) or not all(isinstance(v, bool) or (isinstance(v, int) and v in (0, 1)) for v in value):
+        raise InputError(f"pair {index}: visible must be a list of true/false, got {str(value)[:60]!r}")
+    if len(value) != n:
+        raise InputError(f"pair {index}: visible has {len(value)} entries for {n} keypoints")
+    return np.asarray(value, dtype=bool).reshape(-1)
+
+
+def check_alphas(alphas: Sequence[float]) -> list[float]:
+    """PCK thresholds: at least one, each a fraction in (0, 1) (as in a protocol)."""
+    out = []
+    for a in alphas:
+        if isinstance(a, bool) or not isinstance(a, int | float | np.floating) or not np.isfinite(a) or not 0 < a < 1:
+            raise InputError(f"alpha {a!r} is not a threshold in (0, 1) (e.g. 0.05,0.1,0.15)")
+        out.append(float(a))
+    if not out:
+        raise InputError("give at least one alpha (e.g. 0.05,0.1,0.15)")
+    return out
+
+
 def normalizer_length(record: dict, normalizer: str, index: int = 0) -> float:
     """The length alpha is multiplied by: longest side of the target bbox or of the target image."""
     if normalizer == "bbox":
         box = record.get("trg_bndbox")
-        if box is None or len(box) != 4:
+        if box is None:
             raise InputError(f"pair {index}: trg_bndbox [x1, y1, x2, y2] is required for the bbox normaliser")
-        x1, y1, x2, y2 = (float(v) for v in box)
+        values = _numbers(box, "trg_bndbox", index)
+        if values.shape != (4,):
+            raise InputError(f"pair {index}: trg_bndbox must be [x1, y1, x2, y2], got {str(box)[:60]}")
+        x1, y1, x2, y2 = (float(v) for v in values)
         length = max(x2 - x1, y2 - y1)
     elif normalizer == "image":
         size = record.get("trg_imsize")
-        if size is None or len(size) < 2:
+        if size is None:
             raise InputError(f"pair {index}: trg_imsize [w, h] is required for the image normaliser")
-        length = max(float(size[0]), float(size[1]))
+        values = _numbers(size, "trg_imsize", index)
+        if values.ndim != 1 or len(values) < 2:
+            raise InputError(f"pair {index}: trg_imsize must be [w, h], got {str(size)[:60]}")
+        length = max(float(values[0]), float(values[1]))
     else:
         raise InputError(f"unknown normalizer {normalizer!r} (use bbox or image)")
     if not np.isfinite(length) or length <= 0:
@@ -50,10 +89,7 @@ def pair_correct(record: dict, alphas: Sequence[float], normalizer: str, compari
     gt = _as_points(record.get("gt_kps"), "gt_kps", index)
     if pred.shape != gt.shape:
         raise InputError(f"pair {index}: pred_kps has {len(pred)} points but gt_kps has {len(gt)}")
-    visible = record.get("visible")
-    vis = np.ones(len(gt), dtype=bool) if visible is None else np.asarray(visible, dtype=bool).reshape(-1)
-    if len(vis) != len(gt):
-        raise InputError(f"pair {index}: visible has {len(vis)} entries for {len(gt)} keypoints")
+    vis = _visible(record.get("visible"), len(gt), index)
     vis = vis & np.isfinite(gt).all(axis=1)
     if not vis.any():
         return np.zeros((len(alphas), 0), dtype=bool)
@@ -84,6 +120,7 @@ def pck_from_predictions(
     """
     if primary not in ("per_image", "per_point"):
         raise InputError(f"unknown averaging {primary!r} (use per_image or per_point)")
+    alphas = check_alphas(alphas)
     keys = [alpha_key(a) for a in alphas]
     image_scores: list[np.ndarray] = []
     point_correct = np.zeros(len(alphas))

@@ -91,7 +91,9 @@ class VisionEncoder(ABC):
         """B x 3 x H x W normalised input on ``self.device`` -> B x C x h x w features."""
 
     def to(self, device: str | torch.device) -> VisionEncoder:
-        self.device = torch.device(device)
+        from engine.devices import check_device
+
+        self.device = check_device(device)
         for module in self.modules():
             module.to(self.device)
         return self

@@ -45,7 +45,9 @@ class CombinedEncoder(VisionEncoder):
         return [m for p in self.parts for m in p.modules()]
 
     def to(self, device: str | torch.device) -> CombinedEncoder:
-        self.device = torch.device(device)
+        from engine.devices import check_device
+
+        self.device = check_device(device)
         for part in self.parts:
             part.to(device)
         return self

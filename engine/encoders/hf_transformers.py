@@ -11,7 +11,7 @@ import torch
 from engine.encoders.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from engine.encoders.common import ModuleEncoder, hf_cached, parse_layer, require_hub, tokens_to_grid
 from engine.encoders.registry import EncoderSpec, register_encoder, register_family
-from engine.errors import InputError, NotAvailableError
+from engine.errors import InputError, NotAvailableError, first_line
 
 HALF = (0.5, 0.5, 0.5)
 DEFAULT_LAYER = -2  # LLaVA's mm_vision_select_layer: output of the second-to-last block
@@ -126,9 +126,9 @@ def load_tower(spec: EncoderSpec) -> tuple[torch.nn.Module, str, dict]:
     except (InputError, NotAvailableError):
         raise
     except OSError as exc:
-        raise NotAvailableError(f"could not load {source!r} for encoder {spec.name!r}: {str(exc).splitlines()[0]}") from exc
+        raise NotAvailableError(f"could not load {source!r} for encoder {spec.name!r}: {first_line(exc)}") from exc
     except (ValueError, RuntimeError, KeyError) as exc:
-        raise InputError(f"{source!r} is not a usable transformers vision model: {str(exc).splitlines()[0]}") from exc
+        raise InputError(f"{source!r} is not a usable transformers vision model: {first_line(exc)}") from exc
     return model, cfg.model_type, _read_preprocessor(source)
 
 

@@ -9,7 +9,7 @@ import torch
 from engine.encoders.base import CLIP_MEAN, CLIP_STD, Preprocessing
 from engine.encoders.common import ModuleEncoder, hf_cached, parse_layer, require_hub
 from engine.encoders.registry import EncoderSpec, register_encoder, register_family
-from engine.errors import InputError, NotAvailableError
+from engine.errors import InputError, NotAvailableError, first_line
 
 DEFAULT_LAYER = -2
 HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -65,7 +65,7 @@ def load_visual(spec: EncoderSpec) -> tuple[torch.nn.Module, tuple, tuple]:
         try:
             model = open_clip.create_model(name, pretrained=tag)
         except Exception as exc:
-            raise NotAvailableError(f"could not load open_clip {name}/{tag}: {str(exc).splitlines()[0]}") from exc
+            raise NotAvailableError(f"could not load open_clip {name}/{tag}: {first_line(exc)}") from exc
     cfg = open_clip.get_pretrained_cfg(params.get("model_name", ""), params.get("pretrained", "")) or {}
     return model.visual, tuple(cfg.get("mean", CLIP_MEAN)), tuple(cfg.get("std", CLIP_STD))
 

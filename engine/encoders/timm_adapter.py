@@ -7,7 +7,7 @@ import torch
 from engine.encoders.base import Preprocessing
 from engine.encoders.common import ModuleEncoder, hf_cached, parse_layer, require_hub
 from engine.encoders.registry import EncoderSpec, register_encoder, register_family
-from engine.errors import InputError, NotAvailableError
+from engine.errors import InputError, NotAvailableError, first_line
 
 DEFAULT_LAYER = -2
 
@@ -28,7 +28,7 @@ def _create(spec: EncoderSpec) -> torch.nn.Module:
         try:
             return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as exc:
-            raise NotAvailableError(f"could not load timm {name}: {str(exc).splitlines()[0]}") from exc
+            raise NotAvailableError(f"could not load timm {name}: {first_line(exc)}") from exc
     torch.manual_seed(int(params.get("seed", 0)))
     return timm.create_model(name, pretrained=False, **kwargs)
 

@@ -1,12 +1,11 @@
-"""Custom checkpoints (HF zip, open_clip, state dict, TorchScript): validated in a temp dir, then stored by content hash.
+"""Custom checkpoints (HF zip, open_clip, state dict): validated in a temp dir, then stored by content hash.
 
 An uploaded encoder is named ``upload:<hash12>`` (plus a user label), lives in
 ``config.subdir("uploads")/<hash>/`` and is recorded in the ``encoder_uploads`` table; it then
 appears in ``list_encoders()``. Nothing is kept when validation fails: the files are staged in a
 temporary folder, the encoder is built from there and run on a tiny input, and only then moved into
-place and recorded. TorchScript: ``torch.jit.load`` rebuilds a module from its serialized code
-without unpickling arbitrary Python objects, but a TorchScript program is still code that runs on
-forward; only load TorchScript files whose origin you trust.
+place and recorded. Uploads are data, never code: TorchScript is not accepted (a scripted ``forward``
+is a program that can write files or never return); an architecture plus a state dict covers the need.
 """
 
 from __future__ import annotations
@@ -20,15 +19,22 @@ from pathlib import Path
 import torch
 
 from engine import config, store
-from engine.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, VisionEncoder
+from engine.encoders.base import VisionEncoder
 from engine.encoders.common import ModuleEncoder
 from engine.encoders.registry import EncoderSpec, get_family, get_spec, register_family
-from engine.encoders.safe_files import is_safetensors, load_state_dict_file, safe_extract_zip, strict_load
-from engine.errors import InputError
+from engine.encoders.safe_files import (
+    is_safetensors,
+    load_hub_layout,
+    load_state_dict_file,
+    safe_extract_zip,
+    strict_load,
+)
+from engine.encoders.staging import STAGING_PREFIX, claim_staging, release_staging, sweep_stale_staging
+from engine.errors import InputError, first_line
 from engine.hashing import hash_bytes, hash_obj
 
 CODE_VERSION = "upload-v1"
-KINDS = ("hf-zip", "open-clip", "state-dict", "torchscript")
+KINDS = ("hf-zip", "open-clip", "state-dict")
 FAMILY = "upload"
 
 store.register_schema(
@@ -84,35 +90,32 @@ def _state_dict(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncod
     encoder = get_family(arch.family).build(replace(arch, name=spec.name, pretrained=False, params=params), layer)
     if not isinstance(encoder, ModuleEncoder):
         raise InputError(f"architecture {arch.name!r} cannot take a state dict")
-    strict_load(encoder.module, load_state_dict_file(base / spec.params["file"]), what=f"state dict for {arch.name}")
+    state = load_state_dict_file(base / spec.params["file"])
+    what = f"state dict for {arch.name}"
+    try:
+        strict_load(encoder.module, state, what=what)
+    except InputError as direct:
+        if not hasattr(encoder.module, "config") or not hasattr(type(encoder.module), "from_pretrained"):
+            raise
+        # a registered transformers architecture: the hub layout (save_pretrained keys) loads through its own mapping
+        try:
+            load_hub_layout(encoder.module, state, what="as a hub layout")
+        except InputError as hub:
+            raise InputError(f"{direct}; {hub}") from None
     encoder._hash = None
     encoder.info["arch"] = arch.name
     return encoder
 
 
-def _torchscript(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
-    try:
-        module = torch.jit.load(str(base / spec.params["file"]), map_location="cpu")
-    except Exception as exc:
-        raise InputError(f"not a TorchScript module: {str(exc).splitlines()[0][:160]}") from exc
-    size = int(spec.params.get("image_size", 224))
-    with torch.inference_mode():
-        probe = module(torch.zeros(1, 3, size, size))
-    if not isinstance(probe, torch.Tensor) or probe.ndim != 4:
-        raise InputError("a TorchScript encoder must map B x 3 x H x W to B x C x h x w features")
-    stride = size // probe.shape[-1]
-    return ModuleEncoder(
-        name=spec.name, family=FAMILY, module=module, forward=lambda m, x: m(x),
-        preprocessing=Preprocessing((size, size), "stretch", IMAGENET_MEAN, IMAGENET_STD),
-        patch_size=stride, stride=stride, embed_dim=int(probe.shape[1]), extra_hash=spec.params["hash"],
-    )
-
-
-_BUILDERS = {"hf-zip": _hf_zip, "open-clip": _open_clip, "state-dict": _state_dict, "torchscript": _torchscript}
+_BUILDERS = {"hf-zip": _hf_zip, "open-clip": _open_clip, "state-dict": _state_dict}
 
 
 def _build_from(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
-    encoder = _BUILDERS[spec.params["kind"]](spec, base, layer)
+    kind = spec.params["kind"]
+    if kind not in _BUILDERS:  # e.g. a TorchScript upload stored by an older version: never loaded
+        raise InputError(f"{spec.name}: uploads of kind {kind!r} are no longer loaded (code, not data); delete it and "
+                         "upload a state dict for a registered architecture instead")
+    encoder = _BUILDERS[kind](spec, base, layer)
     encoder.name, encoder.family = spec.name, FAMILY
     if isinstance(encoder, ModuleEncoder):
         encoder.info.update({"upload_kind": spec.params["kind"], "label": spec.params.get("label"), "hash": spec.params["hash"]})
@@ -127,7 +130,6 @@ register_family(FAMILY, _build, lambda spec: (config.subdir("uploads") / spec.pa
 
 
 # --- staging and validation -----------------------------------------------------------------------
-
 
 def _stage(src: Path, kind: str, stage: Path) -> dict:
     """Put the payload into ``stage``; returns the params that locate it."""
@@ -145,8 +147,6 @@ def _stage(src: Path, kind: str, stage: Path) -> dict:
                 f.unlink()  # never loaded; keep only data files
         return {"subdir": str(folder.relative_to(stage))}
     name = "weights.safetensors" if is_safetensors(src) else "checkpoint.pt"
-    if kind == "torchscript":
-        name = "module.pt"
     shutil.copyfile(src, stage / name)
     return {"file": name}
 
@@ -165,7 +165,7 @@ def _validate(encoder: VisionEncoder) -> dict:
 
 def upload_file(
     path: str | Path, kind: str, arch: str | None = None, model_name: str | None = None, label: str | None = None,
-    image_size: int | None = None, display_name: str | None = None,
+    display_name: str | None = None,
 ) -> UploadResult:
     """Validate and store a checkpoint file; idempotent (same content + options -> same name)."""
     path = Path(path)
@@ -181,7 +181,7 @@ def upload_file(
         get_spec(arch)  # unknown arch -> InputError with close matches
     from engine.hashing import hash_file
 
-    options = {"kind": kind, "arch": arch, "model_name": model_name, "image_size": image_size}
+    options = {"kind": kind, "arch": arch, "model_name": model_name}
     digest = hash_obj([CODE_VERSION, hash_file(path, length=64), options], length=32)
     name = f"upload:{digest[:12]}"
     uploads = config.subdir("uploads")
@@ -190,20 +190,23 @@ def upload_file(
     if existing and final.is_dir():
         spec = existing[0]
         return UploadResult(spec.name, digest, spec.params.get("label"), kind, {}, existed=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=uploads))
+    sweep_stale_staging()
+    stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=uploads))
+    claim_staging(stage)
     shown = display_name or path.name
     try:
         params = _stage(path, kind, stage) | {k: v for k, v in options.items() if v is not None and k != "kind"}
         description = f"uploaded {kind}" + (f" ({arch})" if arch else "") + (f" ({model_name})" if model_name else "")
         spec = EncoderSpec(name, FAMILY, description, True, f"upload:{kind}", params | {"hash": digest, "kind": kind, "label": label})
         info = _validate(_build_from(spec, stage, None))
+        release_staging(stage)
         if final.exists():
             shutil.rmtree(final)
         stage.rename(final)
     except InputError as exc:
         raise InputError(f"{shown}: {exc}") from exc
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{shown}: the encoder could not be built or run ({str(exc).splitlines()[0][:160]})") from exc
+        raise InputError(f"{shown}: the encoder could not be built or run ({first_line(exc, 160)})") from exc
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

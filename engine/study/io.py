@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 
 from engine.benchmarks import BENCHMARKS, check_benchmark_name, check_group_name
-from engine.errors import InputError
+from engine.errors import InputError, first_line
 from engine.study.model import (
     GROUPS_KEY,
     LONG_COLUMNS,
+    MAX_ABS_VALUE,
     SETTING_META_COLUMNS,
     SETTINGS_COLUMNS,
     STUDY_FORMAT_VERSION,
@@ -25,6 +26,8 @@ from engine.study.model import (
 )
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_ROWS = 20_000  # rows of a study file (settings x benchmarks in the tidy layout); the paper has 120
+MAX_CELLS = 500_000
 FORMATS = ("auto", "released", "tidy", "paper", "json")
 JSON_KIND = "law-explorer-study"
 _MISSING = {"", "nan", "na", "n/a", "none", "null"}
@@ -103,18 +106,37 @@ def detect_format(frame: pd.DataFrame, label: str = "file") -> str:
 
 def _read_csv(text: str, label: str) -> pd.DataFrame:
     try:
-        # '#' lines are the provenance header that Law Explorer's own CSV exports carry.
-        body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        # Leading '#' lines are the provenance header of Law Explorer's own CSV exports; a '#' later in the
+        # file is data (a setting may be called '#2 best').
+        lines = text.splitlines()
+        start = 0
+        while start < len(lines) and lines[start].lstrip().startswith("#"):
+            start += 1
+        rows = sum(1 for line in lines[start + 1:] if line.strip())
+        if rows > MAX_ROWS:  # before any parsing: a count of lines is cheap
+            check_size(rows, 1, label)
+        body = "\n".join(lines[start:])
         frame = pd.read_csv(io.StringIO(body), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError) as exc:
-        raise InputError(f"{label}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{label}: not a readable CSV ({first_line(exc)})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise InputError(f"{label}: no data rows")
-    dupes = [c for c in frame.columns if list(frame.columns).count(c) > 1]
-    if dupes:
-        raise InputError(f"{label}: duplicate column '{dupes[0]}'")
+    check_size(len(frame), len(frame.columns), label)
+    seen: set[str] = set()
+    for col in frame.columns:
+        if col in seen:
+            raise InputError(f"{label}: duplicate column '{col}'")
+        seen.add(col)
     return frame
+
+
+def check_size(rows: int, columns: int, label: str) -> None:
+    """Refuse tables beyond ``MAX_ROWS`` rows or ``MAX_CELLS`` cells before any per-cell work."""
+    if rows > MAX_ROWS:
+        raise InputError(f"{label}: {rows:,} rows; a study holds at most {MAX_ROWS:,} (settings x benchmarks)")
+    if rows * max(columns, 1) > MAX_CELLS:
+        raise InputError(f"{label}: {rows:,} rows x {columns} columns; a study holds at most {MAX_CELLS:,} cells")
 
 
 def to_number(value: Any, label: str, column: str, row: int, setting: str, required: bool) -> float:
@@ -124,12 +146,16 @@ def to_number(value: Any, label: str, column: str, row: int, setting: str, requi
         if required:
             raise InputError(f"{where}: missing value")
         return float("nan")
+    if isinstance(value, bool):
+        raise InputError(f"{where}: boolean {value!r} is not a number")
     try:
-        number = float(str(value).strip())
-    except ValueError:
+        number = float(value) if isinstance(value, int | float) else float(str(value).strip())
+    except (ValueError, OverflowError):
         raise InputError(f"{where}: non-numeric value {str(value)[:40]!r}") from None
     if not math.isfinite(number):
-        raise InputError(f"{where}: value {value!r} is not finite")
+        raise InputError(f"{where}: value {str(value)[:40]!r} is not finite")
+    if abs(number) > MAX_ABS_VALUE:
+        raise InputError(f"{where}: value {str(value)[:40]!r} is out of range (|value| <= {MAX_ABS_VALUE:g})")
     return number
 
 
@@ -146,11 +172,26 @@ def _settings_column(frame: pd.DataFrame, column: str, label: str) -> list[str]:
     return names
 
 
+def _numeric_column(frame: pd.DataFrame, col: str, names: list[str], label: str, required: bool) -> np.ndarray:
+    """One text column -> floats in one vectorised pass; the first bad cell raises via ``to_number``."""
+    text = frame[col].astype(str).str.strip()
+    missing = text.str.lower().isin(_MISSING).to_numpy()
+    numbers = np.array(pd.to_numeric(text.where(~missing, None), errors="coerce"), dtype=float)
+    with np.errstate(invalid="ignore"):
+        bad = ~missing & ~(np.isfinite(numbers) & (np.abs(numbers) <= MAX_ABS_VALUE))
+    if required:
+        bad |= missing
+    if bad.any():
+        i = int(np.argmax(bad))
+        to_number(frame[col].iat[i], label, col, i + 2, names[i], required)  # raises with file, column, row, value
+        raise InputError(f"{label}: column '{col}', row {i + 2} (setting '{names[i]}'): "
+                         f"non-numeric value {str(frame[col].iat[i])[:40]!r}")
+    numbers[missing] = np.nan
+    return numbers
+
+
 def _numeric_block(frame: pd.DataFrame, names: list[str], columns: list[str], label: str, required: bool) -> pd.DataFrame:
-    values = {
-        col: [to_number(frame[col].iat[i], label, col, i + 2, names[i], required) for i in range(len(names))]
-        for col in columns
-    }
+    values = {col: _numeric_column(frame, col, names, label, required) for col in columns}
     return pd.DataFrame(values, index=names)
 
 
@@ -234,6 +275,27 @@ def _from_wide(frame: pd.DataFrame, name: str, label: str) -> Study:
     return make_study(name, settings, scores)
 
 
+def _tidy_groups(frame: pd.DataFrame, bench_col: pd.Series, label: str) -> dict[str, str]:
+    """The ``group`` column of a tidy CSV: one group per benchmark (blank rows take the others' group)."""
+    group_col = frame["group"].astype(str).str.strip()
+    given = group_col != ""
+    first_row: dict[tuple[str, str], int] = {}
+    for i, key in zip(np.flatnonzero(given.to_numpy()), zip(bench_col[given], group_col[given], strict=True), strict=True):
+        first_row.setdefault(key, int(i) + 2)
+    out: dict[str, tuple[str, int]] = {}
+    for (bench, group), row in first_row.items():
+        try:
+            check_group_name(group)
+        except InputError as exc:
+            raise InputError(f"{label}: column 'group', row {row}: {exc}") from None
+        if bench in out:
+            (g0, r0), (g1, r1) = sorted([out[bench], (group, row)], key=lambda x: x[1])
+            raise InputError(f"{label}: benchmark '{bench}' is in group '{g0}' (row {r0}) and '{g1}' (row {r1}); "
+                             "a benchmark has one group")
+        out[bench] = (group, row)
+    return {b: g for b, (g, _) in out.items()}
+
+
 def _from_tidy(frame: pd.DataFrame, name: str, label: str) -> Study:
     """Tidy CSV: ``setting, benchmark, A, C, score`` (+ optional ``group`` of the benchmark and metadata
     columns), one row per pair."""
@@ -244,41 +306,39 @@ def _from_tidy(frame: pd.DataFrame, name: str, label: str) -> Study:
     for col in frame.columns:
         if col not in allowed:
             raise InputError(f"{label}: unknown column '{col}' (tidy columns: {', '.join(allowed)})")
-    groups: dict[str, tuple[str, int]] = {}
-    rows, seen = [], set()
-    for i in range(len(frame)):
-        setting = str(frame["setting"].iat[i]).strip()
-        bench = str(frame["benchmark"].iat[i]).strip()
-        if not setting:
-            raise InputError(f"{label}: empty setting name, row {i + 2}")
-        if bench not in BENCHMARKS:
-            try:
-                check_benchmark_name(bench)
-            except InputError as exc:
-                raise InputError(f"{label}: row {i + 2}: {exc}") from None
-        if "group" in frame.columns and str(frame["group"].iat[i]).strip():
-            try:
-                group = check_group_name(str(frame["group"].iat[i]).strip())
-            except InputError as exc:
-                raise InputError(f"{label}: column 'group', row {i + 2}: {exc}") from None
-            first = groups.setdefault(bench, (group, i + 2))
-            if first[0] != group:
-                raise InputError(f"{label}: benchmark '{bench}' is in group '{first[0]}' (row {first[1]}) and "
-                                 f"'{group}' (row {i + 2}); a benchmark has one group")
-        if (setting, bench) in seen:
-            raise InputError(f"{label}: duplicate row for setting '{setting}' and benchmark '{bench}' (row {i + 2})")
-        seen.add((setting, bench))
-        a = to_number(frame["A"].iat[i], label, "A", i + 2, setting, required=True)
-        c = to_number(frame["C"].iat[i], label, "C", i + 2, setting, required=True)
-        score = to_number(frame["score"].iat[i], label, "score", i + 2, setting, required=False)
-        rows.append((setting, bench, a, c, score, i))
-    long = pd.DataFrame(rows, columns=[*LONG_COLUMNS, "row"])
+    settings_col = frame["setting"].astype(str).str.strip()
+    bench_col = frame["benchmark"].astype(str).str.strip()
+    empty = (settings_col == "").to_numpy()
+    if empty.any():
+        raise InputError(f"{label}: empty setting name, row {int(np.argmax(empty)) + 2}")
+    for bench in dict.fromkeys(bench_col[~bench_col.isin(BENCHMARKS)]):  # unknown benchmarks: any valid name
+        try:
+            check_benchmark_name(bench)
+        except InputError as exc:
+            row = int(np.argmax((bench_col == bench).to_numpy())) + 2
+            raise InputError(f"{label}: row {row}: {exc}") from None
+    dup = pd.DataFrame({"s": settings_col, "b": bench_col}).duplicated().to_numpy()
+    if dup.any():
+        i = int(np.argmax(dup))
+        raise InputError(f"{label}: duplicate row for setting '{settings_col.iat[i]}' and benchmark '{bench_col.iat[i]}' (row {i + 2})")
+    bench_groups = _tidy_groups(frame, bench_col, label) if "group" in frame.columns else {}
+    row_names = settings_col.tolist()
+    rows = pd.DataFrame({
+        "setting": settings_col.to_numpy(), "benchmark": bench_col.to_numpy(),
+        "A": _numeric_column(frame, "A", row_names, label, required=True),
+        "C": _numeric_column(frame, "C", row_names, label, required=True),
+        "score": _numeric_column(frame, "score", row_names, label, required=False),
+        "row": np.arange(len(frame)),
+    })
+    long = rows
     names = list(dict.fromkeys(long["setting"]))
     benchmarks = list(dict.fromkeys(long["benchmark"]))
-    for setting, group in long.groupby("setting", sort=False):
-        if group["C"].nunique() > 1:
-            raise InputError(f"{label}: setting '{setting}' has different C values across rows (C is one number per setting)")
-    shared = all(g["A"].nunique() == 1 for _, g in long.groupby("setting", sort=False))
+    groups = long.groupby("setting", sort=False)
+    c_counts = groups["C"].nunique()
+    if (c_counts > 1).any():
+        setting = c_counts.index[(c_counts > 1).to_numpy()][0]
+        raise InputError(f"{label}: setting '{setting}' has different C values across rows (C is one number per setting)")
+    shared = bool((groups["A"].nunique() == 1).all())
     scores = long.pivot(index="setting", columns="benchmark", values="score").reindex(index=names, columns=benchmarks)
     a_wide = long.pivot(index="setting", columns="benchmark", values="A").reindex(index=names, columns=benchmarks)
     if a_wide.isna().any().any():
@@ -292,7 +352,7 @@ def _from_tidy(frame: pd.DataFrame, name: str, label: str) -> Study:
             by_setting = frame.assign(setting=frame["setting"].str.strip()).groupby("setting", sort=False)[col].first()
             settings[col] = [str(by_setting.get(s, "")).strip() for s in names]
     study = make_study(name, settings, scores, a_per_benchmark=None if shared else a_wide)
-    return study.with_groups({b: g for b, (g, _) in groups.items()}) if groups else study
+    return study.with_groups(bench_groups) if bench_groups else study
 
 
 def study_to_json(study: Study) -> str:
@@ -308,33 +368,77 @@ def study_to_json(study: Study) -> str:
     return json.dumps(payload, indent=1, default=str)
 
 
+def _json_numbers(records: list[dict], col: str, table: str, label: str, allow_null: bool) -> np.ndarray:
+    """Strict numbers of one JSON column: int/float (never bool or text), finite, |x| <= MAX_ABS_VALUE; null -> NaN."""
+    out = np.empty(len(records))
+    for i, rec in enumerate(records):
+        value = rec.get(col)
+        where = f"{label}: {table}[{i}] field '{col}'"
+        if value is None:
+            if not allow_null:
+                raise InputError(f"{where}: missing value")
+            out[i] = np.nan
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{where}: {str(value)[:40]!r} is not a number")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number) or abs(number) > MAX_ABS_VALUE:
+            raise InputError(f"{where}: value {str(value)[:40]} is out of range (finite, |value| <= {MAX_ABS_VALUE:g})")
+        out[i] = number
+    return out
+
+
+def _json_records(payload: dict, key: str, columns: list[str], label: str) -> list[dict]:
+    records = payload.get(key)
+    if not isinstance(records, list):
+        raise InputError(f"{label}: field '{key}' must be a list of objects")
+    check_size(len(records), len(columns), label)
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise InputError(f"{label}: {key}[{i}] is not an object")
+        for col in columns:
+            if col not in rec:
+                raise InputError(f"{label}: {key}[{i}] lacks field '{col}'")
+    return records
+
+
 def study_from_json(text: str, label: str = "json", name: str | None = None) -> Study:
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{label}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise InputError(f"{label}: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more than 4300 digits
+        raise InputError(f"{label}: invalid JSON ({first_line(exc, 120)})") from None
     if not isinstance(payload, dict) or payload.get("kind") != JSON_KIND:
         raise InputError(f"{label}: not a Law Explorer study export (missing \"kind\": \"{JSON_KIND}\")")
-    try:
-        settings = pd.DataFrame(payload["settings"])
-        long = pd.DataFrame(payload["long"])
-        meta = dict(payload.get("meta") or {})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{label}: malformed study export ({exc})") from None
-    for col in SETTINGS_COLUMNS:
-        if col not in settings.columns:
-            raise InputError(f"{label}: settings lack column '{col}'")
-    for col in LONG_COLUMNS:
-        if col not in long.columns:
-            raise InputError(f"{label}: long table lacks column '{col}'")
+    if not isinstance(payload.get("meta") or {}, dict):
+        raise InputError(f"{label}: field 'meta' must be an object")
+    setting_records = _json_records(payload, "settings", ["setting", "A", "C"], label)
+    long_records = _json_records(payload, "long", LONG_COLUMNS, label)
+    for table, records in (("settings", setting_records), ("long", long_records)):
+        for field in ("setting", "benchmark") if table == "long" else ("setting",):
+            for i, rec in enumerate(records):
+                if not isinstance(rec[field], str) or not rec[field].strip():
+                    raise InputError(f"{label}: {table}[{i}] field '{field}': {str(rec[field])[:40]!r} is not a name")
+    settings = pd.DataFrame({"setting": [rec["setting"] for rec in setting_records]})
     for col in ("A", "C"):
-        settings[col] = pd.to_numeric(settings[col], errors="coerce").astype(float)
-    for col in ("A", "C", "score"):
-        if long[col].map(lambda v: v is not None and not isinstance(v, int | float)).any():
-            raise InputError(f"{label}: non-numeric value in column '{col}'")
-        long[col] = pd.to_numeric(long[col], errors="coerce").astype(float)
+        settings[col] = _json_numbers(setting_records, col, "settings", label, allow_null=True)
     for col in SETTING_META_COLUMNS:
-        settings[col] = settings[col].fillna("").astype(str)
+        values = [rec.get(col) for rec in setting_records]
+        bad = next((v for v in values if v is not None and not isinstance(v, str | int | float)), None)
+        if bad is not None:
+            raise InputError(f"{label}: settings field '{col}': {str(bad)[:40]!r} is not text")
+        settings[col] = ["" if v is None else str(v) for v in values]
+    long = pd.DataFrame({"setting": [rec["setting"] for rec in long_records],
+                         "benchmark": [rec["benchmark"] for rec in long_records]})
+    for col in ("A", "C", "score"):
+        long[col] = _json_numbers(long_records, col, "long", label, allow_null=True)
+    meta = dict(payload.get("meta") or {})
     return Study(name=name or str(payload.get("name", "imported")), long=long[LONG_COLUMNS].copy(),
                  settings=settings[SETTINGS_COLUMNS].copy(), meta=meta)
 
@@ -367,9 +471,11 @@ def validate_study(study: Study, min_settings: int = 3) -> None:
     names = study.settings["setting"].tolist()
     if not names:
         raise InputError(f"{where} has no settings")
-    dupes = sorted({s for s in names if names.count(s) > 1})
-    if dupes:
-        raise InputError(f"{where}: duplicate setting '{dupes[0]}'")
+    seen: set[str] = set()
+    for setting in names:  # linear: a set, never names.count in a loop
+        if setting in seen:
+            raise InputError(f"{where}: duplicate setting '{setting}'")
+        seen.add(setting)
     if not study.benchmarks:
         raise InputError(f"{where} has no benchmarks")
     _validate_groups(study, where)

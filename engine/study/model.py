@@ -19,6 +19,7 @@ SETTING_META_COLUMNS = ["llm", "projector", "recipe", "a_method", "c_method", "s
 SETTINGS_COLUMNS = ["setting", "A", "C", *SETTING_META_COLUMNS]
 STUDY_FORMAT_VERSION = 1
 GROUPS_KEY = "groups"  # meta key: {benchmark: group} chosen by the user (others get the registry's default)
+MAX_ABS_VALUE = 1e9  # |A|, |C|, |score| above this are typos or overflow bait (squares must stay finite)
 
 
 @dataclass
@@ -190,12 +191,14 @@ def _cell(value: Any) -> Any:
 def _number(value: Any, what: str, allow_nan: bool = False) -> float:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{what} is not a number: {value!r}") from None
     if math.isnan(number) and allow_nan:
         return number
     if not math.isfinite(number):
         raise InputError(f"{what} is not a finite number: {value!r}")
+    if abs(number) > MAX_ABS_VALUE:
+        raise InputError(f"{what} is out of range: {value!r} (|value| <= {MAX_ABS_VALUE:g})")
     return number
 
 
@@ -227,12 +230,18 @@ def make_study(
     names = settings["setting"].tolist()
     benchmarks = list(scores.columns)
     scores = scores.reindex(index=names)
-    rows = []
-    for i, setting in enumerate(names):
-        for bench in benchmarks:
-            a = settings.at[i, "A"] if a_per_benchmark is None else a_per_benchmark.at[setting, bench]
-            rows.append((setting, bench, float(a), float(settings.at[i, "C"]), float(scores.at[setting, bench])))
-    long = pd.DataFrame(rows, columns=LONG_COLUMNS)
+    m = len(benchmarks)  # long rows: settings outer, benchmarks inner (vectorised: linear in the rows)
+    if a_per_benchmark is None:
+        a_values = np.repeat(settings["A"].to_numpy(dtype=float), m)
+    else:
+        a_values = a_per_benchmark.reindex(index=names, columns=benchmarks).to_numpy(dtype=float).ravel()
+    long = pd.DataFrame({
+        "setting": np.repeat(np.asarray(names, dtype=object), m),
+        "benchmark": np.tile(np.asarray(benchmarks, dtype=object), len(names)),
+        "A": a_values,
+        "C": np.repeat(settings["C"].to_numpy(dtype=float), m),
+        "score": scores[benchmarks].to_numpy(dtype=float).ravel() if m else np.empty(0),
+    }, columns=LONG_COLUMNS)
     full_meta = {"a_kind": "shared" if a_per_benchmark is None else "per_benchmark", "version": STUDY_FORMAT_VERSION}
     full_meta.update(meta or {})
     if a_per_benchmark is not None:
