@@ -1,17 +1,23 @@
-"""Law page: per-benchmark fit — predicted vs actual, the fitted surface, R² vs baselines, coefficients, LOO."""
+"""Law page: per-benchmark fit and prediction — in-sample fit vs out-of-sample prediction of a chosen law model
+(intervals, coverage), the fitted surface, R² vs baselines, coefficients."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from engine.benchmarks import label
-from engine.law import FEATURE_SETS
+from engine.law import FEATURE_SETS, LAW_MODELS
+from engine.law.background import evaluation_if_ready, too_large_for_app
+from engine.law.models import DESCRIPTIONS
 from engine.plots import law as plots
 from engine.plots import tables
 from engine.plots.style import setting_families
 from pages import _ui
 
 ALL = "all"
+LEVELS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+MODEL_NAMES = {"paper": "paper (OLS quadratic)", "linear": "linear law", "ridge": "ridge quadratic",
+               "multitask": "multi-task quadratic", "auto": "auto (chosen by nested CV)"}
 
 
 def _label(name: str) -> str:
@@ -23,7 +29,7 @@ def _render_all(study, report, feature_set: str, families) -> None:
     prov = _ui.provenance(study, feature_set, benchmark=ALL)
     _ui.show_figure(plots.small_multiples(panels, families), f"law-all-{feature_set}", prov)
     st.subheader("Fit quality per benchmark")
-    _ui.show_table(tables.fit_quality(report, feature_set), f"law-fit-quality-{feature_set}", prov)
+    _ui.show_table(plots.human_columns(tables.fit_quality(report, feature_set)), f"law-fit-quality-{feature_set}", prov)
     predictions = report.predictions_table()
     if len(predictions) and feature_set == "ac_poly":
         st.subheader("Predictions for settings without a score (± leave-one-out RMSE)")
@@ -34,6 +40,10 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
     name, unit = label(benchmark), tables.score_unit(benchmark)
     fit = report.fit(benchmark, feature_set)
     prov = _ui.provenance(study, feature_set, benchmark=benchmark)
+    if fit.interpolating:
+        st.warning(f"{name}: {fit.n} settings for {fit.n_params} parameters — the fit interpolates them, so its "
+                   "in-sample R² is meaningless. Read the out-of-sample figures below, or use the linear law.",
+                   icon=":material/warning:")
     cols = st.columns(4)
     cols[0].metric("R² (in-sample)", f"{fit.r2:.3f}")
     cols[1].metric("Leave-one-out R²", f"{fit.loo_r2:.3f}")
@@ -58,7 +68,7 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
             f"Random features: mean R² of the same quadratic on random uniform A, C ({report.random_trials} draws). "
             "Null expectation: R² that 5 unrelated regressors reach on average, 5 / (n − 1)."
         )
-        _ui.show_table(comparison, f"law-{benchmark}-r2-table", prov)
+        _ui.show_table(plots.human_columns(comparison), f"law-{benchmark}-r2-table", prov)
     st.subheader("Coefficients")
     st.caption("Normalised: on min-max normalised A, C and score. Raw units: the same polynomial in the study's "
                f"A, C and score{unit and f' ({unit})'}.")
@@ -68,10 +78,66 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
     if unscored.empty:
         st.caption(f"Every setting with A and C has a {name} score; nothing left to predict.")
     else:
-        st.markdown(f"**Settings without a {name} score**: prediction ± leave-one-out RMSE")
+        st.markdown(f"**Settings without a {name} score**: prediction of the paper's law ± its out-of-sample "
+                    "(leave-one-out) RMSE; the model's conformal interval is on the Score-an-encoder page")
         _ui.show_table(unscored, f"law-{benchmark}-{feature_set}-unscored", prov)
     with st.expander("Fitted settings: predictions and residuals"):
         _ui.show_table(fit.predictions, f"law-{benchmark}-{feature_set}-predictions", prov)
+
+
+@st.fragment(run_every=1.0)
+def _wait_for_evaluation(study, model: str, level: float) -> None:
+    """Polls the background evaluation; redraws the page once it is ready (the script thread never waits)."""
+    if evaluation_if_ready(study, model, level) is not None:
+        st.rerun(scope="app")
+    st.info(f"Evaluating the '{model}' law out of sample (each setting held out of every benchmark)…",
+            icon=":material/hourglass_top:")
+
+
+def _render_predict(study, benchmark: str, model: str, level: float, families) -> None:
+    """Fit vs predict: in-sample R² beside the held-out figures of the chosen law model."""
+    st.subheader("Fit vs predict: how well does the law predict a setting it has not seen?")
+    st.caption(f"Model **{MODEL_NAMES[model]}**: {DESCRIPTIONS[model]}. Out of sample = each setting is removed from "
+               "every benchmark (as a new encoder would be), the model — normalisation, penalties and choices "
+               f"included — is fitted on the others and predicts it with a {level:.0%} jackknife+ interval.")
+    why = too_large_for_app(study, model)
+    if why:
+        st.info(why[0].upper() + why[1:] + ".", icon=":material/terminal:")
+        return
+    evaluation = evaluation_if_ready(study, model, level)
+    if evaluation is None:
+        _wait_for_evaluation(study, model, level)
+        return
+    prov = _ui.provenance(study, "ac_poly", benchmark=benchmark, model=model, level=level)
+    if benchmark == ALL:
+        means = ", ".join(f"{g} {v:.3f}" for g, v in evaluation.mean.items())
+        st.markdown(f"Mean R² out of sample: {means}. Intervals cover **{evaluation.coverage:.0%}** of all held-out "
+                    f"scores (target {level:.0%}). Chosen per fold: "
+                    + ", ".join(f"{k} ×{v}" for k, v in evaluation.chosen.items()) + ".")
+        labels = {b: label(b) for b in evaluation.benchmarks}
+        fig = plots.heldout_small_multiples(evaluation.heldout, labels, families, model, level)
+        _ui.show_figure(fig, f"law-all-{model}-heldout", prov)
+        _ui.show_table(plots.human_columns(evaluation.table()), f"law-evaluate-{model}-{level}", prov)
+        return
+    if benchmark not in evaluation.benchmarks:
+        st.caption(f"{label(benchmark)} is not evaluated: {evaluation.skipped.get(benchmark, 'too few settings')}")
+        return
+    res = evaluation.benchmarks[benchmark]
+    cols = st.columns(5)
+    cols[0].metric("R² in-sample (fit on all)", f"{res.in_sample_r2:.3f}",
+                   help="Meaningless when the fit interpolates" if res.interpolating else None)
+    cols[1].metric("R² out of sample", f"{res.loo_r2:.3f}")
+    cols[2].metric("Spearman ρ out of sample", f"{res.spearman:.3f}")
+    cols[3].metric("True best in predicted top 3", "yes" if res.top3_hit else "no")
+    cols[4].metric(f"Coverage of {level:.0%} intervals", f"{res.coverage:.0%}",
+                   help=f"Mean interval width {res.interval_width:.4g} score units")
+    if res.interpolating:
+        st.warning("Interpolating: no more settings than parameters; the in-sample R² says nothing.", icon=":material/warning:")
+    held = evaluation.heldout[evaluation.heldout["benchmark"] == benchmark]
+    fig = plots.heldout_intervals(held, families, label(benchmark), model, level, tables.score_unit(benchmark))
+    _ui.show_figure(fig, f"law-{benchmark}-{model}-heldout", prov)
+    with st.expander("Held-out predictions and intervals (table)"):
+        _ui.show_table(held, f"law-{benchmark}-{model}-heldout-table", prov)
 
 
 def render() -> None:
@@ -79,16 +145,24 @@ def render() -> None:
     study = _ui.current_study()
     with st.spinner("Fitting the law…"):
         report = _ui.law_report(study)
-    left, right = st.columns(2)
-    with left:
+    cols = st.columns(4)
+    with cols[0]:
         benchmark = _ui.url_selectbox("Benchmark", [ALL, *report.benchmarks], "law_benchmark", "benchmark",
                                       format_func=_label)
-    with right:
-        feature_set = st.selectbox("Features", list(FEATURE_SETS), key="law_feature_set",
+    with cols[1]:
+        feature_set = st.selectbox("Features (in-sample fit)", list(FEATURE_SETS), key="law_feature_set",
                                    format_func=tables.feature_set_label, help="Which terms of A and C the fit uses")
+    with cols[2]:
+        model = _ui.url_selectbox("Law model (prediction)", list(LAW_MODELS), "law_model", "model",
+                                  format_func=MODEL_NAMES.get, help="paper reproduces the paper; the others are "
+                                  "chosen on training settings only")
+    with cols[3]:
+        level = st.select_slider("Interval level", LEVELS, value=0.8, key="law_level", format_func=lambda v: f"{v:.0%}")
     families = setting_families(study.settings)
     for bench, why in report.skipped.items():
         st.caption(f"{label(bench)} not fitted: {why}")
+    _render_predict(study, benchmark, model, level, families)
+    st.subheader("The fit on all settings (in-sample)")
     if benchmark == ALL:
         _render_all(study, report, feature_set, families)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.benchmarks import group_label
+from engine.law.background import evaluation_if_ready, too_large_for_app
 from engine.plots import overview as plots
 from engine.plots import tables
 from engine.plots.style import setting_families
@@ -24,7 +25,7 @@ def _headline(study, report) -> None:
         value = 100 * head.reproduced[group]
         printed = head.printed.get(group)
         col.metric(
-            f"Mean R² ×100, {title} benchmarks",
+            f"Mean R² ×100, {title} benchmarks (in-sample)",
             f"{value:.2f}",
             delta=None if printed is None else f"{value - printed:+.2f} vs {printed:.2f} printed in the paper",
             delta_color="off",
@@ -32,8 +33,48 @@ def _headline(study, report) -> None:
         )
     cols[-2].metric("Settings", len(study.setting_names))
     cols[-1].metric("Benchmarks fitted", f"{len(report.fits)} / {len(study.benchmarks)}")
+    interpolating = [b for b, fits in report.fits.items() if fits["ac_poly"].interpolating]
+    if interpolating:
+        st.warning(f"Interpolating fit on {', '.join(interpolating)}: no more settings than the quadratic's 6 "
+                   "parameters, so the in-sample R² above is 100 by construction and says nothing. Add settings, "
+                   "or read the out-of-sample figures of the linear law on the law page.", icon=":material/warning:")
     for bench, why in report.skipped.items():
         st.caption(f"{bench} not fitted: {why}")
+
+
+def _oos_phrase(evaluation) -> str:
+    means = evaluation.mean
+    groups = " / ".join(f"{means[g]:.2f} ({group_label(g)})" for g in means if g != "all" and means[g] == means[g])
+    groups = groups or f"{means['all']:.2f}"
+    rho = sum(r.spearman for r in evaluation.benchmarks.values()) / len(evaluation.benchmarks)
+    top3 = sum(r.top3_hit for r in evaluation.benchmarks.values())
+    return (f"mean R² {groups}, Spearman ρ {rho:.2f}, and the truly best setting in its "
+            f"predicted top 3 on {top3} of {len(evaluation.benchmarks)} benchmarks")
+
+
+@st.fragment(run_every=1.0)
+def _wait(study) -> None:
+    if all(evaluation_if_ready(study, m, 0.8) is not None for m in ("paper", "auto")):
+        st.rerun(scope="app")
+    st.caption("Computing the out-of-sample figures (each setting held out of every benchmark)…")
+
+
+def _out_of_sample(study) -> None:
+    """One quotable sentence: the held-out quality of the paper's law and of the law chosen without peeking."""
+    why = too_large_for_app(study, "auto")
+    if why:
+        st.caption(f"Out-of-sample figures: {why}.")
+        return
+    paper, auto = (evaluation_if_ready(study, m, 0.8) for m in ("paper", "auto"))
+    if paper is None or auto is None:
+        _wait(study)
+        return
+    st.markdown(
+        f"**Out of sample** (each of the {paper.n_settings} settings held out of every benchmark and predicted from "
+        f"the others, as a new encoder would be): the paper's quadratic reaches {_oos_phrase(paper)}; the best "
+        f"law chosen without peeking (`auto`: model and penalties picked by nested cross-validation on the training "
+        f"settings) reaches {_oos_phrase(auto)}. The in-sample R² above is the fit on all settings."
+    )
 
 
 def render() -> None:
@@ -43,6 +84,8 @@ def render() -> None:
         report = _ui.law_report(study)
     st.subheader(f"Headline on study “{study.name}”")
     _headline(study, report)
+    with _ui.user_errors():
+        _out_of_sample(study)
     st.subheader("The law")
     st.markdown(
         "An MLLM's benchmark score is predicted from two properties of its vision representation: "

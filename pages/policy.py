@@ -112,7 +112,10 @@ def _render_recommender(study, benchmark: str, top: int) -> None:
             scores[setting] = cols[i % len(cols)].number_input(
                 f"{setting}: {name}", value=known if math.isfinite(known) else 0.0,
                 key=f"policy_score_{benchmark}_{setting}")
-    rec = recommend(study, benchmark, scores, top=top)
+    linear = st.checkbox("Linear law (A, C: 3 parameters, for few finetuned settings)", key="policy_linear")
+    rec = recommend(study, benchmark, scores, top=top, feature_set="ac_linear" if linear else "ac_poly")
+    if rec.warning:
+        st.warning(rec.warning, icon=":material/warning:")
     cols = st.columns(3)
     cols[0].metric("Next finetune (region rule)", rec.next_setting or "—",
                    help=f"Unexplored cell of the (A, C) grid at level {rec.level}")

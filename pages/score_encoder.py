@@ -7,6 +7,8 @@ import streamlit as st
 from engine import pipeline
 from engine.benchmarks import label
 from engine.errors import LawExplorerError
+from engine.law import FLAG_TEXT, LAW_MODELS
+from engine.law.background import fit_ready, too_large_for_app
 from engine.pipeline import figures
 from pages import _ui
 
@@ -131,18 +133,25 @@ def _render_manual() -> tuple[str, float | None, float | None, str]:
     return setting, a_value, c_value, "paper" if paper.startswith("yes") else "demo"
 
 
-def _render_policy(study, setting: str, A: float, C: float, prov) -> None:
+def _render_policy(study, setting: str, A: float, C: float, prov, flags: list[str]) -> None:
     st.subheader("What the AC policy recommends to finetune next")
     cols = st.columns([1, 3])
     benchmark = cols[0].selectbox("Benchmark", study.benchmarks, key="score_policy_benchmark",
                                   format_func=label)
+    linear = cols[0].checkbox("Linear law (A, C)", key="score_policy_linear",
+                              help="3 parameters instead of the quadratic's 6: for few finetuned settings")
     table = study.table(benchmark).dropna(subset=["score"])
     finetuned_names = cols[1].multiselect("Settings already finetuned (their measured scores are used)",
                                           table["setting"].tolist(), default=table["setting"].tolist(),
                                           key=f"score_policy_finetuned_{benchmark}")
     finetuned = dict(zip(table["setting"], table["score"], strict=True))
     finetuned = {name: float(finetuned[name]) for name in finetuned_names}
-    rec = pipeline.recommend_next(study, benchmark, finetuned, setting, A, C)
+    rec = pipeline.recommend_next(study, benchmark, finetuned, setting, A, C, flags=flags,
+                                  feature_set="ac_linear" if linear else "ac_poly")
+    if rec.warning:
+        st.warning(rec.warning, icon=":material/warning:")
+    if flags:
+        st.caption(f"'{setting}' is ranked but never recommended: {', '.join(flags)}.")
     cols = st.columns(2)
     cols[0].markdown(f"**Next by the AC region rule:** `{rec.next_setting or 'nothing left'}`")
     if rec.alternative:
@@ -151,28 +160,62 @@ def _render_policy(study, setting: str, A: float, C: float, prov) -> None:
     _ui.show_table(rec.ranking, f"score-policy-{benchmark}", prov)
 
 
-def _render_placement(study, setting: str, A: float, C: float, scale: str, target: str) -> None:
-    st.header("Where it falls on the law")
-    prov = _ui.provenance(study, "ac_poly", setting=setting, A=A, C=C, scale=scale)
+def _show_flags(table, scale: str, study_name: str) -> None:
+    if table["method_mismatch"].any():
+        why = "; ".join(table.attrs.get("mismatch", [])) or "A or C measured differently from the study's settings"
+        st.error(f"Not comparable ({why}): the predictions below on the law of '{study_name}' are an illustration, "
+                 "not a result, and this setting is never recommended.", icon=":material/block:")
+    for flag in ("extrapolated", "interpolating", "clipped"):
+        names = table.loc[table[flag], "label"].tolist()
+        if names:
+            st.warning(f"{FLAG_TEXT[flag][0].upper()}{FLAG_TEXT[flag][1:]}: {', '.join(names)}.", icon=":material/warning:")
+
+
+@st.fragment(run_every=1.0)
+def _wait_for_fit(study, model: str) -> None:
+    """Polls the background fit (the script thread never waits for it); redraws the page when it is ready."""
+    if fit_ready(study, model, wait_s=0.0):
+        st.rerun(scope="app")
+    st.info(f"Fitting the '{model}' law and its leave-one-out refits in the background…", icon=":material/hourglass_top:")
+
+
+def _render_placement(study, setting: str, A: float, C: float, scale: str, target: str,
+                      methods: dict | None = None) -> None:
+    cols = st.columns([2, 1])
+    model = cols[0].selectbox("Law model", list(LAW_MODELS), key="score_model",
+                              help="paper: the paper's quadratic; auto: chosen by nested CV (see the law page)")
+    level = cols[1].select_slider("Interval level", [0.5, 0.6, 0.7, 0.8, 0.9, 0.95], value=0.8, key="score_level",
+                                  format_func=lambda v: f"{v:.0%}")
+    why = too_large_for_app(study, model)
+    if why:
+        st.info(why[0].upper() + why[1:].replace("law evaluate", "law predict") + ".", icon=":material/terminal:")
+        return
+    if not fit_ready(study, model):
+        _wait_for_fit(study, model)
+        return
+    table = pipeline.place_on_law(study, setting, A, C, model, level, scale=scale, **(methods or {}))
+    flags = pipeline.placement_flags(table)
+    comparable = bool(table["comparable"].all())
+    st.header("Where it falls on the law" if comparable else "Where it would fall on the law (illustration only)")
+    prov = _ui.provenance(study, "ac_poly", setting=setting, A=A, C=C, scale=scale, model=model, level=level,
+                          flags=", ".join(flags) or "none")
     cols = st.columns(3)
     cols[0].metric("A", f"{A:.4g}")
     cols[1].metric("C", f"{C:.4g}")
     cols[2].metric("Scale", scale)
-    if scale != "paper":
-        st.warning(f"Demo-scale A/C: these predictions on the law of '{study.name}' are illustrations, not results.",
-                   icon=":material/science:")
+    _show_flags(table, scale, study.name)
     _ui.show_figure(figures.candidate_scatter(study.settings, setting, A, C, scale), "score-ac-scatter", prov)
-    table = pipeline.place_on_law(study, setting, A, C)
     _ui.show_figure(figures.prediction_bars(table, setting, scale, study.long), "score-predictions", prov)
-    if table["extrapolated"].any():
-        st.caption("Hatched bars: A or C lies outside the range the law was fitted on (extrapolation).")
+    st.caption(f"Bars: predicted score; whiskers: the {level:.0%} jackknife+ interval (out of sample, finite-sample "
+               "guarantee), clipped to each benchmark's valid range. Hatched: outside the study's A-C hull.")
     _ui.show_table(table, "score-predictions-table", prov)
-    _render_policy(study, setting, A, C, prov)
+    _render_policy(study, setting, A, C, prov, flags)
     st.subheader("Keep it")
     if st.button(f"Add '{setting}' to study '{target}'", key="score_add", icon=":material/add:"):
         written = pipeline.add_to_study(study.name, setting, A, C, {"notes": f"{scale}-scale"},
-                                        demo_scale=scale != "paper")
-        st.success(f"Stored A and C of '{setting}' in study '{written}'.", icon=":material/check:")
+                                        demo_scale=scale != "paper", flags=flags)
+        kept = f" with its flags ({', '.join(flags)})" if flags else ""
+        st.success(f"Stored A and C of '{setting}' in study '{written}'{kept}.", icon=":material/check:")
 
 
 def render() -> None:
@@ -186,13 +229,15 @@ def render() -> None:
     if mode == MEASURE:
         plan, A, C = _render_measure(study_name)
         setting, scale, target = plan.setting, plan.scale, plan.target_study
+        methods = {"a_definition": plan.a_definition, "c_protocol": plan.c_protocol}
     else:
         setting, A, C, scale = _render_manual()
         target = pipeline.user_study_name(study_name, demo_scale=scale != "paper")
+        methods = {}
     if A is None or C is None:
         return
     try:
-        _render_placement(study, setting, A, C, scale, target)
+        _render_placement(study, setting, A, C, scale, target, methods)
     except LawExplorerError as exc:
         st.error(str(exc), icon=":material/error:")
 

@@ -34,8 +34,8 @@ def test_predicted_vs_actual_has_identity_line_loo_markers_and_setting_hover():
     assert {"language-supervised", "diffusion"} <= set(names)
     hover = " ".join(h for t in fig.data if t.hovertext is not None for h in t.hovertext)
     assert "CLIP336" in hover and "Mine" in hover
-    assert "R² = 0.930" in fig.layout.title.text
-    assert fig.layout.xaxis.title.text == "actual score"
+    assert "R² in-sample 0.930, out of sample 0.710" in fig.layout.title.text
+    assert fig.layout.xaxis.title.text == "measured score"
     clip = next(t for t in fig.data if t.name == "language-supervised")
     assert clip.marker.color == FAMILY_COLORS["language-supervised"]
 

@@ -103,17 +103,22 @@ def test_bad_plan_inputs_are_one_line_errors(isolated_home, kwargs, message):
 
 
 def test_place_on_law_equals_the_fitted_law(isolated_home):
+    from engine.law import predict_setting
+
     study = load_study(BUNDLED_NAME)
     table = pipeline.place_on_law(study, "new", -2.0, 18.0)
     assert table["benchmark"].tolist() == study.benchmarks
+    interval = predict_setting(study, -2.0, 18.0, "paper", 0.8).table.set_index("benchmark")
     for row in table.itertuples():
         fit = fit_benchmark(study, row.benchmark)
         assert row.predicted == pytest.approx(float(fit.predict(-2.0, 18.0)))
-        assert row.loo_rmse == pytest.approx(fit.loo_rmse) and row.loo_rmse > 0
-        assert (row.loo_rmse_band_low, row.loo_rmse_band_high) == pytest.approx((row.predicted - fit.loo_rmse, row.predicted + fit.loo_rmse))
-        assert not row.extrapolated and math.isnan(row.actual)
+        assert (row.lower, row.upper) == pytest.approx((interval.at[row.benchmark, "lower"], interval.at[row.benchmark, "upper"]))
+        assert row.lower < row.predicted < row.upper and row.level == 0.8 and row.model == "paper"
+        assert not row.extrapolated and math.isnan(row.actual) and row.comparable
     far = pipeline.place_on_law(BUNDLED_NAME, "far", -6.0, 18.0)
-    assert far["extrapolated"].all()
+    assert far["extrapolated"].all() and not far["comparable"].any()
+    demo = pipeline.place_on_law(study, "new", -2.0, 18.0, scale="demo")
+    assert demo["method_mismatch"].all() and not demo["comparable"].any()
     own = pipeline.place_on_law(study, "CLIP336", -1.97, 15.66)
     assert own.set_index("benchmark").at["mme", "actual"] == 1502.7
     with pytest.raises(InputError, match="finite"):
@@ -162,7 +167,7 @@ def test_recommend_next_ranks_the_candidate(isolated_home):
     assert "CLIP336 (new)" in renamed.ranking["setting"].tolist()
 
 
-def test_figures_show_the_candidate_and_the_loo_bands(isolated_home):
+def test_figures_show_the_candidate_and_the_intervals(isolated_home):
     from engine.pipeline import figures
 
     study = load_study(BUNDLED_NAME)
@@ -173,7 +178,8 @@ def test_figures_show_the_candidate_and_the_loo_bands(isolated_home):
     bars = figures.prediction_bars(table, "cand", "demo", study.long)
     drawn = [t for t in bars.data if t.type == "bar"]
     assert [t.y[0] for t in drawn] == pytest.approx(table["predicted"].tolist())
-    assert [t.error_y.array[0] for t in drawn] == pytest.approx(table["loo_rmse"].tolist())
+    assert [t.error_y.array[0] for t in drawn] == pytest.approx((table["upper"] - table["predicted"]).tolist())
+    assert [t.error_y.arrayminus[0] for t in drawn] == pytest.approx((table["predicted"] - table["lower"]).tolist())
 
 
 def test_cli_plan_place_and_add(isolated_home, capsys):

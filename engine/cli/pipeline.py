@@ -56,8 +56,12 @@ def _status(args: argparse.Namespace) -> Output:
 
 
 def _place(args: argparse.Namespace) -> Output:
-    table = pipeline.place_on_law(args.study, args.setting or "candidate", args.A, args.C)
-    return Output(data=table.to_dict(orient="records"), tables=[("Predicted score per benchmark (± LOO RMSE)", table)])
+    table = pipeline.place_on_law(args.study, args.setting or "candidate", args.A, args.C, args.model, args.level,
+                                  scale="demo" if args.demo_scale else "paper")
+    flags = pipeline.placement_flags(table)
+    text = f"flags: {', '.join(flags)}" if flags else None
+    return Output(data=table.to_dict(orient="records"), text=text,
+                  tables=[(f"Predicted score per benchmark ('{args.model}' law, {args.level:.0%} interval)", table)])
 
 
 def _add(args: argparse.Namespace) -> Output:
@@ -96,6 +100,9 @@ def register(sub) -> None:
     p.add_argument("--setting", default=None)
     p.add_argument("--A", type=float, required=True)
     p.add_argument("--C", type=float, required=True)
+    p.add_argument("--model", default="paper", help="law model (see `law evaluate`; default paper)")
+    p.add_argument("--level", type=float, default=0.8, help="interval level in (0, 1) (default 0.8)")
+    p.add_argument("--demo-scale", action="store_true", help="A/C measured at demo scale: flagged as not comparable")
     p = leaf(group, "add", _add, "Store A and C of a setting in a user study (bundled studies are copied first)")
     p.add_argument("--study", default="paper-v3")
     p.add_argument("--setting", required=True)

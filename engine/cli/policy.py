@@ -80,8 +80,11 @@ def parse_finetuned(text: str) -> dict[str, float]:
 
 
 def _recommend(args: argparse.Namespace) -> Output:
-    rec = recommend(load_study(args.study), args.benchmark, parse_finetuned(args.finetuned), top=args.top, seed=args.seed)
+    rec = recommend(load_study(args.study), args.benchmark, parse_finetuned(args.finetuned), top=args.top, seed=args.seed,
+                    feature_set="ac_linear" if args.linear else "ac_poly")
     lines = [f"next (region rule): {rec.next_setting} (grid level {rec.level})"]
+    if rec.warning:
+        lines.append(f"WARNING: {rec.warning}")
     if rec.alternative:
         lines.append(f"alternative (highest prediction): {rec.alternative} ({rec.alternative_predicted:.2f} ± {rec.loo_rmse:.2f})")
     return Output(data=rec.to_dict(), text="\n".join(lines), tables=[("ranking", rec.ranking.round(3))])
@@ -139,6 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetuned", default="", help='measured scores, e.g. "CLIP336=64.3,DINOv2=58.5"')
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--linear", action="store_true", help="rank with the linear law (A, C) instead of the quadratic")
     p = leaf(group, "cost", _cost, "Trainable parameters and GPU-hours: AC policy vs finetuning everything")
     p.add_argument("--encoder-width", type=int, default=1024)
     p.add_argument("--llm-hidden", type=int, default=4096)

@@ -55,6 +55,16 @@ class BenchmarkFit:
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
+    def n_params(self) -> int:
+        """Coefficients of the fit, intercept included."""
+        return len(FEATURE_SETS[self.feature_set]) + 1
+
+    @property
+    def interpolating(self) -> bool:
+        """No more settings than parameters: the fit passes through every point and in-sample R² is meaningless."""
+        return self.n <= self.n_params
+
+    @property
     def loo_predicted(self) -> np.ndarray:
         """Leave-one-out predictions (raw units), computed on first use."""
         if "loo_predicted" not in self.arrays:

@@ -93,6 +93,7 @@ class LawReport:
             main = fits["ac_poly"]
             benchmarks[bench] = {
                 "n": main.n,
+                "interpolating": main.interpolating,
                 "r2": {fs: fit.r2 for fs, fit in fits.items()},
                 "loo_r2": main.loo_r2,
                 "loo_rmse": main.loo_rmse,

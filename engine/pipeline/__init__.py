@@ -11,6 +11,7 @@ from engine.pipeline.jobs import complete, launch, scores, status
 from engine.pipeline.placement import (
     add_to_study,
     place_on_law,
+    placement_flags,
     recommend_next,
     with_candidate,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "finite",
     "launch",
     "place_on_law",
+    "placement_flags",
     "plan",
     "recommend_next",
     "refresh",

@@ -1,4 +1,4 @@
-"""Figures of the score-an-encoder page: the candidate on the A-C plane and its predicted scores with LOO bands."""
+"""Figures of the score-an-encoder page: the candidate on the A-C plane and its predicted scores with intervals."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from engine.plots.labels import label_annotations, padded_range
 from engine.plots.style import family_color, finish, setting_families
 
 CANDIDATE_COLOR = "#d62728"
@@ -21,8 +22,8 @@ def candidate_scatter(settings: pd.DataFrame, setting: str, A: float, C: float, 
     for family in dict.fromkeys(families.tolist()):
         rows = known[families.reindex(known["setting"]).to_numpy() == family]
         fig.add_trace(go.Scatter(
-            x=rows["A"], y=rows["C"], mode="markers+text", name=family, text=rows["setting"],
-            textposition="top center", marker={"size": 10, "color": family_color(family)},
+            x=rows["A"], y=rows["C"], mode="markers", name=family, text=rows["setting"],
+            marker={"size": 10, "color": family_color(family)},
             hovertemplate="%{text}<br>A=%{x:.3f}<br>C=%{y:.2f}<extra></extra>",
         ))
     label = f"{setting} [{scale}-scale]"
@@ -31,13 +32,21 @@ def candidate_scatter(settings: pd.DataFrame, setting: str, A: float, C: float, 
         marker={"size": 18, "symbol": "star", "color": CANDIDATE_COLOR, "line": {"width": 1, "color": "black"}},
         hovertemplate="%{text}<br>A=%{x:.3f}<br>C=%{y:.2f}<extra></extra>",
     ))
-    return finish(fig, "Where the new setting falls among the study's settings", "A", "C (PCK@0.10 x 100)")
+    fig = finish(fig, "Where the new setting falls among the study's settings", "A (alignment)",
+                 "C (correspondence, PCK@0.10 x 100)")
+    xs, ys = [*known["A"], A], [*known["C"], C]
+    x_range, y_range = padded_range(xs), padded_range(ys)
+    fig.update_xaxes(range=list(x_range))
+    fig.update_yaxes(range=list(y_range))
+    fig.update_layout(annotations=label_annotations(xs, ys, [*known["setting"], label], x_range, y_range))
+    return fig
 
 
 def prediction_bars(table: pd.DataFrame, setting: str, scale: str, study_scores: pd.DataFrame | None = None,
                     cols: int = 4) -> go.Figure:
-    """One panel per benchmark (own y axis: MME is out of 2000): the predicted score ± leave-one-out RMSE, beside
-    the study's measured scores of that benchmark (grey) and the setting's own score when measured (black)."""
+    """One panel per benchmark (own y axis: MME is out of 2000): the predicted score with its conformal interval
+    (``lower``/``upper`` of ``place_on_law``), beside the study's measured scores of that benchmark (grey) and the
+    setting's own score when measured (black). Hatched: extrapolated; grey bar: A/C not comparable with the study's."""
     rows = math.ceil(len(table) / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=table["label"].tolist(), horizontal_spacing=0.06,
                         vertical_spacing=0.18)
@@ -49,13 +58,18 @@ def prediction_bars(table: pd.DataFrame, setting: str, scale: str, study_scores:
             fig.add_trace(go.Box(y=scores["score"], x=["study"] * len(scores), name="study settings", boxpoints="all",
                                  text=scores["setting"], marker={"color": "#9e9e9e"}, line={"color": "#9e9e9e"},
                                  showlegend=i == 0, legendgroup="study"), row=r, col=c)
+        level = f"{row.level:.0%}"
         fig.add_trace(go.Bar(
-            x=["predicted"], y=[row.predicted], name="predicted ± LOO RMSE", showlegend=i == 0, legendgroup="pred",
-            error_y={"type": "data", "array": [row.loo_rmse], "visible": True},
-            marker={"color": CANDIDATE_COLOR, "pattern": {"shape": "/" if row.extrapolated else ""}},
-            hovertemplate=f"{row.label}<br>predicted %{{y:.2f}} ± {row.loo_rmse:.2f}<extra></extra>",
+            x=["predicted"], y=[row.predicted], name=f"predicted, {level} interval", showlegend=i == 0, legendgroup="pred",
+            error_y={"type": "data", "symmetric": False, "array": [row.upper - row.predicted],
+                     "arrayminus": [row.predicted - row.lower], "visible": True},
+            marker={"color": CANDIDATE_COLOR if not row.method_mismatch else "#9e9e9e",
+                    "pattern": {"shape": "/" if row.extrapolated else ""}},
+            hovertemplate=(f"{row.label}<br>predicted %{{y:.2f}}, {level} interval [{row.lower:.2f}, {row.upper:.2f}]"
+                           f"{'<br>extrapolated' if row.extrapolated else ''}{'<br>clipped to the valid range' if row.clipped else ''}"
+                           "<extra></extra>"),
         ), row=r, col=c)
-        values = [row.loo_rmse_band_low, row.loo_rmse_band_high, *([] if scores is None else scores["score"])]
+        values = [row.lower, row.upper, *([] if scores is None else scores["score"])]
         if not math.isnan(row.actual):
             values.append(row.actual)
         pad = 0.08 * (max(values) - min(values) or 1.0)
@@ -64,5 +78,7 @@ def prediction_bars(table: pd.DataFrame, setting: str, scale: str, study_scores:
             fig.add_trace(go.Scatter(x=["predicted"], y=[row.actual], mode="markers", name="measured",
                                      marker={"size": 11, "color": "black", "symbol": "diamond"},
                                      showlegend=i == 0, legendgroup="measured"), row=r, col=c)
-    title = f"Predicted scores of {setting} ({scale}-scale A and C; hatched = extrapolated)"
+    model = table["model"].iat[0] if "model" in table and len(table) else "paper"
+    title = (f"Predicted scores of {setting} ('{model}' law, out-of-sample interval; {scale}-scale A and C; "
+             "hatched = extrapolated)")
     return finish(fig, title, "", "", height=300 * rows + 80)

@@ -9,7 +9,30 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.plots.style import LABEL_FONT, VARIANT_COLORS, family_color, finish
+from engine.plots.labels import label_annotations, padded_range
+from engine.plots.style import VARIANT_COLORS, family_color, finish
+
+FEATURE_SET_NAMES = {
+    "ac_poly": "A and C, quadratic (the law)", "a_poly": "A only, quadratic", "c_poly": "C only, quadratic",
+    "ac_linear": "A and C, linear", "a_linear": "A only, linear", "c_linear": "C only, linear",
+}
+# Column names of the law tables as a researcher reads them (tables keep machine names for CSV consumers)
+HUMAN_COLUMNS = {
+    "n": "settings", "r2": "R² in-sample", "loo_r2": "R² out of sample (leave one setting out)",
+    "loo_rmse": "RMSE out of sample", "random_r2": "R² of random features", "null_r2": "R² expected by chance",
+    "feature_set": "features", "variant": "uses", "in_sample_r2": "R² in-sample", "spearman": "Spearman ρ out of sample",
+    "top1_hit": "true best predicted best", "top3_hit": "true best in predicted top 3", "coverage": "interval coverage",
+    "interval_width": "mean interval width", "interpolating": "interpolating (n ≤ parameters)",
+    "loo_predicted": "predicted while held out", "plus_minus": "± RMSE out of sample",
+}
+
+
+def human_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with researcher-readable column names and feature-set labels."""
+    out = table.rename(columns=HUMAN_COLUMNS)
+    if "features" in out:
+        out["features"] = out["features"].map(lambda f: FEATURE_SET_NAMES.get(f, f))
+    return out
 
 
 def _hover(frame: pd.DataFrame, unit: str) -> list[str]:
@@ -67,11 +90,53 @@ def predicted_vs_actual(
     """Scatter of predicted vs actual score per setting; open markers are leave-one-out predictions."""
     fig = go.Figure()
     _add_prediction_traces(fig, preds, families, unit)
-    title = f"{benchmark}: predicted vs actual (R² = {r2:.3f}, LOO R² = {loo_r2:.3f})"
-    fig = finish(fig, title, f"actual score{unit and f' ({unit.strip()})'}", f"predicted score{unit and f' ({unit.strip()})'}")
+    title = f"{benchmark}: predicted vs actual (R² in-sample {r2:.3f}, out of sample {loo_r2:.3f})"
+    suffix = unit and f" ({unit.strip()})"
+    fig = finish(fig, title, f"measured score{suffix}", f"predicted score{suffix} (filled: fit on all; open: held out)")
     span = fig.data[0].x  # the y = x segment spans every point: same range on both axes
     fig.update_xaxes(range=list(span))
     fig.update_yaxes(range=list(span))
+    scored = preds.dropna(subset=["score"])
+    fig.update_layout(annotations=label_annotations(scored["score"].tolist(), scored["predicted"].tolist(),
+                                                    scored["setting"].tolist(), tuple(span), tuple(span)))
+    return fig
+
+
+def heldout_intervals(
+    heldout: pd.DataFrame, families: pd.Series, benchmark: str, model: str, level: float, unit: str = ""
+) -> go.Figure:
+    """Each setting's score predicted while it was held out, with its conformal interval, against the truth.
+
+    ``heldout``: setting, score, predicted, lower, upper, inside (one benchmark of ``Evaluation.heldout``).
+    """
+    fig = go.Figure()
+    values = heldout[["score", "predicted", "lower", "upper"]].to_numpy(dtype=float)
+    lo, hi = padded_range(values.ravel())
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line={"dash": "dash", "color": "#999"},
+                             hoverinfo="skip"))
+    fam = heldout["setting"].map(families).fillna("other")
+    for family in sorted(fam.unique()):
+        part = heldout[fam == family]
+        fig.add_trace(go.Scatter(
+            x=part["score"], y=part["predicted"], mode="markers", name=family,
+            marker={"color": family_color(family), "size": 10, "line": {"width": 1, "color": "white"},
+                    "symbol": ["circle" if ok else "x" for ok in part["inside"]]},
+            error_y={"type": "data", "symmetric": False, "array": (part["upper"] - part["predicted"]).tolist(),
+                     "arrayminus": (part["predicted"] - part["lower"]).tolist(), "color": family_color(family),
+                     "thickness": 1},
+            text=part["setting"],
+            hovertemplate=("<b>%{text}</b><br>measured %{x:.4g}<br>predicted while held out %{y:.4g}"
+                           f"<br>{level:.0%} interval " + "[%{customdata[0]:.4g}, %{customdata[1]:.4g}]<extra></extra>"),
+            customdata=part[["lower", "upper"]].to_numpy(),
+        ))
+    coverage = float(heldout["inside"].mean()) if len(heldout) else float("nan")
+    suffix = unit and f" ({unit.strip()})"
+    fig = finish(fig, f"{benchmark}: out of sample, '{model}' law ({level:.0%} intervals cover {coverage:.0%}; "
+                 "x = outside)", f"measured score{suffix}", f"predicted while held out{suffix}")
+    fig.update_xaxes(range=[lo, hi])
+    fig.update_yaxes(range=[lo, hi])
+    fig.update_layout(annotations=label_annotations(heldout["score"].tolist(), heldout["predicted"].tolist(),
+                                                    heldout["setting"].tolist(), (lo, hi), (lo, hi)))
     return fig
 
 
@@ -82,10 +147,10 @@ def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.
                         horizontal_spacing=0.06, vertical_spacing=0.14)
     for i, (_, preds, _) in enumerate(panels):
         _add_prediction_traces(fig, preds, families, "", row=i // cols + 1, col=i % cols + 1)
-    fig = finish(fig, "Predicted vs actual score, every benchmark (open markers: leave-one-out)", "", "",
-                 height=300 * rows + 80)
-    fig.update_xaxes(title_text="actual", row=rows)
-    fig.update_yaxes(title_text="predicted", col=1)
+    fig = finish(fig, "Predicted vs measured score, every benchmark (filled: fit on all settings; open: held out)",
+                 "", "", height=300 * rows + 80)
+    fig.update_xaxes(title_text="measured score", row=rows)
+    fig.update_yaxes(title_text="predicted score", col=1)
     return fig
 
 
@@ -107,8 +172,7 @@ def surface_contour(
     for family in sorted(fam.unique()):
         part = points[fam == family]
         fig.add_trace(
-            go.Scatter(x=part["A_norm"], y=part["C_norm"], mode="markers+text", name=family, text=part["setting"],
-                       textposition="top center", textfont=LABEL_FONT,
+            go.Scatter(x=part["A_norm"], y=part["C_norm"], mode="markers", name=family, text=part["setting"],
                        marker={"color": family_color(family), "size": 11, "line": {"width": 1.5, "color": "white"}},
                        hovertext=[f"<b>{r.setting}</b><br>actual {r.score:.4g}" for r in part.itertuples()],
                        hoverinfo="text")
@@ -117,14 +181,20 @@ def surface_contour(
                  "C (min-max normalised)", height=560)
     # legend under the plot: the colour bar takes the right side
     fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.16, "yanchor": "top"}, margin={"b": 110})
+    fig.update_xaxes(range=[-0.06, 1.06])
+    fig.update_yaxes(range=[-0.06, 1.06])
+    fig.update_layout(annotations=label_annotations(points["A_norm"].tolist(), points["C_norm"].tolist(),
+                                                    points["setting"].tolist(), (-0.06, 1.06), (-0.06, 1.06),
+                                                    height_px=420))
     return fig
 
 
 def r2_comparison(table: pd.DataFrame, random_r2: float | None, null_r2: float | None, benchmark: str) -> go.Figure:
     """Bars of R² per feature set (``table``: feature_set, variant, r2) with random-baseline and null lines."""
     colors = [VARIANT_COLORS.get(v, "#7f7f7f") for v in table["variant"]]
+    names = [FEATURE_SET_NAMES.get(f, f) for f in table["feature_set"]]
     fig = go.Figure(
-        go.Bar(x=table["feature_set"], y=table["r2"], marker_color=colors, text=[f"{v:.3f}" for v in table["r2"]],
+        go.Bar(x=names, y=table["r2"], marker_color=colors, text=[f"{v:.3f}" for v in table["r2"]],
                textposition="outside", hovertemplate="%{x}: R² %{y:.3f}<extra></extra>", name="R²")
     )
     if random_r2 is not None and np.isfinite(random_r2):
@@ -133,6 +203,46 @@ def r2_comparison(table: pd.DataFrame, random_r2: float | None, null_r2: float |
     if null_r2 is not None and np.isfinite(null_r2):
         fig.add_hline(y=null_r2, line={"dash": "dash", "color": "#444"},
                       annotation_text=f"null expectation {null_r2:.2f}", annotation_position="bottom right")
-    fig = finish(fig, f"{benchmark}: R² by feature set vs random baseline", "feature set", "R² (in-sample)", height=420)
+    fig = finish(fig, f"{benchmark}: R² by feature set vs random baseline (in-sample)", "terms of A and C in the fit",
+                 "R² of the fit on all settings (in-sample)", height=420)
     fig.update_yaxes(range=[min(0.0, float(table["r2"].min()) - 0.05), 1.08])
+    return fig
+
+
+def heldout_small_multiples(
+    heldout: pd.DataFrame, labels: dict[str, str], families: pd.Series, model: str, level: float, cols: int = 4
+) -> go.Figure:
+    """Held-out prediction vs measured score with the conformal interval, one panel per benchmark."""
+    benches = list(dict.fromkeys(heldout["benchmark"]))
+    rows = max(1, math.ceil(len(benches) / cols))
+    cover = heldout.groupby("benchmark")["inside"].mean()
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.14,
+                        subplot_titles=[f"{labels.get(b, b)} ({cover[b]:.0%} covered)" for b in benches])
+    shown: set[str] = set()
+    for i, bench in enumerate(benches):
+        part = heldout[heldout["benchmark"] == bench]
+        where = {"row": i // cols + 1, "col": i % cols + 1}
+        lo, hi = padded_range(part[["score", "lower", "upper"]].to_numpy(dtype=float).ravel())
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dash", "color": "#999"},
+                                 hoverinfo="skip", showlegend=False), **where)
+        fam = part["setting"].map(families).fillna("other")
+        for family in sorted(fam.unique()):
+            sub = part[fam == family]
+            fig.add_trace(go.Scatter(
+                x=sub["score"], y=sub["predicted"], mode="markers", name=family, legendgroup=family,
+                showlegend=family not in shown, text=sub["setting"],
+                marker={"color": family_color(family), "size": 7,
+                        "symbol": ["circle" if ok else "x" for ok in sub["inside"]]},
+                error_y={"type": "data", "symmetric": False, "array": (sub["upper"] - sub["predicted"]).tolist(),
+                         "arrayminus": (sub["predicted"] - sub["lower"]).tolist(), "thickness": 1,
+                         "color": family_color(family)},
+                hovertemplate="<b>%{text}</b><br>measured %{x:.4g}<br>predicted while held out %{y:.4g}<extra></extra>",
+            ), **where)
+            shown.add(family)
+        fig.update_xaxes(range=[lo, hi], **where)
+        fig.update_yaxes(range=[lo, hi], **where)
+    fig = finish(fig, f"Out of sample, every benchmark: '{model}' law, {level:.0%} intervals (x = outside)", "", "",
+                 height=300 * rows + 80)
+    fig.update_xaxes(title_text="measured score", row=rows)
+    fig.update_yaxes(title_text="predicted while held out", col=1)
     return fig

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.plots.style import LABEL_FONT, VARIANT_COLORS, family_color, finish
+from engine.plots.labels import label_annotations, padded_range
+from engine.plots.style import VARIANT_COLORS, family_color, finish
 
 
 def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
@@ -18,23 +19,28 @@ def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
             go.Bar(x=order, y=part["r2"], name=variant, marker_color=VARIANT_COLORS.get(variant, "#7f7f7f"),
                    hovertemplate=f"%{{x}} · {variant}: R² %{{y:.3f}}<extra></extra>")
         )
-    fig = finish(fig, "R² of the law per benchmark: A and C together vs each alone vs random features",
-                 "benchmark", "R² (in-sample)", height=400)
+    fig = finish(fig, "R² of the law per benchmark: A and C together vs each alone vs random features (in-sample)",
+                 "benchmark", "R² of the fit on all settings (in-sample)", height=400)
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[min(0.0, float(table["r2"].min()) - 0.05), 1.05])
     return fig
 
 
 def ac_scatter(settings: pd.DataFrame, families: pd.Series, a_label: str = "A", c_label: str = "C") -> go.Figure:
-    """Each setting at its (A, C), coloured by encoder family (``settings``: setting, A, C)."""
+    """Each setting at its (A, C), coloured by encoder family (``settings``: setting, A, C), labelled without overlap."""
     fig = go.Figure()
     fam = settings["setting"].map(families).fillna("other")
     for family in sorted(fam.unique()):
         part = settings[fam == family]
         fig.add_trace(
-            go.Scatter(x=part["A"], y=part["C"], mode="markers+text", name=family, text=part["setting"],
-                       textposition="top center", textfont=LABEL_FONT,
+            go.Scatter(x=part["A"], y=part["C"], mode="markers", name=family, text=part["setting"],
                        marker={"color": family_color(family), "size": 11, "line": {"width": 1, "color": "white"}},
                        hovertemplate="<b>%{text}</b><br>A %{x:.3g}<br>C %{y:.3g}<extra></extra>")
         )
-    return finish(fig, "Vision representation settings in the (A, C) plane", a_label, c_label, height=440)
+    x_range, y_range = padded_range(settings["A"]), padded_range(settings["C"])
+    fig = finish(fig, "Vision representation settings in the (A, C) plane", a_label, c_label, height=440)
+    fig.update_xaxes(range=list(x_range))
+    fig.update_yaxes(range=list(y_range))
+    fig.update_layout(annotations=label_annotations(settings["A"].tolist(), settings["C"].tolist(),
+                                                    settings["setting"].tolist(), x_range, y_range))
+    return fig

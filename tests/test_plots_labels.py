@@ -1,0 +1,89 @@
+"""Point labels of the law and overview plots: placed without overlap, human names on axes and tables."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from engine.law import evaluate_study, fit_benchmark
+from engine.plots import law as law_plots
+from engine.plots import overview as overview_plots
+from engine.plots.labels import CHAR_PX, LINE_PX, padded_range, place_labels
+from engine.plots.style import setting_families
+from engine.study import load_study
+
+
+def _boxes(x, y, texts, offsets, x_range, y_range, width=600, height=340):
+    """Label rectangles in pixels, computed here from the glyph size (independent of the placement search)."""
+    out = []
+    for xi, yi, t, (dx, dy) in zip(x, y, texts, offsets, strict=True):
+        cx = (xi - x_range[0]) / (x_range[1] - x_range[0]) * width + dx
+        cy = (yi - y_range[0]) / (y_range[1] - y_range[0]) * height + dy
+        w = CHAR_PX * len(t) + 4
+        out.append((cx - w / 2, cy - LINE_PX / 2, cx + w / 2, cy + LINE_PX / 2))
+    return out
+
+
+def _overlaps(boxes):
+    return [(i, j) for (i, a), (j, b) in itertools.combinations(enumerate(boxes), 2)
+            if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])]
+
+
+def test_ac_plane_labels_of_the_bundled_study_do_not_overlap():
+    settings = load_study("paper-v3").settings
+    xr, yr = padded_range(settings["A"]), padded_range(settings["C"])
+    texts = settings["setting"].tolist()
+    offsets = place_labels(settings["A"], settings["C"], texts, xr, yr)
+    assert _overlaps(_boxes(settings["A"], settings["C"], texts, offsets, xr, yr)) == []
+    # without moving them (all centred above their point) the clustered CLIP / SigLIP labels would collide
+    assert _overlaps(_boxes(settings["A"], settings["C"], texts, [(0, 16)] * len(texts), xr, yr))
+
+
+def test_clustered_points_get_separate_labels():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 0.01, 12), rng.normal(0, 0.01, 12)
+    texts = [f"setting-{i}" for i in range(12)]
+    xr, yr = (-1.0, 1.0), (-1.0, 1.0)
+    assert _overlaps(_boxes(x, y, texts, place_labels(x, y, texts, xr, yr), xr, yr)) == []
+
+
+def test_law_and_overview_figures_label_every_setting_once():
+    study = load_study("paper-v3")
+    families = setting_families(study.settings)
+    fig = overview_plots.ac_scatter(study.settings[["setting", "A", "C"]], families)
+    assert sorted(a.text for a in fig.layout.annotations) == sorted(study.setting_names)
+    assert all(t.mode == "markers" for t in fig.data)  # names in hover + annotations, no stacked text
+    fit = fit_benchmark(study, "mme")
+    fig = law_plots.predicted_vs_actual(fit.predictions, families, "MME", fit.r2, fit.loo_r2)
+    assert sorted(a.text for a in fig.layout.annotations) == sorted(study.setting_names)
+    assert "in-sample" in fig.layout.title.text and "out of sample" in fig.layout.title.text
+    held = evaluate_study(study, "paper").heldout
+    fig = law_plots.heldout_intervals(held[held["benchmark"] == "mme"], families, "MME", "paper", 0.8)
+    bars = [t for t in fig.data if t.error_y and t.error_y.array is not None]
+    assert sum(len(t.x) for t in bars) == 15
+    assert "80% intervals cover" in fig.layout.title.text
+    fig = law_plots.heldout_small_multiples(held, {"mme": "MME"}, families, "paper", 0.8)
+    assert len(fig.layout.annotations) == 8 and fig.layout.annotations[1].text.startswith("MME (")
+    drawn = [t for t in fig.data if t.error_y and t.error_y.array is not None]
+    assert sum(len(t.x) for t in drawn) == len(held)
+
+
+def test_tables_use_human_names():
+    table = pd.DataFrame({"feature_set": ["ac_poly"], "loo_r2": [0.7], "null_r2": [0.3], "r2": [0.9]})
+    out = law_plots.human_columns(table)
+    assert "loo_r2" not in out.columns and "null_r2" not in out.columns
+    assert out["features"].iloc[0] == "A and C, quadratic (the law)"
+    fig = law_plots.r2_comparison(pd.DataFrame({"feature_set": ["ac_poly", "a_poly"], "variant": ["AC", "A"],
+                                                "r2": [0.9, 0.5]}), 0.2, 0.3, "MME")
+    assert "ac_poly" not in list(fig.data[0].x)
+
+
+def test_score_page_ac_plane_labels_every_setting_and_the_candidate():
+    from engine.pipeline import figures
+
+    study = load_study("paper-v3")
+    fig = figures.candidate_scatter(study.settings, "cand", -1.95, 18.0, "demo")
+    texts = [a.text for a in fig.layout.annotations]
+    assert sorted(texts) == sorted([*study.setting_names, "cand [demo-scale]"])
