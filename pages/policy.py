@@ -8,6 +8,7 @@ import math
 import streamlit as st
 
 from engine.benchmarks import label
+from engine.law import DEFAULT_LEVEL, LAW_MODELS
 from engine.plots import policy as plots
 from engine.plots import tables
 from engine.policy import (
@@ -35,8 +36,10 @@ def _label(name: str) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _comparison(content_hash: str, trials: int, seed: int, top: int, variant: str, _study) -> object:
-    return compare_strategies(_study, trials=trials, seed=seed, top=top, variant=variant)
+def _comparison(content_hash: str, trials: int, seed: int, top: int, variant: str, strategies: tuple[str, ...],
+                law_model: str, _study) -> object:
+    return compare_strategies(_study, trials=trials, seed=seed, top=top, variant=variant, strategies=strategies,
+                              law_model=law_model, level=DEFAULT_LEVEL)
 
 
 def _controls(study, benchmarks: list[str]) -> dict:
@@ -51,7 +54,15 @@ def _controls(study, benchmarks: list[str]) -> dict:
     seed = cols[3].number_input("Seed", min_value=0, value=0, step=1, key="policy_seed")
     variant = cols[4].selectbox("Ranking after each finetune", list(VARIANTS), key="policy_variant",
                                 format_func=variant_label)
-    return {"benchmark": benchmark, "top": int(top), "trials": int(trials), "seed": int(seed), "variant": variant}
+    left, right = st.columns(2)
+    optimistic = left.checkbox(
+        f"Add the optimistic strategy (upper bound of a law model's {DEFAULT_LEVEL:.0%} interval; slower)",
+        key="policy_optimistic", help="Refits the chosen law model with jackknife+ intervals after every finetune")
+    law_model = right.selectbox("Law model of the optimistic strategy", list(LAW_MODELS), key="policy_law_model",
+                                disabled=not optimistic)
+    strategies = ("region", "random", "greedy", *(("uncertainty",) if optimistic else ()))
+    return {"benchmark": benchmark, "top": int(top), "trials": int(trials), "seed": int(seed), "variant": variant,
+            "strategies": strategies, "law_model": law_model}
 
 
 def _scope(ctl: dict, comparison) -> str:
@@ -68,8 +79,9 @@ def _render_strategies(study, comparison, ctl: dict) -> int:
     budget = st.slider("Finetunes you can afford (budget k)", min_value=2, max_value=n_max, value=min(3, n_max),
                        key="policy_budget")
     st.markdown(f"**{comparison.verdict(budget, bench)}**")
+    extra = {"law_model": ctl["law_model"], "level": DEFAULT_LEVEL} if "uncertainty" in ctl["strategies"] else {}
     prov = _ui.provenance(study, "ac_poly", top=ctl["top"], trials=ctl["trials"], seed=ctl["seed"],
-                          benchmark=ctl["benchmark"], variant=ctl["variant"])
+                          benchmark=ctl["benchmark"], variant=ctl["variant"], **extra)
     _ui.show_figure(plots.strategy_curves(mean, ctl["top"], _scope(ctl, comparison)), f"policy-strategies-{ctl['benchmark']}",
                     prov)
     strategies = "; ".join(f"**{strategy_label(s)}**: {STRATEGY_DEFINITIONS[s]}" for s in comparison.strategies)
@@ -191,7 +203,8 @@ def render() -> None:
     report = _ui.law_report(study)
     ctl = _controls(study, report.benchmarks)
     with st.spinner(f"Simulating {ctl['trials']} finetuning orders per benchmark and strategy…"):
-        comparison = _comparison(study.content_hash(), ctl["trials"], ctl["seed"], ctl["top"], ctl["variant"], study)
+        comparison = _comparison(study.content_hash(), ctl["trials"], ctl["seed"], ctl["top"], ctl["variant"],
+                                 ctl["strategies"], ctl["law_model"], study)
     budget = _render_strategies(study, comparison, ctl)
     _render_recommender(study, ctl["benchmark"], ctl["top"])
     _render_cost(study, comparison, ctl, budget)

@@ -12,6 +12,7 @@ from engine.policy import compare_strategies, cost_comparison
 from engine.study import load_study
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGE_DEFAULT = ("region", "random", "greedy")  # the optimistic strategy is opt-in on the page
 
 
 @pytest.fixture(autouse=True)
@@ -54,10 +55,10 @@ def _texts(figure: dict) -> list[str]:
 
 def test_verdict_names_the_strategy_from_the_simulation():
     at = _page(policy_trials=100)
-    expected = compare_strategies(load_study("paper-v3"), trials=100, seed=0, top=3).verdict(3)
+    expected = compare_strategies(load_study("paper-v3"), trials=100, seed=0, top=3, strategies=PAGE_DEFAULT).verdict(3)
     assert any(expected in m.value for m in at.markdown), [m.value for m in at.markdown]
     at.slider(key="policy_budget").set_value(6).run()
-    expected6 = compare_strategies(load_study("paper-v3"), trials=100, seed=0, top=3).verdict(6)
+    expected6 = compare_strategies(load_study("paper-v3"), trials=100, seed=0, top=3, strategies=PAGE_DEFAULT).verdict(6)
     assert any(expected6 in m.value for m in at.markdown)
 
 
@@ -79,7 +80,7 @@ def test_plots_use_human_names_and_the_runs_axis_says_what_it_counts():
 def test_gpu_hours_saved_is_tied_to_the_recall_reached():
     at = _page(policy_trials=80)
     saved = next(m for m in at.metric if m.label == "GPU-hours saved")
-    comparison = compare_strategies(load_study("paper-v3"), trials=80, seed=0, top=3)
+    comparison = compare_strategies(load_study("paper-v3"), trials=80, seed=0, top=3, strategies=PAGE_DEFAULT)
     best = max(comparison.at(3, "at-budget").values())
     cost = cost_comparison(n_candidates=15, budget=3)
     assert saved.value == f"{100 * cost['gpu_hours_savings']:.0f} %"
@@ -87,3 +88,14 @@ def test_gpu_hours_saved_is_tied_to_the_recall_reached():
     at.number_input(key="cost_candidates").set_value(40).run()
     saved = next(m for m in at.metric if m.label == "GPU-hours saved")
     assert not saved.delta and any("set Candidates to 15" in c.value for c in at.caption)
+
+
+def test_optimistic_strategy_is_added_with_its_law_model():
+    at = _page(policy_trials=20, policy_benchmark="ok_vqa")
+    assert at.selectbox(key="policy_law_model").disabled
+    at.checkbox(key="policy_optimistic").check().run()
+    assert not at.exception, [e.value for e in at.exception]
+    recall = next(df.value for df in at.dataframe if "Recall@T (simulated)" in df.value.columns)
+    assert "optimistic (upper bound of the law's interval)" in set(recall["finetune order"])
+    texts = [t for f in _figures(at) for t in _texts(f)]
+    assert "optimistic (upper bound of the law's interval)" in texts

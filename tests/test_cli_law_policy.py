@@ -113,15 +113,17 @@ def test_policy_metric_and_strategy_flags(tmp_path, capsys, monkeypatch):
 
 def test_policy_compare(tmp_path, capsys, monkeypatch):
     out = run_inprocess(["policy", "compare", "--study", "paper-v3", "--budgets", "3,4", "--trials", "60",
-                         "--format", "json"], tmp_path, capsys, monkeypatch)
+                         "--benchmark", "seed_image", "--format", "json"], tmp_path, capsys, monkeypatch)
     data = json.loads(out.stdout)
+    strategies = ("region", "random", "greedy", "uncertainty")
     assert {(r["strategy"], r["metric"], r["budget"]) for r in data["table"]} == {
-        (s, m, k) for s in ("region", "random", "greedy") for m in ("at-budget", "first-hit") for k in (3, 4)}
-    sim = json.loads(run_inprocess(["policy", "simulate", "--study", "paper-v3", "--budget", "4", "--trials", "60",
-                                    "--strategy", "greedy", "--metric", "first-hit", "--format", "json"],
-                                   tmp_path, capsys, monkeypatch).stdout)
-    row = next(r for r in data["table"] if (r["strategy"], r["metric"], r["budget"]) == ("greedy", "first-hit", 4))
-    assert row["recall"] == pytest.approx(sim["mean_recall"])
+        (s, m, k) for s in strategies for m in ("at-budget", "first-hit") for k in (3, 4)}
+    for strategy in ("greedy", "uncertainty"):
+        sim = json.loads(run_inprocess(["policy", "simulate", "--study", "paper-v3", "--budget", "4", "--trials", "60",
+                                        "--benchmark", "seed_image", "--strategy", strategy, "--metric", "first-hit",
+                                        "--format", "json"], tmp_path, capsys, monkeypatch).stdout)
+        row = next(r for r in data["table"] if (r["strategy"], r["metric"], r["budget"]) == (strategy, "first-hit", 4))
+        assert row["recall"] == pytest.approx(sim["mean_recall"])
     assert set(data["verdict"]) == {"3", "4"} and all("finetunes" in v for v in data["verdict"].values())
 
 
@@ -144,7 +146,7 @@ BAD = [
     (["study", "delete", "paper-v3"], "cannot be deleted"),
     (["policy", "simulate", "--study", "paper-v3", "--metric", "hit"], "unknown metric 'hit'"),
     (["policy", "curve", "--study", "paper-v3", "--strategy", "bandit"], "unknown strategy 'bandit'"),
-    (["policy", "compare", "--study", "paper-v3", "--budgets", "3,99", "--trials", "10"], "budget 99 is outside 2..15"),
+    (["policy", "compare", "--study", "paper-v3", "--budgets", "3,99", "--trials", "10"], "budget 99 is outside 2..15 (the candidate"),
     (["policy", "compare", "--study", "paper-v3", "--budgets", "x"], "--budgets must be comma-separated"),
 ]
 

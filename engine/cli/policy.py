@@ -7,7 +7,9 @@ import math
 
 from engine.cli.common import Output, leaf
 from engine.errors import InputError
+from engine.law import DEFAULT_LEVEL, LAW_MODELS
 from engine.policy import (
+    DEFAULT_LAW_MODEL,
     METRICS,
     STRATEGIES,
     VARIANTS,
@@ -22,7 +24,8 @@ from engine.study import load_study
 
 def _simulate(args: argparse.Namespace) -> Output:
     result = simulate(load_study(args.study), benchmark=args.benchmark, budget=args.budget, trials=args.trials,
-                      seed=args.seed, top=args.top, variant=args.variant, metric=args.metric, strategy=args.strategy)
+                      seed=args.seed, top=args.top, variant=args.variant, metric=args.metric, strategy=args.strategy,
+                      law_model=args.law_model, level=args.level)
     text = (f"AC policy ({args.strategy} order, {args.variant} ranking, {args.metric} recall) on '{args.study}': "
             f"budget {args.budget}, top-{args.top}, {args.trials} trials, seed {args.seed}; "
             f"mean recall {result.mean_recall():.3f}")
@@ -32,7 +35,8 @@ def _simulate(args: argparse.Namespace) -> Output:
 def _curve(args: argparse.Namespace) -> Output:
     budgets = _budgets(args.budgets)
     curve = recall_curve(load_study(args.study), budgets=budgets, trials=args.trials, seed=args.seed, top=args.top,
-                         variant=args.variant, benchmark=args.benchmark, metric=args.metric, strategy=args.strategy)
+                         variant=args.variant, benchmark=args.benchmark, metric=args.metric, strategy=args.strategy,
+                         law_model=args.law_model, level=args.level)
     return Output(data={"study": args.study, "trials": args.trials, "seed": args.seed, "top": args.top,
                         "variant": args.variant, "metric": args.metric, "strategy": args.strategy,
                         "curve": curve.to_dict(orient="records")},
@@ -48,19 +52,17 @@ def _budgets(text: str | None) -> list[int] | None:
 
 
 def _compare(args: argparse.Namespace) -> Output:
+    budgets = _budgets(args.budgets) or [3, 4]
     comparison = compare_strategies(load_study(args.study), trials=args.trials, seed=args.seed, top=args.top,
-                                    variant=args.variant, benchmark=args.benchmark)
+                                    variant=args.variant, benchmark=args.benchmark, law_model=args.law_model,
+                                    level=args.level, budgets=budgets)
     mean = comparison.mean()
-    budgets = _budgets(args.budgets) or [int(b) for b in mean["budget"].unique()]
-    n_max = int(mean["budget"].max())
-    for k in budgets:
-        if not 2 <= k <= n_max:
-            raise InputError(f"budget {k} is outside 2..{n_max}")
     rows = mean[mean["budget"].isin(budgets)]
     wide = rows.pivot_table(index=["strategy", "metric"], columns="budget", values="recall", sort=False)
     verdicts = {int(k): comparison.verdict(int(k)) for k in budgets}
     data = {"study": args.study, "trials": args.trials, "seed": args.seed, "top": args.top, "variant": args.variant,
-            "benchmark": args.benchmark, "table": rows.to_dict(orient="records"), "verdict": verdicts}
+            "benchmark": args.benchmark, "law_model": args.law_model, "level": args.level,
+            "table": rows.to_dict(orient="records"), "verdict": verdicts}
     text = "\n".join(f"k={k}: {v}" for k, v in verdicts.items())
     return Output(data=data, text=text, tables=[(f"mean Recall@{args.top} by budget", wide.round(3))])
 
@@ -117,7 +119,16 @@ def _add_trial_args(p: argparse.ArgumentParser) -> None:
                         "(default); first-hit: it entered the top-T after any budget up to BUDGET (the authors' count)")
     p.add_argument("--strategy", default="region", metavar="|".join(STRATEGIES),
                    help="finetune order: region (the paper's region sampling, default), random, greedy (best "
-                        "predicted next)")
+                        "predicted next), uncertainty (highest upper bound of the law model's interval next)")
+    _add_law_model_args(p)
+
+
+def _add_law_model_args(p: argparse.ArgumentParser) -> None:
+    """The law model (and interval level) whose upper bound drives the ``uncertainty`` strategy."""
+    p.add_argument("--law-model", dest="law_model", default=DEFAULT_LAW_MODEL, metavar="|".join(LAW_MODELS),
+                   help="law model of the uncertainty strategy (default paper)")
+    p.add_argument("--level", type=float, default=DEFAULT_LEVEL,
+                   help="prediction-interval level of the uncertainty strategy, in (0, 1) (default 0.8)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -136,6 +147,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--variant", choices=list(VARIANTS), default="paper")
     p.add_argument("--benchmark", default=None)
+    _add_law_model_args(p)
     p = leaf(group, "recommend", _recommend, "Which setting to finetune next")
     p.add_argument("--study", required=True)
     p.add_argument("--benchmark", required=True)

@@ -13,6 +13,7 @@ from engine.policy.cost import cost_comparison, projector_params
 from engine.policy.recommend import Recommendation, recommend
 from engine.policy.sampling import cell_ids, region_sequence
 from engine.policy.simulate import (
+    DEFAULT_LAW_MODEL,
     METRICS,
     STRATEGIES,
     VARIANTS,
@@ -27,6 +28,7 @@ from engine.policy.simulate import (
 POLICY_VERSION = "region-sampling-v1"
 
 __all__ = [
+    "DEFAULT_LAW_MODEL",
     "METRICS",
     "METRIC_DEFINITIONS",
     "POLICY_VERSION",

@@ -33,7 +33,8 @@ STRATEGY_DEFINITIONS = {
     "greedy": "after two region picks, always finetune the not-yet-finetuned setting with the best prediction of "
               "the law refitted on the finetuned ones",
     "uncertainty": "after two region picks, always finetune the setting with the highest upper bound of the chosen "
-                   "law model's prediction interval",
+                   "law model's prediction interval refitted on the finetuned ones (while the interval is unbounded, "
+                   "for too few finetunes, the highest prediction)",
 }
 METRIC_DEFINITIONS = {
     "at-budget": "after exactly k finetunes the truly best setting is among the T settings ranked highest by the "
@@ -129,13 +130,23 @@ class StrategyComparison:
 
 def compare_strategies(
     study: Study, *, trials: int = 500, seed: int = 0, top: int = 3, variant: str = "paper",
-    benchmark: str | None = None, strategies: tuple[str, ...] | None = None, **strategy_params: object,
+    benchmark: str | None = None, strategies: tuple[str, ...] | None = None, budgets: list[int] | None = None,
+    **strategy_params: object,
 ) -> StrategyComparison:
-    """Simulate every strategy (random order is the region run's own random-order baseline) at every budget."""
+    """Simulate every strategy (random order is the region run's own random-order baseline) at every budget;
+    ``budgets`` (the ones the caller will read) are checked against the candidates before any simulation."""
     chosen = tuple(strategies or STRATEGIES)
     for name in chosen:
         if name not in STRATEGIES:
             raise InputError(f"unknown strategy '{name}' (choose from {', '.join(STRATEGIES)})")
+    if budgets:
+        if benchmark is not None and benchmark not in study.benchmarks:
+            raise InputError(f"unknown benchmark '{benchmark}' in study '{study.name}' (has: {', '.join(study.benchmarks)})")
+        sizes = [len(study.arrays(b)[0]) for b in ([benchmark] if benchmark else study.benchmarks)]
+        smallest = min((n for n in sizes if n >= 3), default=0)
+        for k in budgets if smallest else ():  # no usable benchmark: simulate says so
+            if not 2 <= int(k) <= smallest:
+                raise InputError(f"budget {k} is outside 2..{smallest} (the candidate settings of the smallest benchmark)")
     results: dict[str, PolicyResult] = {}
     for name in dict.fromkeys(("region", *[s for s in chosen if s != "random"])):
         params = strategy_params if name == "uncertainty" else {}

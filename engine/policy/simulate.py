@@ -2,7 +2,8 @@
 
 Strategies (the order in which settings are finetuned): ``region`` (the paper's region sampling over the
 A-C grid), ``random`` (uniformly random order), ``greedy`` (two region picks, then always the not-yet-finetuned
-setting with the best prediction of the law refitted on the finetuned ones).
+setting with the best prediction of the law refitted on the finetuned ones), ``uncertainty`` (two region picks,
+then the setting with the highest upper bound of the chosen law model's prediction interval).
 Variants (how settings are ranked after each finetune): ``paper`` ranks ALL settings by the law's prediction
 (as the authors' ``validate_run``), so a finetuned optimum can still be missed; ``measured`` ranks finetuned
 settings by their measured score and only the others by prediction. The law is refitted (minimum-norm when
@@ -22,7 +23,9 @@ import pandas as pd
 
 from engine.errors import InputError
 from engine.hashing import hash_obj
+from engine.law import DEFAULT_LEVEL, get_law_model
 from engine.law.fit import features, minmax
+from engine.law.models import check_level
 from engine.law.ols import ols_batch
 from engine.policy.sampling import level_cells, region_sequence
 from engine.policy.subsets import SubsetSolver, prefix_masks
@@ -30,7 +33,8 @@ from engine.study.model import Study
 
 VARIANTS = ("paper", "measured")
 METRICS = ("at-budget", "first-hit")
-STRATEGIES = ("region", "random", "greedy")
+STRATEGIES = ("region", "random", "greedy", "uncertainty")
+DEFAULT_LAW_MODEL = "paper"  # the law model whose interval drives ``uncertainty``
 GREEDY_WARMUP = 2  # region picks before greedy takes over: the fewest points whose refit is not a constant
 MAX_TRIALS = 100_000
 
@@ -111,9 +115,39 @@ def _greedy_orders(cand: Candidates, region: np.ndarray) -> np.ndarray:
     return greedy_continuation(cand, starts)[inverse.reshape(-1)]
 
 
-def strategy_orders(cand: Candidates, strategy: str, trials: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def optimistic_continuation(cand: Candidates, starts: np.ndarray, law_model: str = DEFAULT_LAW_MODEL,
+                            level: float = DEFAULT_LEVEL) -> np.ndarray:
+    """Complete each start (P, w) into a full order (P, n): next is always the not-yet-finetuned setting with the
+    highest upper bound of ``law_model``'s ``level`` prediction interval, fitted on the finetuned settings; where
+    the bound is infinite (too few finetunes for the level) the higher predicted mean decides, then the lower
+    index. Fits are memoised on the finetuned set, which many runs reach by different paths."""
+    model = get_law_model(law_model)
+    a, c, y = cand.a_norm[:, None], cand.c_norm[:, None], cand.score[:, None]
+    n = len(cand.names)
+    memo: dict[frozenset[int], int] = {}
+
+    def pick(taken: frozenset[int]) -> int:
+        if taken not in memo:
+            rows = sorted(taken)
+            pred = model.fit(a[rows], c[rows], y[rows]).predict(a, c, level)
+            free = np.array([i for i in range(n) if i not in taken])
+            key = np.lexsort((-free, pred.mean[free, 0], pred.upper[free, 0]))
+            memo[taken] = int(free[key[-1]])
+        return memo[taken]
+
+    orders = []
+    for start in np.asarray(starts, dtype=np.int64):
+        order = list(start)
+        while len(order) < n:
+            order.append(pick(frozenset(order)))
+        orders.append(order)
+    return np.array(orders, dtype=np.int64).reshape(len(orders), n)
+
+
+def strategy_orders(cand: Candidates, strategy: str, trials: int, seed: int, law_model: str = DEFAULT_LAW_MODEL,
+                    level: float = DEFAULT_LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """``(orders, random_orders)``, each (trials, n): the finetune orders of ``strategy`` and of the random-order
-    baseline (indices into ``cand.names``)."""
+    baseline (indices into ``cand.names``); ``law_model`` and ``level`` drive ``uncertainty``."""
     region, random = _base_orders(cand, int(trials), int(seed))
     if strategy == "region":
         return region, random
@@ -121,6 +155,11 @@ def strategy_orders(cand: Candidates, strategy: str, trials: int, seed: int) -> 
         return random, random
     if strategy == "greedy":
         return _greedy_orders(cand, region), random
+    if strategy == "uncertainty":
+        width = min(GREEDY_WARMUP, region.shape[1])
+        starts, inverse = np.unique(np.sort(region[:, :width], axis=1), axis=0, return_inverse=True)
+        rest = optimistic_continuation(cand, starts, law_model, level)[inverse.reshape(-1), width:]
+        return np.concatenate([region[:, :width], rest], axis=1), random
     raise InputError(f"unknown strategy '{strategy}' (choose from {', '.join(STRATEGIES)})")
 
 
@@ -176,6 +215,8 @@ class PolicyResult:
     benchmarks: dict[str, BenchmarkPolicy] = field(default_factory=dict)
     metric: str = "at-budget"
     strategy: str = "region"
+    law_model: str = DEFAULT_LAW_MODEL
+    level: float = DEFAULT_LEVEL
 
     def summary(self, benchmark: str) -> dict[str, Any]:
         res = self.benchmarks[benchmark]
@@ -201,9 +242,12 @@ class PolicyResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The CLI JSON of ``policy simulate``."""
-        return {"study": self.study, "benchmarks": {b: self.summary(b) for b in self.benchmarks}, "budget": self.budget,
-                "trials": self.trials, "seed": self.seed, "top": self.top, "variant": self.variant,
-                "metric": self.metric, "strategy": self.strategy, "mean_recall": self.mean_recall()}
+        out = {"study": self.study, "benchmarks": {b: self.summary(b) for b in self.benchmarks}, "budget": self.budget,
+               "trials": self.trials, "seed": self.seed, "top": self.top, "variant": self.variant,
+               "metric": self.metric, "strategy": self.strategy, "mean_recall": self.mean_recall()}
+        if self.strategy == "uncertainty":
+            out.update(law_model=self.law_model, level=self.level)
+        return out
 
 
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
@@ -213,11 +257,14 @@ def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     return value
 
 
-def _check(study: Study, benchmark: str | None, trials: int, top: int, variant: str, metric: str, strategy: str) -> list[str]:
+def _check(study: Study, benchmark: str | None, trials: int, top: int, variant: str, metric: str, strategy: str,
+           law_model: str = DEFAULT_LAW_MODEL, level: float = DEFAULT_LEVEL) -> list[str]:
     if variant not in VARIANTS:
         raise InputError(f"unknown policy variant '{variant}' (choose paper or measured)")
     check_choice(metric, METRICS, "metric")
     check_choice(strategy, STRATEGIES, "strategy")
+    get_law_model(law_model)  # unknown names: one clear error, whatever the strategy
+    check_level(level)
     if not 1 <= int(trials) <= MAX_TRIALS:
         raise InputError(f"trials must be between 1 and {MAX_TRIALS}, got {trials}")
     if int(top) < 1:
@@ -232,7 +279,7 @@ def _check(study: Study, benchmark: str | None, trials: int, top: int, variant: 
 
 
 def _run(study: Study, benches: list[str], trials: int, top: int, variant: str, seed: int, metric: str,
-         strategy: str) -> dict[str, BenchmarkPolicy]:
+         strategy: str, law_model: str = DEFAULT_LAW_MODEL, level: float = DEFAULT_LEVEL) -> dict[str, BenchmarkPolicy]:
     """Simulate each benchmark; orders and subset fits are shared between benchmarks whose orders coincide
     (same A, C; for score-driven strategies also the same scores)."""
     out: dict[str, BenchmarkPolicy] = {}
@@ -241,10 +288,10 @@ def _run(study: Study, benches: list[str], trials: int, top: int, variant: str, 
         cand = candidates(study, bench)
         key_parts: list[Any] = [cand.names, cand.a_norm.round(12).tolist(), cand.c_norm.round(12).tolist(), strategy]
         if strategy not in ("region", "random"):
-            key_parts.append(cand.score.tolist())
+            key_parts += [cand.score.tolist(), law_model, level]
         key = hash_obj(key_parts)
         if key not in shared:
-            orders, random = strategy_orders(cand, strategy, int(trials), seed)
+            orders, random = strategy_orders(cand, strategy, int(trials), seed, law_model, level)
             both = np.concatenate([orders, random])
             masks, inverse = prefix_masks(both)
             solver = SubsetSolver(features(cand.a_norm, cand.c_norm, "ac_poly"), masks)
@@ -258,25 +305,29 @@ def _run(study: Study, benches: list[str], trials: int, top: int, variant: str, 
 
 def simulate(
     study: Study, benchmark: str | None = None, budget: int = 3, trials: int = 1000, seed: int = 0, top: int = 3,
-    variant: str = "paper", metric: str = "at-budget", strategy: str = "region",
+    variant: str = "paper", metric: str = "at-budget", strategy: str = "region", law_model: str = DEFAULT_LAW_MODEL,
+    level: float = DEFAULT_LEVEL,
 ) -> PolicyResult:
-    """Recall@top for ``budget`` full finetunes over ``trials`` seeded finetune orders of ``strategy``."""
-    benches = _check(study, benchmark, trials, top, variant, metric, strategy)
+    """Recall@top for ``budget`` full finetunes over ``trials`` seeded finetune orders of ``strategy``
+    (``law_model`` and its interval ``level`` drive the ``uncertainty`` strategy)."""
+    benches = _check(study, benchmark, trials, top, variant, metric, strategy, law_model, level)
     smallest = min(len(study.arrays(b)[0]) for b in benches)
     if not 2 <= int(budget) <= smallest:
         raise InputError(f"budget must be between 2 and the number of candidate settings ({smallest}), got {budget}")
     return PolicyResult(study.name, int(budget), int(trials), int(seed), int(top), variant,
-                        _run(study, benches, trials, top, variant, seed, metric, strategy), metric, strategy)
+                        _run(study, benches, trials, top, variant, seed, metric, strategy, law_model, level), metric,
+                        strategy, law_model, float(level))
 
 
 def recall_curve(
     study: Study, budgets: list[int] | None = None, trials: int = 1000, seed: int = 0, top: int = 3,
     variant: str = "paper", benchmark: str | None = None, metric: str = "at-budget", strategy: str = "region",
+    law_model: str = DEFAULT_LAW_MODEL, level: float = DEFAULT_LEVEL,
 ) -> pd.DataFrame:
     """Recall per benchmark and budget: ``benchmark, budget, recall, random_recall, random_sampling_recall,
     variant, metric, strategy``."""
-    benches = _check(study, benchmark, trials, top, variant, metric, strategy)
-    results = _run(study, benches, trials, top, variant, seed, metric, strategy)
+    benches = _check(study, benchmark, trials, top, variant, metric, strategy, law_model, level)
+    results = _run(study, benches, trials, top, variant, seed, metric, strategy, law_model, level)
     rows = []
     for bench, res in results.items():
         for k in budgets or range(2, res.n_candidates + 1):
