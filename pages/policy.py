@@ -37,9 +37,9 @@ def _label(name: str) -> str:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _comparison(content_hash: str, trials: int, seed: int, top: int, variant: str, strategies: tuple[str, ...],
-                law_model: str, _study) -> object:
+                law_model: str, benchmark: str | None, _study) -> object:
     return compare_strategies(_study, trials=trials, seed=seed, top=top, variant=variant, strategies=strategies,
-                              law_model=law_model, level=DEFAULT_LEVEL)
+                              law_model=law_model, level=DEFAULT_LEVEL, benchmark=benchmark)
 
 
 def _controls(study, benchmarks: list[str]) -> dict:
@@ -60,6 +60,10 @@ def _controls(study, benchmarks: list[str]) -> dict:
         key="policy_optimistic", help="Refits the chosen law model with jackknife+ intervals after every finetune")
     law_model = right.selectbox("Law model of the optimistic strategy", list(LAW_MODELS), key="policy_law_model",
                                 disabled=not optimistic)
+    if optimistic and benchmark == ALL:
+        st.info("The optimistic order refits the law model's intervals after every finetune, so it is simulated one "
+                "benchmark at a time: pick a benchmark above to add it.")
+    optimistic = optimistic and benchmark != ALL
     strategies = ("region", "random", "greedy", *(("uncertainty",) if optimistic else ()))
     return {"benchmark": benchmark, "top": int(top), "trials": int(trials), "seed": int(seed), "variant": variant,
             "strategies": strategies, "law_model": law_model}
@@ -203,8 +207,9 @@ def render() -> None:
     report = _ui.law_report(study)
     ctl = _controls(study, report.benchmarks)
     with st.spinner(f"Simulating {ctl['trials']} finetuning orders per benchmark and strategy…"):
+        scope = ctl["benchmark"] if "uncertainty" in ctl["strategies"] else None  # the optimistic order: one benchmark
         comparison = _comparison(study.content_hash(), ctl["trials"], ctl["seed"], ctl["top"], ctl["variant"],
-                                 ctl["strategies"], ctl["law_model"], study)
+                                 ctl["strategies"], ctl["law_model"], scope, study)
     budget = _render_strategies(study, comparison, ctl)
     _render_recommender(study, ctl["benchmark"], ctl["top"])
     _render_cost(study, comparison, ctl, budget)

@@ -99,3 +99,11 @@ def test_optimistic_strategy_is_added_with_its_law_model():
     assert "optimistic (upper bound of the law's interval)" in set(recall["finetune order"])
     texts = [t for f in _figures(at) for t in _texts(f)]
     assert "optimistic (upper bound of the law's interval)" in texts
+
+
+def test_optimistic_strategy_waits_for_one_benchmark():
+    at = _page(policy_trials=20)
+    at.checkbox(key="policy_optimistic").check().run()
+    assert not at.exception and any("pick a benchmark above" in i.value for i in at.info)
+    recall = next(df.value for df in at.dataframe if "Recall@T (simulated)" in df.value.columns)
+    assert "optimistic (upper bound of the law's interval)" not in set(recall["finetune order"])
