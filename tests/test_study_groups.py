@@ -243,3 +243,13 @@ def test_bad_benchmark_names(name):
 
     with pytest.raises(InputError, match="is not allowed"):
         check_benchmark_name(name)
+
+
+def test_valid_range_of_unknown_benchmarks_follows_their_scale():
+    from engine.law import valid_range
+
+    assert valid_range("mme") == (0.0, 2000.0) and valid_range("gqa") == (0.0, 100.0)
+    assert valid_range("my_bench") == (float("-inf"), float("inf"))
+    assert valid_range("my_bench", [0.2, 0.7]) == (0.0, 1.0)
+    assert valid_range("my_bench", [12.0, 70.0]) == (0.0, 100.0)
+    assert valid_range("elo_arena", [900.0, 1210.0]) == (float("-inf"), float("inf"))

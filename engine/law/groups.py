@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from engine.benchmarks import BENCHMARKS
+from collections.abc import Iterable
+
+from engine.benchmarks import benchmark_info
 from engine.study.model import Study
 
 
@@ -11,7 +13,12 @@ def benchmark_groups(study: Study) -> dict[str, list[str]]:
     return dict(study.groups)
 
 
-def valid_range(benchmark: str) -> tuple[float, float]:
-    """Scores a benchmark can take: [0, max score] for a known one, unbounded otherwise."""
-    bench = BENCHMARKS.get(benchmark)
-    return (0.0, float(bench.max_score)) if bench else (float("-inf"), float("inf"))
+def valid_range(benchmark: str, scores: Iterable[float] | None = None) -> tuple[float, float]:
+    """Scores a benchmark can take: [0, max score] for a known one; for an unknown one the scale read from its
+    scores (``engine.benchmarks.benchmark_info``): [0, 1] for fractions, [0, 100] for percent, else (points, or
+    no scores given) unbounded."""
+    values = [v for v in (scores if scores is not None else []) if v == v]
+    info = benchmark_info(benchmark, values)
+    if info.known or (values and info.max_score in (1.0, 100.0)):
+        return 0.0, float(info.max_score)
+    return float("-inf"), float("inf")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +33,10 @@ def feature_set_label(name: str) -> str:
     return FEATURE_SET_LABELS.get(name, name)
 
 
-def score_unit(benchmark: str) -> str:
-    """Unit suffix of a benchmark's score: ``%`` for accuracies, ``""`` for point scores (MME)."""
-    return benchmark_info(benchmark).unit
+def score_unit(benchmark: str, scores: Iterable[float] | None = None) -> str:
+    """Unit suffix of a benchmark's score: ``%`` for accuracies, ``""`` for point scores (MME) and fractions; an
+    unknown benchmark's unit is read from its ``scores``."""
+    return benchmark_info(benchmark, scores).unit
 
 
 @dataclass
