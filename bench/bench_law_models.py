@@ -24,7 +24,7 @@ V1 = REFERENCE / "law_v1_released_ablations.csv"
 def report(study, level: float = 0.8) -> None:
     print(f"\n{study.name}: leave one setting out of every benchmark, {level:.0%} jackknife+ intervals")
     print(f"{'model':<10} {'seconds':>8} {'vision':>7} {'ocr':>7} {'all':>7} {'coverage':>9} {'spearman':>9} "
-          f"{'top1':>5} {'top3':>5}  chosen")
+          f"{'top1':>5} {'top3':>5}  chosen (auto: mean stacking weights over folds)")
     for model in LAW_MODELS:
         start = time.perf_counter()
         ev = evaluate_study(study, model, level)
@@ -33,7 +33,14 @@ def report(study, level: float = 0.8) -> None:
         rho = sum(r.spearman for r in res) / len(res)
         print(f"{model:<10} {seconds:>8.2f} {ev.mean.get('vision', float('nan')):>7.3f} {ev.mean.get('ocr', float('nan')):>7.3f} "
               f"{ev.mean['all']:>7.3f} {ev.coverage:>9.3f} {rho:>9.3f} {sum(r.top1_hit for r in res):>5} "
-              f"{sum(r.top3_hit for r in res):>5}  {ev.chosen}")
+              f"{sum(r.top3_hit for r in res):>5}  {_chosen(ev)}")
+
+
+def _chosen(ev) -> str:
+    weights = [f["weights"] for f in ev.folds if "weights" in f]
+    if not weights:
+        return str(ev.chosen)
+    return ", ".join(f"{k} {sum(w[k] for w in weights) / len(weights):.2f}" for k in weights[0])
 
 
 def main() -> None:

@@ -72,8 +72,8 @@ def _out_of_sample(study) -> None:
     st.markdown(
         f"**Out of sample** (each of the {paper.n_settings} settings held out of every benchmark and predicted from "
         f"the others, as a new encoder would be): the paper's quadratic reaches {_oos_phrase(paper)}; the best "
-        f"law chosen without peeking (`auto`: model and penalties picked by nested cross-validation on the training "
-        f"settings) reaches {_oos_phrase(auto)}. The in-sample R² above is the fit on all settings."
+        f"law chosen without peeking (`auto`: a mix of the models, weights and penalties fitted by nested "
+        f"cross-validation on the training settings) reaches {_oos_phrase(auto)}. The in-sample R² above is the fit on all settings."
     )
 
 

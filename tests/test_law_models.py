@@ -6,14 +6,17 @@ import math
 
 import numpy as np
 import pytest
+from scipy.optimize import nnls
 from sklearn.linear_model import LinearRegression, Ridge
 
 from engine.errors import InputError
 from engine.law import LAW_MODELS, evaluate_study, fit_benchmark, get_law_model, study_matrices
 from engine.law.fit import features
+from engine.law.models.auto import AutoFamily, simplex_weights
 from engine.law.models.base import Prepared, jackknife_plus, prepare
 from engine.law.models.linalg import ridge_path
 from engine.law.models.multitask import MultitaskFamily
+from engine.law.models.paper import LINEAR, PAPER
 from engine.law.models.ridge import RidgeFamily
 from engine.study import load_study
 from engine.study.model import make_study
@@ -141,17 +144,87 @@ def test_multitask_solution_and_group_loo_equal_brute_force():
             assert loo[0, b, i] == pytest.approx(prep.y[i, b] - pred, abs=1e-8)
 
 
-@pytest.mark.parametrize("family", [RidgeFamily(), MultitaskFamily()], ids=["ridge", "multitask"])
+def _brute_nested_residuals(family, prep: Prepared) -> np.ndarray:
+    """(n, B) residual of each setting from the family refitted (its own inner CV included) without it."""
+    n = prep.y.shape[0]
+    out = np.zeros(prep.y.shape)
+    for i in range(n):
+        cand = family.select(_sub(prep, np.arange(n) != i))
+        x = features(prep.a[i], prep.c[i], cand.predictor.feature_set)  # (B, p)
+        out[i] = prep.y[i] - (cand.predictor.intercept + np.einsum("bp,bp->b", x, cand.predictor.coef))
+    return out
+
+
+@pytest.mark.parametrize("family", [PAPER, RidgeFamily(), MultitaskFamily()], ids=["paper", "ridge", "multitask"])
 def test_nested_inner_error_equals_brute_force(family):
     a, c, y = _paper_matrices(10)
     prep = prepare(a, c, y)
-    total = 0.0
-    for i in range(10):
-        cand = family.select(_sub(prep, np.arange(10) != i))
-        x = features(prep.a[i], prep.c[i], "ac_poly")  # (B, p)
-        pred = cand.predictor.intercept + np.einsum("bp,bp->b", x, cand.predictor.coef)
-        total += float(((prep.y[i] - pred) ** 2).sum())
-    assert family.nested_sse(prep) == pytest.approx(total, rel=1e-8)
+    brute = _brute_nested_residuals(family, prep)
+    np.testing.assert_allclose(family.nested_residuals(prep), brute, atol=1e-8)
+    assert family.nested_sse(prep) == pytest.approx(float((brute**2).sum()), rel=1e-6)
+
+
+def _simplex_oracle(R: np.ndarray) -> np.ndarray:
+    """Convex weights by scipy's NNLS with the sum-to-one constraint as a heavily weighted extra row."""
+    big = 1e4
+    design = np.vstack([R, big * np.ones((1, R.shape[1]))])
+    target = np.concatenate([np.zeros(len(R)), [big]])
+    return nnls(design, target, maxiter=10_000)[0]
+
+
+def test_stacking_weights_equal_hand_cases_and_nnls():
+    # orthogonal residuals of sizes 1 and 2: minimise w1² + 4 w2² on w1 + w2 = 1 -> (4/5, 1/5)
+    np.testing.assert_allclose(simplex_weights(np.array([[1.0, 0.0], [0.0, 2.0]])), [0.8, 0.2], atol=1e-12)
+    # a family whose residuals are twice another's is never mixed in
+    r = np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(simplex_weights(np.column_stack([2 * r, r])), [0.0, 1.0], atol=1e-12)
+    # opposite errors cancel: equal weights give zero error
+    np.testing.assert_allclose(simplex_weights(np.column_stack([r, -r])), [0.5, 0.5], atol=1e-12)
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        R = rng.normal(size=(30, 4)) @ np.diag(rng.uniform(0.2, 2.0, 4)) + rng.normal(size=(30, 1))
+        w = simplex_weights(R)
+        assert (w >= 0).all() and w.sum() == pytest.approx(1.0)
+        oracle = _simplex_oracle(R)
+        assert float(w @ R.T @ R @ w) <= float(oracle @ R.T @ R @ oracle) / oracle.sum() ** 2 + 1e-9
+        np.testing.assert_allclose(w, oracle / oracle.sum(), atol=1e-5)
+
+
+def test_auto_is_the_mix_weighted_by_brute_force_nested_residuals():
+    a, c, y = _paper_matrices(11)
+    prep = prepare(a, c, y)
+    families = (PAPER, LINEAR, RidgeFamily(), MultitaskFamily())
+    R = np.column_stack([_brute_nested_residuals(f, prep).ravel() for f in families])
+    keep = np.isfinite(R).all(axis=0)
+    w = np.zeros(len(families))
+    oracle = _simplex_oracle(R[:, keep])
+    w[keep] = oracle / oracle.sum()
+    cand = AutoFamily(families).select(prep)
+    np.testing.assert_allclose(list(cand.params["weights"].values()), w, atol=1e-4)
+    new_a, new_c = np.full((3, 8), -2.3), np.array([[5.0] * 8, [15.0] * 8, [25.0] * 8])
+    weights = np.array(list(cand.params["weights"].values()))  # rounded to 4 places: compare with the exact mix
+    exact = AutoFamily(families).weights(prep)[0]
+    mix = sum(wk * f.select(prep).predictor.predict(new_a, new_c) for wk, f in zip(exact, families, strict=True))
+    np.testing.assert_allclose(cand.predictor.predict(new_a, new_c), mix, rtol=1e-10)
+    np.testing.assert_allclose(weights, exact, atol=1e-4)
+
+
+def test_auto_interval_equals_jackknife_plus_over_refits_of_the_whole_stack():
+    a, c, y = _paper_matrices(9)
+    law = get_law_model("auto")
+    x_a, x_c = np.full((1, 8), -2.2), np.full((1, 8), 12.0)
+    out = law.fit(a, c, y).predict(x_a, x_c, level=0.7)
+    n = len(y)
+    for j in (0, 6):
+        mus, res = [], []
+        for i in range(n):
+            keep = np.arange(n) != i
+            refit = law.fit(a[keep], c[keep], y[keep])  # weights, penalties and normalisation redone without i
+            mus.append(refit.predict(x_a, x_c).mean[0, j])
+            res.append(abs(y[i, j] - refit.predict(a[i : i + 1], c[i : i + 1]).mean[0, j]))
+        lo, hi = _jackknife_plus_brute(mus, res, 0.7)
+        assert out.lower[0, j] == pytest.approx(lo, rel=1e-9)
+        assert out.upper[0, j] == pytest.approx(hi, rel=1e-9)
 
 
 def _jackknife_plus_brute(loo_at_x: list[float], residuals: list[float], level: float) -> tuple[float, float]:
@@ -218,9 +291,10 @@ def test_interval_coverage_on_synthetic_data_with_known_noise(model):
     assert 0.72 <= float(np.mean(hits)) <= 0.92
 
 
-def test_multitask_interval_coverage_on_synthetic_benchmarks_sharing_a_law():
+@pytest.mark.parametrize("model", ["multitask", "auto"])
+def test_interval_coverage_on_synthetic_benchmarks_sharing_a_law(model):
     rng = np.random.default_rng(2)
-    law = get_law_model("multitask")
+    law = get_law_model(model)
     hits = []
     for _ in range(6):
         a = np.repeat(rng.uniform(-3, -1, (40, 1)), 3, axis=1)

@@ -102,6 +102,8 @@ class Family(Protocol):
 
     def nested_sse(self, prep: Prepared) -> float: ...
 
+    def nested_residuals(self, prep: Prepared) -> np.ndarray: ...
+
 
 def _check(a: Any, c: Any, y: Any | None = None) -> tuple[np.ndarray, ...]:
     arrays = [np.atleast_2d(np.asarray(v, dtype=float)) for v in (a, c) + (() if y is None else (y,))]

@@ -31,6 +31,15 @@ class MultitaskFamily:
         self.lam_shared = np.array([g[1] for g in grid])
 
     def _system(self, prep: Prepared) -> tuple[np.ndarray, ...]:
+        """The last prepared data's system is kept: ``auto`` asks for the nested residuals and the fit in turn."""
+        cached = getattr(self, "_cache", None)
+        if cached is not None and cached[0] is prep:
+            return cached[1]
+        out = self._solve_system(prep)
+        self._cache = (prep, out)
+        return out
+
+    def _solve_system(self, prep: Prepared) -> tuple[np.ndarray, ...]:
         """``coef (L,B,p), intercept (L,B), hat H (L,n,B,n,B) setting-major, residuals e (L,n,B), w (B,n)``."""
         Xc, yc, x_off, y_off, w, cnt = centred(prep, "ac_poly")
         B, _, p = Xc.shape
@@ -48,7 +57,9 @@ class MultitaskFamily:
         A = (eye - KG) @ (lv[:, None] * S_inv[:, None])  # (L,B,p,p)
         U = Xc[None] @ A  # (L,B,n,p)
         XK = Xc[None] @ K  # (L,B,n,p)
-        H = np.einsum("lbip,lcjp->libjc", U, XK)
+        L, _, n, _ = U.shape
+        flat = U.reshape(L, B * n, p) @ np.swapaxes(XK.reshape(L, B * n, p), 1, 2)  # (L, B n, B n)
+        H = np.ascontiguousarray(flat.reshape(L, B, n, B, n).transpose(0, 2, 1, 4, 3))  # H[l,i,b,j,c]
         own = XK @ np.swapaxes(Xc, 1, 2)[None] + ((w[:, :, None] * w[:, None, :]) / cnt[:, None, None])[None]  # (L,B,n,n)
         idx = np.arange(B)
         H[:, :, idx, :, idx] += np.moveaxis(own, 1, 0)  # (B,L,n,n) onto H[l, i, b, j, b]
@@ -67,8 +78,12 @@ class MultitaskFamily:
         return coef, intercept, np.swapaxes(loo, 1, 2)
 
     def nested_sse(self, prep: Prepared) -> float:
-        """Squared group-LOO errors with each fold's penalties re-chosen without the held-out setting (closed form:
-        leave-two-settings-out residuals from 2B x 2B hat blocks)."""
+        """Squared group-LOO errors with each fold's penalties re-chosen without the held-out setting."""
+        return float(np.nansum(self.nested_residuals(prep) ** 2))
+
+    def nested_residuals(self, prep: Prepared) -> np.ndarray:
+        """(n, B) group-LOO residuals with each fold's penalties re-chosen without the held-out setting (closed
+        form: leave-two-settings-out residuals from 2B x 2B hat blocks)."""
         _, _, H, e, w = self._system(prep)
         _, n, B = e.shape
         idx = np.arange(n)
@@ -87,8 +102,7 @@ class MultitaskFamily:
         l2o = np.where(scored[None, None] & ~np.eye(n, dtype=bool)[None, :, :, None], l2o, 0.0)
         inner = (l2o**2).sum(axis=(2, 3))  # (L,n)
         best = np.argmin(np.where(np.isfinite(inner), inner, np.inf), axis=0)
-        nested = loo[best, idx]  # (n,B)
-        return float(np.nansum(nested**2))
+        return loo[best, idx]  # (n,B)
 
     def select(self, prep: Prepared) -> Candidate:
         coef, intercept, loo = self.path(prep)

@@ -23,10 +23,13 @@ class OLSFamily:
         predictor = LinearPredictor(prep.bounds, self.feature_set, coef, intercept)
         return Candidate(self.name, {}, float(sse(loo[0], axis=(0, 1))), predictor, X.shape[2] + 1)
 
-    def nested_sse(self, prep: Prepared) -> float:
-        """Nothing to choose: the plain leave-one-out squared error."""
+    def nested_residuals(self, prep: Prepared) -> np.ndarray:
+        """Nothing to choose: the plain leave-one-out residuals (n, B)."""
         _, _, loo = ridge_path(prep, self.feature_set, np.zeros(1))
-        return float(sse(loo[0], axis=(0, 1)))
+        return loo[0].T
+
+    def nested_sse(self, prep: Prepared) -> float:
+        return float(sse(self.nested_residuals(prep), axis=(0, 1)))
 
 
 PAPER = OLSFamily("paper", "ac_poly")

@@ -17,7 +17,7 @@ DESCRIPTIONS: dict[str, str] = {
     "linear": "OLS on A and C only (3 parameters: for studies with few settings)",
     "ridge": "the paper's quadratic with an L2 penalty per benchmark, chosen by inner leave-one-out CV",
     "multitask": "per-benchmark quadratics shrunk toward one shared by the study's benchmarks (penalties by inner CV)",
-    "auto": "the model above with the smallest inner leave-one-setting-out error, chosen on the training settings",
+    "auto": "a convex mix of the models above, weights minimising the nested inner leave-one-setting-out error",
 }
 
 _FACTORIES: dict[str, Callable[..., Family]] = {

@@ -30,11 +30,14 @@ class RidgeFamily:
 
     def nested_sse(self, prep: Prepared) -> float:
         """Squared LOO errors with each fold's penalties re-chosen without the held-out setting (closed form)."""
+        return float(np.nansum(self.nested_residuals(prep) ** 2))
+
+    def nested_residuals(self, prep: Prepared) -> np.ndarray:
+        """(n, B) LOO residuals with each fold's penalties re-chosen without the held-out setting (closed form)."""
         H, e = ridge_hat(prep, "ac_poly", self.penalties)
         w = prep.mask.T.astype(float)
         d = 1.0 - np.diagonal(H, axis1=-2, axis2=-1)
         with np.errstate(divide="ignore", invalid="ignore"):
             loo = np.where(d > 1e-9, e / d, np.inf)
         loo = np.where(w[None] > 0, loo, np.nan)
-        nested = nested_choice(loo, leave_two_out(H, e, w[None]))
-        return float(np.nansum(nested**2))
+        return nested_choice(loo, leave_two_out(H, e, w[None])).T
