@@ -59,7 +59,9 @@ def _controls(study, benchmarks: list[str]) -> dict:
         f"Add the optimistic strategy (upper bound of a law model's {DEFAULT_LEVEL:.0%} interval; slower)",
         key="policy_optimistic", help="Refits the chosen law model with jackknife+ intervals after every finetune")
     law_model = right.selectbox("Law model of the optimistic strategy", list(LAW_MODELS), key="policy_law_model",
-                                disabled=not optimistic)
+                                disabled=not optimistic,
+                                help="paper, linear, ridge: a few seconds per benchmark; multitask and auto (which "
+                                     "selects among the others inside every refit) take longer, auto about 20 s")
     if optimistic and benchmark == ALL:
         st.info("The optimistic order refits the law model's intervals after every finetune, so it is simulated one "
                 "benchmark at a time: pick a benchmark above to add it.")
