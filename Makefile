@@ -8,10 +8,11 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: app test lint bench system-deps setup clean-state
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .   # the `law-explorer` command (= python -m engine), usable from any folder
 	touch $(STAMP)
 
 setup: system-deps $(STAMP)

@@ -15,13 +15,20 @@ Plotly figures are rendered by kaleido (headless Chromium; ``/usr/bin/chromium``
 
 from __future__ import annotations
 
+import functools
 import html
+import io
 import json
 import os
 import re
 import struct
+import subprocess
+import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +45,49 @@ _SVG_META_ID = "law-explorer-provenance"
 _SYSTEM_CHROMIUM = Path("/usr/bin/chromium")
 
 
+def _now_utc() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@functools.lru_cache(maxsize=1)
+def app_version() -> str:
+    """``git describe`` of the checkout the app runs from, else the installed package's version."""
+    from engine import config
+
+    try:
+        out = subprocess.run(["git", "describe", "--tags", "--always", "--dirty"], cwd=config.REPO_ROOT,
+                             capture_output=True, text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return f"git {out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return f"law-explorer {metadata.version('law-explorer')}"
+    except metadata.PackageNotFoundError:
+        return "law-explorer (unknown version)"
+
+
 @dataclass(frozen=True)
 class Provenance:
-    """Which study and which fit produced an exported figure or table."""
+    """Which study and which fit produced an exported figure or table, when, and with which app version.
+
+    ``extra`` holds what the view adds: the A method, the C protocol, the encoder and its weights hash, the
+    dataset and pair of a keypoint figure.
+    """
 
     study: str
     study_hash: str
     feature_set: str = ""
     law_version: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    exported_at: str = field(default_factory=_now_utc)
 
     def fields(self) -> dict[str, str]:
         """Flat ``str -> str`` record, in a stable order, as written into the files."""
-        record = {k: str(v) for k, v in asdict(self).items() if k != "extra"}
+        record = {k: str(v) for k, v in asdict(self).items() if k not in ("extra", "exported_at")}
         record.update({str(k): str(v) for k, v in self.extra.items()})
+        record["exported_at"] = self.exported_at
+        record["app_version"] = app_version()
         record["generator"] = f"law-explorer export v{EXPORT_VERSION}"
         return record
 
@@ -223,3 +259,68 @@ def _altair_bytes(chart: Any, fmt: str) -> bytes:
     if fmt == "svg":
         return vlc.vegalite_to_svg(spec).encode("utf-8")
     return vlc.vegalite_to_html(spec, bundle=True).encode("utf-8")
+
+
+# ----------------------------------------------------------------------------- export all
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """One figure (plotly / altair) or table (DataFrame) of a page, with what produced it."""
+
+    name: str
+    payload: Any
+    provenance: Provenance
+
+
+def _unique(name: str, used: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "item"
+    candidate, n = base, 2
+    while candidate in used:
+        candidate, n = f"{base}-{n}", n + 1
+    used.add(candidate)
+    return candidate
+
+
+def bundle_zip(items: Sequence[ExportItem], page: str, figure_formats: Sequence[str] = ("png", "html")) -> bytes:
+    """Every figure and table of a page in one zip: each figure as PNG and HTML, each table as CSV, all with their
+    provenance, plus ``manifest.json`` (page, time, app version, one entry per file with its record).
+
+    Plotly HTML files share one ``plotly.min.js`` in the zip (they open offline). A format that cannot be rendered
+    here (PNG without Chromium) is left out and the manifest says why; nothing else is skipped.
+    """
+    for fmt in figure_formats:
+        if fmt not in FIGURE_FORMATS:
+            raise InputError(f"unknown figure format {fmt!r}; choose from {', '.join(FIGURE_FORMATS)}")
+    buffer = io.BytesIO()
+    used: set[str] = set()
+    manifest: dict[str, Any] = {"page": page, "exported_at": _now_utc(), "app_version": app_version(), "files": []}
+    needs_plotlyjs = False
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for item in items:
+            stem = _unique(item.name, used)
+            record = item.provenance.fields()
+            if isinstance(item.payload, pd.DataFrame):
+                zf.writestr(f"{stem}.csv", table_to_csv(item.payload, item.provenance))
+                manifest["files"].append({"file": f"{stem}.csv", "kind": "table", "provenance": record})
+                continue
+            for fmt in figure_formats:
+                entry = {"file": f"{stem}.{fmt}", "kind": "figure", "provenance": record}
+                try:
+                    if fmt == "html" and hasattr(item.payload, "to_plotly_json"):
+                        raw = item.payload.to_html(include_plotlyjs="directory", full_html=True).encode("utf-8")
+                        data = embed_provenance(raw, "html", item.provenance)
+                        needs_plotlyjs = True
+                    else:
+                        data = figure_to_bytes(item.payload, fmt, item.provenance)
+                except NotAvailableError as exc:
+                    manifest["files"].append({**entry, "skipped": str(exc)})
+                    continue
+                zf.writestr(entry["file"], data)
+                manifest["files"].append(entry)
+        if needs_plotlyjs:
+            from plotly.offline import get_plotlyjs
+
+            zf.writestr("plotly.min.js", get_plotlyjs())
+        zf.writestr("manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+    return buffer.getvalue()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import io
 import json
 import logging
 import os
@@ -72,26 +74,91 @@ def user_errors() -> Iterator[None]:
         st.error(f"Internal error ({type(exc).__name__}: {exc}). The server log has the details.", icon=":material/bug_report:")
 
 
-def ensure_app_navigation() -> None:
-    """Make Streamlit run ``app.py`` (our ``st.navigation``) even when the first visit is a deep link.
+# Set while app.py runs the chosen page; a page script run without it was started by Streamlit's legacy mode.
+_IN_APP: contextvars.ContextVar[bool] = contextvars.ContextVar("law_explorer_in_app", default=False)
+_PAGE: contextvars.ContextVar[str] = contextvars.ContextVar("law_explorer_page", default="page")  # its url path
+REDIRECTED_KEY = "law_explorer_legacy_redirect"
 
-    With a folder named ``pages/`` beside ``app.py``, Streamlit starts in its legacy multipage mode:
-    a first visit to ``/law`` runs ``pages/law.py`` alone under an auto-discovered sidebar (every file
-    of ``pages/``, ``_ui`` included), and only a run of ``app.py`` itself would leave that mode. This
-    switches the mode off for the process and reruns, so ``app.py`` takes over with the same URL (the
-    page is resolved by its url path). Called when this module is first imported and by ``run``.
+
+def _to_overview() -> None:
+    st.switch_page(PAGES_DIR / "overview.py")
+
+
+def build_pages() -> dict[str, list[st.Page]]:
+    """The sections of ``NAVIGATION`` as Streamlit pages (the Overview is the default page, at the root URL).
+
+    ``/app`` (the main script's name, where Streamlit's legacy mode put the home page) is a hidden alias of it.
     """
-    from streamlit.runtime.pages_manager import PagesManager
+    sections = {
+        section: [st.Page(PAGES_DIR / e.file, title=e.title, url_path=e.url, icon=e.icon, default=e.url == "overview")
+                  for e in entries]
+        for section, entries in NAVIGATION.items()
+    }
+    first = next(iter(sections))
+    sections[first].append(st.Page(_to_overview, title="Law Explorer", url_path="app", visibility="hidden"))
+    return sections
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+
+def sidebar_links() -> None:
+    """The sidebar navigation: one link per page of ``NAVIGATION`` under its section's heading.
+
+    Streamlit's own navigation menu is switched off (``client.showSidebarNavigation = false`` in
+    .streamlit/config.toml): with a ``pages/`` folder beside ``app.py`` its first run would list the raw
+    files of ``pages/`` before ``app.py`` declares its pages. These links are all the sidebar ever shows.
+    """
+    for section, entries in NAVIGATION.items():
+        st.sidebar.caption(section.upper())
+        for e in entries:
+            st.sidebar.page_link(PAGES_DIR / e.file, label=e.title, icon=e.icon)
+
+
+def run_app() -> None:
+    """Body of app.py: page config, our navigation, the sidebar (links, study picker), then the chosen page."""
+    st.set_page_config(page_title="Law Explorer", page_icon=":material/insights:", layout="wide")
+    navigation = st.navigation(build_pages(), position="hidden")
+    st.session_state.pop(REDIRECTED_KEY, None)
+    sidebar_links()
+    study_picker()
+    token, page = _IN_APP.set(True), _PAGE.set(navigation.url_path or "overview")
+    try:
+        navigation.run()
+    finally:
+        _IN_APP.reset(token)
+        _PAGE.reset(page)
+
+
+def ensure_app_navigation() -> None:
+    """Make ``app.py`` (our ``st.navigation``) take over when Streamlit ran a page script on its own.
+
+    With a folder named ``pages/`` beside ``app.py``, a fresh server process starts in Streamlit's legacy
+    multipage mode: a first visit to ``/law`` runs ``pages/law.py`` alone. Declaring the app's pages with the
+    public ``st.navigation`` ends that mode for the process; the rerun then goes through ``app.py`` with the
+    same URL (the page is resolved by its url path). Nothing is drawn before the rerun. A page that is the
+    main script itself (``AppTest.from_file("pages/law.py")``) is redirected once per session, then renders.
+    """
+    if _IN_APP.get() or st.session_state.get(REDIRECTED_KEY):
+        return
+    st.session_state[REDIRECTED_KEY] = True
+    st.navigation(build_pages(), position="hidden")
+    st.rerun()
+
+
+@contextmanager
+def collecting_exports(page: str) -> Iterator[None]:
+    """Collect the figures and tables shown inside the block; afterwards offer them as one zip in the sidebar."""
+    token = _EXPORTS.set([])
+    try:
+        yield
+        with user_errors():
+            export_all_button(page)
+    finally:
+        _EXPORTS.reset(token)
 
 
 def run(render: Callable[[], None]) -> None:
-    """Run a page's ``render`` function with engine errors shown as ``st.error``."""
+    """Run a page's ``render`` function with engine errors shown as ``st.error``, then its "Export all" button."""
     ensure_app_navigation()
-    with user_errors():
+    with collecting_exports(_PAGE.get()), user_errors():
         render()
 
 
@@ -158,14 +225,24 @@ def law_report(study: Any) -> Any:
     return _law_report(study.content_hash(), study)
 
 
+def _methods(study: Any, column: str) -> str:
+    """The study's A or C method(s) as recorded with its settings (else in its metadata), '; '-joined."""
+    values = []
+    if column in getattr(study, "settings", pd.DataFrame()).columns:
+        values = sorted({str(v).strip() for v in study.settings[column].dropna() if str(v).strip()})
+    return "; ".join(values) or str(study.meta.get(column, "") or "not recorded")
+
+
 def provenance(study: Any, feature_set: str = "", **extra: Any) -> export.Provenance:
-    """What an export of this page records: the study, its content hash, the fit."""
+    """What an export of this page records: the study, its content hash, the fit, its A method and C protocol."""
+    record = {"a_method": _methods(study, "a_method"), "c_protocol": _methods(study, "c_method")}
+    record.update({k: str(v) for k, v in extra.items()})
     return export.Provenance(
         study=study.name,
         study_hash=study.content_hash(),
         feature_set=feature_set,
         law_version=law.LAW_VERSION,
-        extra={k: str(v) for k, v in extra.items()},
+        extra=record,
     )
 
 
@@ -182,18 +259,65 @@ def url_selectbox(label: str, options: list[str], key: str, param: str, **kwargs
 # ----------------------------------------------------------------------------- exports
 
 
+def _provenance_json(provenance: export.Provenance) -> str:
+    """The record without its time, so that identical exports share one cache entry (the time is set on click)."""
+    data = {k: v for k, v in provenance.__dict__.items() if k != "exported_at"}
+    return json.dumps({**data, "extra": dict(provenance.extra)}, sort_keys=True)
+
+
+def _provenance_from(provenance_json: str) -> export.Provenance:
+    record = json.loads(provenance_json)
+    return export.Provenance(**{k: record[k] for k in ("study", "study_hash", "feature_set", "law_version")},
+                             extra=record["extra"])
+
+
 @functools.lru_cache(maxsize=64)
 def _static_bytes(fig_json: str, fmt: str, provenance_json: str) -> bytes:
-    record = json.loads(provenance_json)
-    prov = export.Provenance(**{k: record[k] for k in ("study", "study_hash", "feature_set", "law_version")},
-                             extra=record["extra"])
-    return export.figure_to_bytes(pio.from_json(fig_json), fmt, prov)
+    return export.figure_to_bytes(pio.from_json(fig_json), fmt, _provenance_from(provenance_json))
+
+
+# Figures and tables shown in this run of a page, for its "Export all" zip (see run / export_all_button).
+_EXPORTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("law_explorer_exports", default=None)
+
+
+def _register_export(name: str, kind: str, payload: str, provenance_json: str) -> None:
+    items = _EXPORTS.get()
+    if items is not None:
+        items.append((name, kind, payload, provenance_json))
+
+
+def _zip_bytes(page: str, items: tuple) -> bytes:
+    bundle = []
+    for name, kind, payload, provenance_json in items:
+        data = pio.from_json(payload) if kind == "figure" else pd.read_json(io.StringIO(payload), orient="split")
+        bundle.append(export.ExportItem(name, data, _provenance_from(provenance_json)))
+    return export.bundle_zip(bundle, page)
+
+
+def export_all_button(page: str) -> None:
+    """Sidebar button: every figure (PNG + HTML) and table (CSV) this page showed, in one zip with a manifest."""
+    items = tuple(_EXPORTS.get() or ())
+    if not items:
+        return
+    figures = sum(1 for item in items if item[1] == "figure")
+    st.sidebar.download_button(
+        f"Export all ({figures} figures, {len(items) - figures} tables)",
+        data=functools.partial(_zip_bytes, page, items),
+        file_name=f"law-explorer-{page}.zip",
+        mime="application/zip",
+        key="export-all",
+        icon=":material/folder_zip:",
+        on_click="ignore",
+        help="One zip: each figure as PNG and HTML, each table as CSV, each with its provenance (study, fit, "
+             "A method, C protocol, encoder weights, time, app version), plus manifest.json",
+    )
 
 
 def export_buttons(fig: Any, name: str, provenance: export.Provenance) -> None:
     """PNG, SVG and HTML download buttons for a plotly figure; bytes are rendered only when clicked (then cached)."""
     fig_json = fig.to_json()
-    prov_json = json.dumps({**provenance.__dict__, "extra": dict(provenance.extra)}, sort_keys=True)
+    prov_json = _provenance_json(provenance)
+    _register_export(name, "figure", fig_json, prov_json)
     with st.container(horizontal=True, gap="small"):
         for fmt in export.FIGURE_FORMATS:
             st.download_button(
@@ -217,6 +341,7 @@ def show_figure(fig: Any, name: str, provenance: export.Provenance) -> None:
 def show_table(table: pd.DataFrame, name: str, provenance: export.Provenance, **dataframe_kwargs: Any) -> None:
     """A dataframe with a CSV download button (the CSV starts with provenance comment lines)."""
     st.dataframe(table, hide_index=True, **dataframe_kwargs)
+    _register_export(name, "table", table.to_json(orient="split", date_format="iso"), _provenance_json(provenance))
     st.download_button(
         "CSV",
         data=export.table_to_csv(table, provenance),
@@ -229,6 +354,5 @@ def show_table(table: pd.DataFrame, name: str, provenance: export.Provenance, **
     )
 
 
-# Every page imports this module, so its first import in a server process (whatever page a first
-# visit deep-links to) leaves the legacy pages/ mode; see ensure_app_navigation.
-ensure_app_navigation()
+if __name__ == "__main__":  # Streamlit's legacy mode runs every file of pages/ as a page, this one included
+    ensure_app_navigation()

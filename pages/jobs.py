@@ -43,12 +43,13 @@ def _table(records: list[jobs.JobRecord]) -> pd.DataFrame:
                 "step": f"{r.progress[0]}/{r.progress[1]}" if r.progress[1] else "",
                 "elapsed": _elapsed(r.elapsed_s),
                 "title": r.title,
+                "backend": r.params.get("backend", "local"),
                 "target": r.target,
                 "id": r.id,
             }
             for r in records
         ],
-        columns=["status", "progress", "step", "elapsed", "title", "target", "id"],
+        columns=["status", "progress", "step", "elapsed", "title", "backend", "target", "id"],
     )
 
 
@@ -65,6 +66,43 @@ def _demo_form() -> None:
                 job_id = jobs.submit(demo.TARGET, {"n": int(n), "sleep": float(sleep)}, title=f"demo: count to {int(n)}")
                 st.session_state[SELECTED_KEY] = job_id
                 st.rerun(scope="app")
+
+
+def _backend_form() -> None:
+    """Where jobs submitted from the app run: this machine (local) or a Ray cluster (engine.scale)."""
+    from engine.scale.backend import BACKENDS, resolve_backend, save_default_backend, saved_default_backend
+
+    saved = saved_default_backend()
+    with st.expander(f"Where jobs run: {resolve_backend().name}", icon=":material/hub:"):
+        st.caption("local: detached workers on this machine (default, nothing to start). ray: the images of a C "
+                   "evaluation are encoded by Ray actors (one per GPU); this machine writes the results. No address "
+                   "starts a Ray instance on this machine. LAW_EXPLORER_BACKEND / RAY_ADDRESS override this choice.")
+        with st.form("backend_form", border=False), st.container(horizontal=True, vertical_alignment="bottom"):
+            name = st.radio("Backend", BACKENDS, index=BACKENDS.index(saved.name), horizontal=True, key="backend_name")
+            address = st.text_input("Ray address (HOST:PORT)", value=saved.address or "", key="backend_address",
+                                    placeholder="empty: a local Ray instance")
+            if st.form_submit_button("Save", icon=":material/save:"):
+                with _ui.user_errors():
+                    save_default_backend(name, address if name == "ray" else None)
+                    st.rerun(scope="app")
+
+
+def _sweep_encoders(record: jobs.JobRecord) -> None:
+    """Per-encoder progress of a sweep job (engine.sweep)."""
+    from engine.sweep import JOB_TARGET, sweep_status
+
+    if record.target != JOB_TARGET:
+        return
+    status = sweep_status(record.id)
+    frame = pd.DataFrame(
+        [{"encoder": r["encoder"], "status": r["status"] + (" (reused)" if r["reused"] else ""),
+          "progress": (1.0 if r["status"] == "done" else (r["done"] / r["total"] if r["total"] else 0.0)),
+          "C (PCK@0.10 per image x 100, measured)": r["C"], "A (A-v3 caption log-likelihood, measured)": r["A"],
+          "images encoded": r["images_encoded"],
+          "error": r["error"] or ""} for r in status["encoders"]]
+    )  # fmt: skip
+    _ui.show_table(frame, f"sweep-{record.id}", _provenance(record), width="stretch",
+                   column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
 
 
 def _metrics(record: jobs.JobRecord) -> None:
@@ -110,6 +148,7 @@ def _details(job_id: str) -> None:
         show = st.warning if record.status in ("interrupted", "cancelled") else st.error
         show(record.error)
     _actions(record)
+    _sweep_encoders(record)
     params_tab, log_tab, metrics_tab, result_tab = st.tabs(["Parameters", "Log", "Metrics", "Result"])
     with params_tab:
         st.json(record.params)
@@ -156,6 +195,7 @@ def render() -> None:
     st.title("Jobs")
     st.caption("Long work (C evaluation, projector training, A scoring) runs in detached worker processes: it survives "
                "page changes and reloads, can be cancelled, and resumes without redoing finished steps.")
+    _backend_form()
     _demo_form()
     active = any(r.status in jobs.ACTIVE for r in jobs.list_jobs())
     st.session_state[TIMER_KEY] = active

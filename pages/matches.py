@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,14 +47,24 @@ def _pair_table(spec: str, split: str) -> pd.DataFrame:
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
 def _encoder_table() -> pd.DataFrame:
+    """Every registered encoder, uploads included; re-read on every run so that a new upload is listed at once."""
     from engine.encoders.registry import list_encoders
 
+    specs = list_encoders()
+    return _encoder_rows(tuple((s.name, s.family, str(s.params.get("label", ""))) for s in specs), specs)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _encoder_rows(registry: tuple, _specs: list) -> pd.DataFrame:
+    """The table of ``_encoder_table``, cached on the registry's content (offline checks touch the disk)."""
+    from engine.encoders.registry import display_names
+
+    shown = display_names(_specs)
     rows = [
-        {"name": s.name, "family": s.family, "pretrained": s.pretrained, "offline": s.offline_available(),
-         "description": s.description}
-        for s in list_encoders()
+        {"name": s.name, "label": shown[s.name], "family": s.family, "pretrained": s.pretrained,
+         "offline": s.offline_available(), "description": s.description}
+        for s in _specs
     ]  # fmt: skip
     table = pd.DataFrame(rows)
     # offline-available first, pretrained before random / baseline, registry order otherwise
@@ -94,8 +105,19 @@ def _pca(encoder_name: str, spec: str, split: str, pair_id: str, protocol: str) 
     return viewer_query.pca_maps(_predict(encoder_name, spec, split, pair_id, protocol))
 
 
+def _category_pairs(dataset_spec: str, split: str, limit: Any) -> dict[str, int]:
+    """Pairs per category an evaluation covered, counted from the dataset (results stored before the count was kept)."""
+    limit = None if limit is None or (isinstance(limit, float) and np.isnan(limit)) else int(limit)
+    table = _pair_table(dataset_spec, split)
+    counts = table.head(limit) if limit else table
+    return counts["category"].value_counts().to_dict()
+
+
 def _results_frame(dataset_name: str, split: str, protocol: str, alpha: float) -> pd.DataFrame:
-    """Newest stored evaluation per encoder for this dataset, split and protocol, one row per category."""
+    """Newest stored evaluation per encoder for this dataset, split and protocol, one row per category.
+
+    ``pairs`` is the number of pairs of that category the evaluation scored (not the run's total).
+    """
     from engine.correspondence.results import list_results
 
     key = cproto.alpha_key(alpha)
@@ -104,11 +126,15 @@ def _results_frame(dataset_name: str, split: str, protocol: str, alpha: float) -
         if (res["dataset"], res["split"], res["protocol_name"]) != (dataset_name, split, protocol) or res["encoder"] in seen:
             continue
         seen.add(res["encoder"])
+        counts = res["pck"].get("per_category_pairs")
+        if counts is None:
+            counts = _category_pairs(dataset_name, split, res.get("limit_pairs"))
         for category, values in res["pck"]["per_category"].items():
             if values.get(key) is not None:
-                rows.append({"encoder": res["encoder"], "category": category, "pck": values[key],
-                             "split": res["split"], "pairs": res["stats"].get("pairs"), "result_id": res["id"]})  # fmt: skip
-    return pd.DataFrame(rows, columns=["encoder", "category", "pck", "split", "pairs", "result_id"])
+                rows.append({"encoder": _label(res["encoder"]), "encoder id": res["encoder"], "category": category,
+                             "pck": values[key], "pairs": int(counts.get(category, 0)), "split": res["split"],
+                             "result_id": res["id"]})  # fmt: skip
+    return pd.DataFrame(rows, columns=["encoder", "encoder id", "category", "pck", "pairs", "split", "result_id"])
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -131,6 +157,23 @@ def _provenance(**extra: object) -> export.Provenance:
     return export.Provenance(study="keypoint-matches", study_hash=hash_obj(record), extra=record)
 
 
+_LABELS: dict[str, str] = {}  # encoder id -> display name (an upload's label), filled by render on every run
+
+
+def _label(name: str) -> str:
+    return _LABELS.get(name, name)
+
+
+def _file_part(name: str) -> str:
+    """An encoder id as a piece of a file name (``upload:ab12`` -> ``upload-ab12``)."""
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _weights_hash(name: str) -> str:
+    return _encoder(name).weights_hash()
+
+
 def _show_image_figure(fig, name: str, provenance: export.Provenance) -> None:
     """An image canvas at its own aspect-derived width (stretching it would only add blank bands), with exports."""
     st.plotly_chart(fig, width="content", key=f"chart-{name}", theme=None)
@@ -138,11 +181,23 @@ def _show_image_figure(fig, name: str, provenance: export.Provenance) -> None:
 
 
 def _default_encoders(table: pd.DataFrame) -> list[str]:
-    wanted = st.query_params.get("encoder")
-    if wanted in set(table["name"]):
-        return [wanted]
     usable = table[table["offline"]]
     return usable["name"].head(1).tolist() or table["name"].head(1).tolist()
+
+
+def _preselect_encoders(table: pd.DataFrame) -> None:
+    """``?encoder=`` (the Encoders page's next steps, or a deep link) selects that encoder, once."""
+    known = set(table["name"])
+    wanted = st.query_params.get("encoder")
+    if wanted in known:
+        st.session_state["mx_encoders"] = [wanted]
+        st.session_state["mx_job_encoder"] = wanted
+        del st.query_params["encoder"]
+    chosen = st.session_state.get("mx_encoders")
+    if chosen is not None and not set(chosen) <= known:  # e.g. an upload deleted meanwhile
+        st.session_state["mx_encoders"] = [n for n in chosen if n in known] or _default_encoders(table)
+    if "mx_encoders" not in st.session_state:
+        st.session_state["mx_encoders"] = _default_encoders(table)
 
 
 def _dataset_controls() -> tuple[str, str]:
@@ -179,10 +234,12 @@ def _pair_controls(spec: str, split: str, table: pd.DataFrame) -> pd.Series:
 
 def _model_controls(encoders: pd.DataFrame) -> tuple[list[str], str, float]:
     cols = st.columns([3, 1.2, 2])
-    labels = {r.name: f"{r.name}{'' if r.offline else ' (needs download)'}" for r in encoders.itertuples()}
+    labels = {r.name: f"{r.label}{'' if r.offline else ' (needs download)'}" for r in encoders.itertuples()}
+    _preselect_encoders(encoders)
     chosen = cols[0].multiselect(
-        "Encoder(s)", list(encoders["name"]), default=_default_encoders(encoders), key="mx_encoders",
-        format_func=lambda n: labels.get(n, n), help="Offline-available encoders are listed first.",
+        "Encoder(s)", list(encoders["name"]), key="mx_encoders", format_func=lambda n: labels.get(n, n),
+        help="Offline-available encoders are listed first; type to search (uploads by their label). Pick several "
+             "to compare them side by side.",
     )  # fmt: skip
     names = [p.name for p in cproto.list_protocols()]
     protocol = cols[1].selectbox("Protocol", names, key="mx_protocol",
@@ -201,24 +258,26 @@ def _matches_view(encoders: list[str], spec: str, split: str, pair: pd.Series, p
     show_circles = st.toggle("Show the α circles around the ground truth", key="mx_circles",
                              help="Also toggled from the figure legend; hover a ground-truth point for its radius.")  # fmt: skip
     for name in encoders:
-        with _guarded(), st.spinner(f"Matching with {name} ..."):
+        with _guarded(), st.spinner(f"Matching with {_label(name)} ..."):
             result = _predict(name, spec, split, pair["pair_id"], protocol)
             scored = viewer_query.correct_at(result, pair["trg_bbox"], alpha, protocol)
             fig = mplots.pair_matches_figure(
                 result["src_image"], result["trg_image"], result["src_kps"], result["gt_kps"], result["pred_kps"],
                 result["visible"], scored["correct"], threshold_px=scored["threshold_px"], alpha=alpha,
-                show_threshold=show_circles, title=f"{name} · {pair['pair_id']}",
+                show_threshold=show_circles, title=f"{_label(name)} · {pair['pair_id']}",
             )  # fmt: skip
-            _show_image_figure(fig, f"matches-{name}-{pair['pair_id']}".replace("/", "_"),
-                            _provenance(view="matches", encoder=name, dataset=spec, pair=pair["pair_id"],
-                                        protocol=protocol, alpha=alpha))  # fmt: skip
+            _show_image_figure(fig, f"matches-{_file_part(name)}-{pair['pair_id']}".replace("/", "_"),
+                               _provenance(view="matches", encoder=name, encoder_label=_label(name),
+                                           weights_hash=_weights_hash(name), dataset=spec, split=split,
+                                           pair=pair["pair_id"], source_image=pair["src_id"],
+                                           target_image=pair["trg_id"], c_protocol=protocol, alpha=alpha))  # fmt: skip
             per_alpha = ", ".join(f"@{a}: {'–' if v is None else f'{100 * v:.1f} %'}" for a, v in result["pck"].items())
             st.caption(f"Pair PCK under protocol {protocol!r} ({per_alpha}); error threshold at α={alpha:g}: "
                        f"{scored['threshold_px']:.1f} px.")  # fmt: skip
 
 
 def _selected_query(chart_key: str, grid_trace: int) -> tuple[float, float] | None:
-    """A point newly clicked on the source grid (read from the chart's widget state), else None."""
+    """A point newly clicked on this chart's source grid (read from its widget state), else None."""
     state = st.session_state.get(chart_key)
     points = (state or {}).get("selection", {}).get("points", []) if isinstance(state, dict) else []
     if not points:
@@ -226,59 +285,86 @@ def _selected_query(chart_key: str, grid_trace: int) -> tuple[float, float] | No
     for point in points:
         if point.get("curve_number") == grid_trace and point.get("x") is not None:
             marker = hash_obj(points)
-            if st.session_state.get("mx_last_click") == marker:
-                return None
-            st.session_state["mx_last_click"] = marker
+            if st.session_state.get(f"mx_last_click-{chart_key}") == marker:  # one marker per chart: side by side,
+                return None  # an older click on another chart must not move the query back
+            st.session_state[f"mx_last_click-{chart_key}"] = marker
             return float(point["x"]), float(point["y"])
     return None
 
 
+def _side_by_side(encoders: list[str]) -> list:
+    """One column per encoder (two per row), so that several encoders are compared on the same pair."""
+    per_row = min(2, len(encoders))
+    cells = []
+    for _ in range(0, len(encoders), per_row):
+        cells.extend(st.columns(per_row))
+    return cells[: len(encoders)]
+
+
+def _height(encoders: list[str]) -> int:
+    """Canvas height: side by side, each figure is drawn smaller so that two fit in a row at their own aspect."""
+    return mplots.DEFAULT_HEIGHT_PX if len(encoders) == 1 else int(mplots.DEFAULT_HEIGHT_PX * 0.6)
+
+
 def _similarity_view(encoders: list[str], spec: str, split: str, pair: pd.Series, protocol: str) -> None:
-    name = st.selectbox("Encoder", encoders, key="mx_sim_encoder") if len(encoders) > 1 else encoders[0]
-    result = _predict(name, spec, split, pair["pair_id"], protocol)
-    src_h, src_w = result["src_image"].shape[:2]
+    results = {name: _predict(name, spec, split, pair["pair_id"], protocol) for name in encoders}
+    first = results[encoders[0]]
+    src_h, src_w = first["src_image"].shape[:2]
     pair_key = f"{spec}|{split}|{pair['pair_id']}"
     if st.session_state.get("mx_query_pair") != pair_key:  # new pair: start at its first visible keypoint
-        visible = np.flatnonzero(result["visible"])
-        start = result["src_kps"][visible[0]] if len(visible) else (src_w / 2, src_h / 2)
+        visible = np.flatnonzero(first["visible"])
+        start = first["src_kps"][visible[0]] if len(visible) else (src_w / 2, src_h / 2)
         st.session_state["mx_qx"], st.session_state["mx_qy"] = float(start[0]), float(start[1])
         st.session_state["mx_query_pair"] = pair_key
-    chart_key = f"mx-sim-chart-{hash_obj([pair_key, name, protocol])}"
-    probe = mplots.similarity_figure(result["src_image"], result["trg_image"], np.zeros((1, 1)), None)
-    grid_trace = next(i for i, t in enumerate(probe.data) if t.name == "click a source point")
-    clicked = _selected_query(chart_key, grid_trace)
-    if clicked is not None:
-        st.session_state["mx_qx"], st.session_state["mx_qy"] = clicked
+    chart_keys = {name: f"mx-sim-chart-{hash_obj([pair_key, name, protocol])}" for name in encoders}
+    blank = mplots.similarity_figure(first["src_image"], first["trg_image"], np.zeros((1, 1)), None)
+    grid_trace = next(i for i, t in enumerate(blank.data) if t.name == "click a source point")
+    for name in encoders:
+        clicked = _selected_query(chart_keys[name], grid_trace)
+        if clicked is not None:
+            st.session_state["mx_qx"], st.session_state["mx_qy"] = clicked
     cols = st.columns([1, 1, 1, 3])
     qx = cols[0].number_input("query x (px)", 0.0, float(src_w), step=1.0, key="mx_qx")
     qy = cols[1].number_input("query y (px)", 0.0, float(src_h), step=1.0, key="mx_qy")
     opacity = cols[2].slider("heatmap opacity", 0.0, 1.0, 0.55, 0.05, key="mx_opacity")
-    cols[3].caption("Click a grid dot on the source (or type x / y): the target shows the cosine similarity of its "
-                    "feature cell to every target cell; the star is the match the protocol would predict.")  # fmt: skip
-    query = _query(name, spec, split, pair["pair_id"], protocol, (float(qx), float(qy)))
-    gap = np.linalg.norm(result["src_kps"] - np.array([qx, qy]), axis=1)
-    on_kp = np.flatnonzero(result["visible"] & (gap < 1.0))
-    fig = mplots.similarity_figure(
-        result["src_image"], result["trg_image"], query["similarity"], query["query_xy"], query["best_xy"],
-        gt_xy=result["gt_kps"][on_kp[0]] if len(on_kp) else None, extent=query["extent"], opacity=opacity,
-        title=f"{name}: best match ({query['best_xy'][0]:.0f}, {query['best_xy'][1]:.0f}), cosine {query['best_score']:.3f}",
-    )  # fmt: skip
-    st.plotly_chart(fig, width="content", key=chart_key, on_select="rerun", selection_mode="points", theme=None)
-    _ui.export_buttons(fig, f"similarity-{name}-{pair['pair_id']}".replace("/", "_"),
-                       _provenance(view="similarity", encoder=name, dataset=spec, pair=pair["pair_id"],
-                                   protocol=protocol, query=f"{qx:.0f},{qy:.0f}"))  # fmt: skip
+    cols[3].caption("Click a grid dot on a source (or type x / y): each target shows the cosine similarity of the "
+                    "query's feature cell to every target cell. Star: the query; diamond: the best match the "
+                    "protocol would predict; magenta ring: the true match of an annotated keypoint.")  # fmt: skip
+    gap = np.linalg.norm(first["src_kps"] - np.array([qx, qy]), axis=1)
+    on_kp = np.flatnonzero(first["visible"] & (gap < 1.0))
+    for name, cell in zip(encoders, _side_by_side(encoders), strict=True):
+        with cell, _guarded():
+            result = results[name]
+            query = _query(name, spec, split, pair["pair_id"], protocol, (float(qx), float(qy)))
+            fig = mplots.similarity_figure(
+                result["src_image"], result["trg_image"], query["similarity"], query["query_xy"], query["best_xy"],
+                gt_xy=result["gt_kps"][on_kp[0]] if len(on_kp) else None, extent=query["extent"], opacity=opacity,
+                height_px=_height(encoders), title=f"{_label(name)}: best match ({query['best_xy'][0]:.0f}, {query['best_xy'][1]:.0f}), "
+                      f"cosine {query['best_score']:.3f}",
+            )  # fmt: skip
+            st.plotly_chart(fig, width="content", key=chart_keys[name],
+                            on_select="rerun", selection_mode="points", theme=None)
+            _ui.export_buttons(fig, f"similarity-{_file_part(name)}-{pair['pair_id']}".replace("/", "_"),
+                               _provenance(view="similarity", encoder=name, dataset=spec, pair=pair["pair_id"],
+                                           encoder_label=_label(name), weights_hash=_weights_hash(name), split=split,
+                                           c_protocol=protocol, query=f"{qx:.0f},{qy:.0f}"))  # fmt: skip
 
 
 def _pca_view(encoders: list[str], spec: str, split: str, pair: pd.Series, protocol: str) -> None:
-    name = st.selectbox("Encoder", encoders, key="mx_pca_encoder") if len(encoders) > 1 else encoders[0]
-    result = _predict(name, spec, split, pair["pair_id"], protocol)
-    maps = _pca(name, spec, split, pair["pair_id"], protocol)
-    fig = mplots.pca_figure(maps["src_rgb"], maps["trg_rgb"], result["src_image"], result["trg_image"],
-                            src_extent=maps["src_extent"], trg_extent=maps["trg_extent"],
-                            title=f"{name}: joint PCA of the features (3 components → RGB)")  # fmt: skip
-    st.caption("Same colour = similar feature direction in both images: good encoders colour corresponding parts alike.")
-    _show_image_figure(fig, f"pca-{name}-{pair['pair_id']}".replace("/", "_"),
-                    _provenance(view="pca", encoder=name, dataset=spec, pair=pair["pair_id"], protocol=protocol))  # fmt: skip
+    st.caption("Same colour = similar feature direction in both images: good encoders colour corresponding parts alike. "
+               "Several encoders are shown side by side on the same pair.")
+    for name, cell in zip(encoders, _side_by_side(encoders), strict=True):
+        with cell, _guarded():
+            result = _predict(name, spec, split, pair["pair_id"], protocol)
+            maps = _pca(name, spec, split, pair["pair_id"], protocol)
+            fig = mplots.pca_figure(maps["src_rgb"], maps["trg_rgb"], result["src_image"], result["trg_image"],
+                                    src_extent=maps["src_extent"], trg_extent=maps["trg_extent"],
+                                    height_px=_height(encoders), title=f"{_label(name)}: joint PCA of the features (3 components → RGB)")  # fmt: skip
+            st.plotly_chart(fig, width="content", key=f"chart-pca-{_file_part(name)}", theme=None)
+            _ui.export_buttons(fig, f"pca-{_file_part(name)}-{pair['pair_id']}".replace("/", "_"),
+                               _provenance(view="pca", encoder=name, dataset=spec, pair=pair["pair_id"],
+                                           encoder_label=_label(name), weights_hash=_weights_hash(name), split=split,
+                                           c_protocol=protocol))  # fmt: skip
 
 
 def _job_status(job_id: str) -> None:
@@ -333,12 +419,23 @@ def _category_view(encoders: list[str], spec: str, split: str, dataset: cdata.Da
         st.info(f"No stored evaluation of {dataset.name} ({split}) under protocol {protocol!r} yet: launch one above "
                 "(or `python -m engine correspondence evaluate ...`).")  # fmt: skip
         return
-    fig = mplots.per_category_bars(table, title=f"PCK@{bar_alpha:g} per category — {dataset.name}, protocol {protocol}")
+    comparable = spec.startswith("spair:")
+    scale_note = "" if comparable else " (builtin pairs: not comparable to SPair-71k C)"
+    fig = mplots.per_category_bars(table, title=f"PCK@{bar_alpha:g} per category — {dataset.name}, protocol {protocol}"
+                                   f"{scale_note}", value_title=f"PCK@{bar_alpha:g} (share of keypoints matched)")
+    if not comparable:
+        st.warning("C on the builtin pairs is a demo-scale check (a handful of synthetic warps of stock images): it is "
+                   "**not comparable** to C on SPair-71k, the C of the law. Use a SPair-71k folder for the law's C.",
+                   icon=":material/science:")
     if bar_alpha != alpha:
         st.caption(f"Stored results hold PCK at α ∈ {list(proto.alphas)}; showing α={bar_alpha:g}.")
-    prov = _provenance(view="per-category", dataset=spec, protocol=protocol, alpha=bar_alpha)
+    prov = _provenance(view="per-category", dataset=spec, split=split, c_protocol=protocol, alpha=bar_alpha,
+                       c_scale="SPair-71k" if comparable else "builtin (not comparable to SPair-71k C)",
+                       encoders=", ".join(sorted(set(table["encoder id"]))))
     _ui.show_figure(fig, f"pck-per-category-{protocol}", prov)
-    _ui.show_table(table, f"pck-per-category-{protocol}", prov)
+    st.caption("Pairs: how many pairs of each category the evaluation scored (pairs without a visible keypoint are "
+               "left out).")
+    _ui.show_table(table, f"pck-per-category-{protocol}-table", prov)
 
 
 # ----------------------------------------------------------------------------- page
@@ -351,7 +448,10 @@ def render() -> None:
     spec, split = _dataset_controls()
     dataset = _dataset(spec, split)
     pair = _pair_controls(spec, split, _pair_table(spec, split))
-    encoders, protocol, alpha = _model_controls(_encoder_table())
+    table = _encoder_table()
+    _LABELS.clear()
+    _LABELS.update(zip(table["name"], table["label"], strict=True))
+    encoders, protocol, alpha = _model_controls(table)
     tabs = st.tabs(["Matches", "Click a point", "Feature PCA", "PCK per category"])
     with tabs[0]:
         _matches_view(encoders, spec, split, pair, protocol, alpha)
@@ -363,5 +463,6 @@ def render() -> None:
         _category_view(encoders, spec, split, dataset, protocol, alpha)
 
 
-with _guarded():
+_ui.ensure_app_navigation()
+with _ui.collecting_exports("matches"), _guarded():
     render()

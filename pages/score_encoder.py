@@ -15,6 +15,7 @@ from pages import _ui
 MEASURE, MANUAL = "Measure with background jobs", "Enter A and C by hand"
 LAUNCHED_KEY = "score_launched"
 STARTED_KEY = "score_started_jobs"
+RECORD_KEY = "score_measurement_record"  # how the candidate's A and C were measured, for the exports
 RESTARTABLE = ("missing", "failed", "cancelled", "interrupted")
 STATE_ICONS = {"stored": ":material/inventory_2:", "done": ":material/check_circle:", "running": ":material/sync:",
                "queued": ":material/schedule:", "waiting": ":material/hourglass_empty:",
@@ -23,10 +24,24 @@ STATE_ICONS = {"stored": ":material/inventory_2:", "done": ":material/check_circ
                "unavailable": ":material/block:", "not needed": ":material/remove:"}
 
 
-def _encoder_names() -> list[str]:
-    from engine.encoders.registry import list_encoders
+def _encoder_names() -> dict[str, str]:
+    """Encoder id -> what the picker shows (an upload's label), fresh on every run (a new upload is listed)."""
+    from engine.encoders.registry import display_names
 
-    return [spec.name for spec in list_encoders()]
+    return display_names()
+
+
+def _encoder_picker(container) -> str:
+    shown = _encoder_names()
+    wanted = st.query_params.get("encoder")
+    if wanted in shown:  # from the Encoders page's next steps (or a deep link)
+        st.session_state["score_encoder"] = wanted
+        del st.query_params["encoder"]
+    if st.session_state.get("score_encoder") not in shown:
+        st.session_state.pop("score_encoder", None)
+    return container.selectbox("Encoder", list(shown), key="score_encoder", format_func=lambda n: shown.get(n, n),
+                               help="Built-in or uploaded; type to search by label. Selected id: "
+                                    f"{st.session_state.get('score_encoder') or next(iter(shown))}")
 
 
 def _protocol_names() -> list[str]:
@@ -36,9 +51,8 @@ def _protocol_names() -> list[str]:
 
 
 def _plan_inputs() -> dict:
-    names = _encoder_names()
     cols = st.columns(3)
-    encoder = cols[0].selectbox("Encoder", names, key="score_encoder", help="Built-in or uploaded (upload:<hash>)")
+    encoder = _encoder_picker(cols[0])
     a_definition = cols[1].selectbox("A definition", list(pipeline.A_DEFINITIONS), key="score_a_definition",
                                      help="v3-loglik: the paper's final A; v1-clip-ref: max cosine to CLIP tokens")
     protocol = cols[2].selectbox("C protocol", _protocol_names(), key="score_c_protocol")
@@ -105,7 +119,9 @@ def _render_measure(study_name: str) -> tuple[pipeline.Plan, float | None, float
         st.session_state[STARTED_KEY] = pipeline.launch(plan)
         st.rerun()  # redraw without the button; the live view below follows the jobs
     if launched and st.session_state.get(STARTED_KEY):
-        st.caption(f"Background jobs: {', '.join(st.session_state[STARTED_KEY])} (also on the Jobs page).")
+        st.caption(f"Background jobs: {', '.join(st.session_state[STARTED_KEY])} (also on the Jobs page). They run "
+                   "on the server: A-scoring starts by itself when the projector is trained, even if you leave "
+                   "this page.")
     if plan.A is not None and plan.C is not None:
         st.success("A and C are both stored: nothing to run.", icon=":material/inventory_2:")
     if _polling(plan, states):
@@ -113,6 +129,7 @@ def _render_measure(study_name: str) -> tuple[pipeline.Plan, float | None, float
     else:
         _show_steps(states)
     values = {s.key: s.value for s in states}  # stored results, or the values of finished jobs
+    st.session_state[RECORD_KEY] = pipeline.measurement_record(plan)
     return plan, values.get("a"), values.get("c")
 
 
@@ -197,8 +214,10 @@ def _render_placement(study, setting: str, A: float, C: float, scale: str, targe
     flags = pipeline.placement_flags(table)
     comparable = bool(table["comparable"].all())
     st.header("Where it falls on the law" if comparable else "Where it would fall on the law (illustration only)")
+    record = st.session_state.get(RECORD_KEY) or {"candidate_a_method": "entered by hand",
+                                                   "candidate_c_protocol": "entered by hand"}
     prov = _ui.provenance(study, "ac_poly", setting=setting, A=A, C=C, scale=scale, model=model, level=level,
-                          flags=", ".join(flags) or "none")
+                          flags=", ".join(flags) or "none", **record)
     cols = st.columns(3)
     cols[0].metric("A", f"{A:.4g}")
     cols[1].metric("C", f"{C:.4g}")
@@ -226,6 +245,7 @@ def render() -> None:
                "stage-1 caption log-likelihood on LLaVA-558K and C = SPair-71k test PCK@0.10 x 100; anything "
                "measured otherwise is demo-scale and is kept in a separate study.")
     mode = st.radio("How do you get A and C?", [MEASURE, MANUAL], horizontal=True, key="score_mode")
+    st.session_state.pop(RECORD_KEY, None)
     if mode == MEASURE:
         plan, A, C = _render_measure(study_name)
         setting, scale, target = plan.setting, plan.scale, plan.target_study

@@ -84,3 +84,29 @@ def test_running_job_can_be_cancelled_from_the_page(isolated_home):
     at.run()
     assert not at.exception, at.exception
     assert jobs.wait(job_id, timeout=30).status == "cancelled"
+
+
+def test_backend_selector_saves_the_default_and_a_sweep_shows_its_encoders(jobs_home):
+    from engine.scale.backend import saved_default_backend
+    from engine.sweep import SweepSpec, submit_sweep
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert at.radio(key="backend_name").value == "local"
+    at.radio(key="backend_name").set_value("ray")
+    at.text_input(key="backend_address").set_value("10.0.0.5:6379")
+    at.button[[b.label for b in at.button].index("Save")].click().run()
+    assert not at.exception
+    assert saved_default_backend().name == "ray" and saved_default_backend().address == "10.0.0.5:6379"
+    at.radio(key="backend_name").set_value("local")
+    at.button[[b.label for b in at.button].index("Save")].click().run()
+    assert saved_default_backend().name == "local"
+
+    job_id = submit_sweep(SweepSpec(encoders=("pixels-8",), dataset="builtin", limit=2))
+    assert jobs.wait(job_id, timeout=120).status == "done"
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    frames = [df.value for df in at.dataframe]
+    sweep = [f for f in frames if "encoder" in f.columns]
+    assert sweep and sweep[0]["encoder"].tolist() == ["pixels-8"] and sweep[0]["status"].tolist() == ["done"]
+    assert "backend" in frames[0].columns

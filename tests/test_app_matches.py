@@ -172,3 +172,86 @@ def test_clicking_a_source_grid_point_moves_the_query_in_chromium(tmp_path):
             assert page.locator('[data-testid="stException"]').count() == 0
         finally:
             browser.close()
+
+
+def test_two_encoders_side_by_side_in_click_and_pca_views():
+    at = _app()
+    at.multiselect(key="mx_encoders").set_value([ENCODER, "efficientnet-lite0-random"]).run()
+    _ok(at)
+    titles = _titles(at)
+    similarity = [t for t in titles if ": best match" in t]
+    pca = [t for t in titles if "joint PCA" in t]
+    assert [t.split(":")[0] for t in similarity] == [ENCODER, "efficientnet-lite0-random"]
+    assert [t.split(":")[0] for t in pca] == [ENCODER, "efficientnet-lite0-random"]
+    # the same query point on both
+    sims = [f for f in _figures(at) if ": best match" in f["layout"]["title"]["text"]]
+    queries = [next(t for t in f["data"] if t.get("name") == "query") for f in sims]
+    assert _values(queries[0]["x"]) == _values(queries[1]["x"])
+
+
+def test_query_and_best_match_have_distinct_markers():
+    at = _app()
+    sim = next(f for f in _figures(at) if ": best match" in f["layout"]["title"]["text"])
+    query = next(t for t in sim["data"] if t.get("name") == "query")["marker"]
+    best = next(t for t in sim["data"] if t.get("name") == "best match")["marker"]
+    assert (query["symbol"], query["color"]) != (best["symbol"], best["color"])
+    assert query["symbol"] != best["symbol"] and query["color"] != best["color"]
+
+
+def test_builtin_c_is_flagged_and_the_category_table_counts_true_pairs(isolated_home):
+    from engine.correspondence.datasets import open_dataset
+    from engine.correspondence.evaluate import evaluate
+
+    evaluate("builtin", ENCODER, limit=20)
+    at = _app()
+    _ok(at)
+    assert any("not comparable" in w.value for w in at.warning)
+    assert "not comparable to SPair-71k C" in _titles(at)[-1]
+    table = next(df.value for df in at.dataframe if "pairs" in df.value.columns)
+    # oracle: count the categories of the first 20 pairs of the dataset itself
+    pairs = open_dataset("builtin", "test").pairs("test", limit=20)
+    expected = {}
+    for p in pairs:
+        expected[p.category] = expected.get(p.category, 0) + 1
+    assert dict(zip(table["category"], table["pairs"], strict=True)) == expected
+    assert sum(expected.values()) == 20 and len(expected) > 1  # a per-category count, not the run's total
+    bars = _figures(at)[-1]
+    assert bars["layout"]["yaxis"]["title"]["text"].startswith("PCK@0.1 (")
+    assert bars["layout"]["xaxis"]["title"]["text"].startswith("Category")
+
+
+def test_the_matches_png_records_dataset_pair_encoder_and_weights(monkeypatch):
+    from engine import export
+    from engine.encoders.registry import build_encoder
+    from pages import _ui
+
+    shown = []
+    monkeypatch.setattr(_ui, "_register_export", lambda *item: shown.append(item))
+    at = _app()
+    _ok(at)
+    name, _kind, fig_json, prov_json = next(item for item in shown if item[0].startswith("matches-"))
+    png = _ui._static_bytes(fig_json, "png", prov_json)
+    record = export.read_provenance(png, "png")
+    pair = at.selectbox(key="mx_pair_index")
+    assert record["dataset"] == "builtin" and record["split"] == "test"
+    assert record["pair"] in name and record["pair"] in pair.options[pair.index]
+    assert record["encoder"] == ENCODER and record["c_protocol"] == "default"
+    assert record["weights_hash"] == build_encoder(ENCODER).weights_hash()
+    assert record["exported_at"] and record["app_version"]
+
+
+def test_results_stored_before_the_per_category_count_are_counted_from_the_dataset(isolated_home):
+    from engine.correspondence import results
+    from engine.correspondence.datasets import open_dataset
+    from engine.correspondence.evaluate import evaluate
+
+    result = evaluate("builtin", ENCODER, limit=20, record=False)
+    del result["pck"]["per_category_pairs"]  # as written by earlier versions
+    results.record_result(result)
+    at = _app()
+    _ok(at)
+    table = next(df.value for df in at.dataframe if "pairs" in df.value.columns)
+    expected: dict[str, int] = {}
+    for p in open_dataset("builtin", "test").pairs("test", limit=20):
+        expected[p.category] = expected.get(p.category, 0) + 1
+    assert dict(zip(table["category"], table["pairs"], strict=True)) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,21 @@ def test_bad_dataset_is_one_error_line(isolated_home):
     at.text_input(key="score_dataset").set_value("imagenet").run()
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == ["unknown dataset 'imagenet' (use builtin or spair:/path/to/SPair-71k)"]
+
+
+def test_exports_of_the_placement_record_the_a_method_and_c_protocol(isolated_home, monkeypatch):
+    from pages import _ui
+
+    shown = []
+    monkeypatch.setattr(_ui, "_register_export", lambda *item: shown.append(item))
+    at = AppTest.from_file(PAGE, default_timeout=240).run()
+    at.radio(key="score_mode").set_value("Enter A and C by hand").run()
+    at.text_input(key="score_manual_a").input("-1.95").run()
+    at.text_input(key="score_manual_c").input("18.4").run()
+    assert not at.exception
+    records = [json.loads(item[3])["extra"] for item in shown]
+    assert records, "the placement shows exportable figures"
+    for record in records:
+        assert record["a_method"] == "caption log-likelihood (v3)"  # the study's, from its settings
+        assert record["c_protocol"] == "SPair-71k test PCK@0.10 per image, bbox"
+        assert record["candidate_a_method"] == "entered by hand"

@@ -93,3 +93,35 @@ def test_similarity_map_peaks_at_the_match():
     assert sim.shape == (4, 4)
     assert np.unravel_index(sim.argmax(), sim.shape) == (1, 3)
     assert sim.max() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_batched_gpu_matching_path_equals_the_grouped_path():
+    """The one-product-per-chunk path used on GPUs gives the per-target path's cells (checked on the CPU)."""
+    from engine.correspondence.matching import _batched_cells, _grouped_cells
+    from engine.correspondence.protocols import get_protocol
+
+    gen = torch.Generator().manual_seed(3)
+    images = [torch.nn.functional.normalize(torch.randn(16, 6, 7, generator=gen), dim=0) for _ in range(5)]
+    pairs = [(0, 1), (2, 1), (3, 4), (1, 0), (4, 1), (0, 4)]
+    kps = [np.arange(2 * n).reshape(n, 2) % 6 for n in (3, 1, 4, 2, 5, 1)]
+    src = [images[a] for a, _ in pairs]
+    trg = [images[b] for _, b in pairs]
+    groups: dict[int, list[int]] = {}
+    for k in range(len(pairs)):
+        groups.setdefault(id(trg[k]), []).append(k)
+    order = [k for m in groups.values() for k in m]
+    cells = torch.from_numpy(np.concatenate([kps[k] for k in order])).long()
+    for name in ("default", "paper-compat"):
+        proto = get_protocol(name)
+        grouped = _grouped_cells(src, trg, list(groups.values()), kps, cells, lambda t: t, proto, 1)
+        batched = _batched_cells(src, trg, list(groups.values()), order, kps, cells, lambda t: t, proto, 1)
+        assert batched.shape == (sum(len(k) for k in kps), 2)
+        assert torch.allclose(batched, grouped, atol=1e-5)
+        brute = []  # independent oracle: argmax of each source descriptor against its target grid
+        for k in order:
+            for i, j in kps[k]:
+                sim = torch.einsum("c,chw->hw", src[k][:, i, j], trg[k])
+                best = int(sim.flatten().argmax())
+                brute.append([best // sim.shape[1], best % sim.shape[1]])
+        if proto.argmax == "argmax" and proto.matching == "nn_feature":
+            assert torch.equal(batched, torch.tensor(brute, dtype=torch.float32))

@@ -153,3 +153,24 @@ def test_cli_precision_and_workers_flags(tmp_path):
     assert data["encoder"]["precision"] == data["stats"]["precision"] == "bf16" and data["stats"]["pairs"] == 4
     bad = subprocess.run([*base, "--precision", "fp8"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "precision" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_preprocessing_equals_cpu_preprocessing():
+    from engine.encoders.preprocess import prepare
+
+    ds = open_dataset("builtin")
+    images = [ds.load_image(p.src_id) for p in ds.pairs("test")[:6]]
+    enc = TinyConvEncoder()
+    cpu, _ = prepare(images, enc.preprocessing)
+    gpu, _ = prepare(images, enc.preprocessing, "cuda")
+    assert gpu.device.type == "cuda" and torch.allclose(gpu.cpu(), cpu, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_features_normalised_at_encoding_match_the_cached_path(isolated_home):
+    gpu_encoder = TinyConvEncoder().to("cuda")
+    cold = ev.evaluate("builtin", gpu_encoder, limit=30, record=False)  # units kept from the forward
+    cached = ev.evaluate("builtin", gpu_encoder, limit=30, record=False)  # units from the fp16 cache files
+    assert cold["stats"]["images_encoded"] > 0 and cached["stats"]["images_encoded"] == 0
+    assert cached["pck"] == cold["pck"]

@@ -97,3 +97,53 @@ def test_bad_inputs_raise_input_error():
         export.figure_to_bytes(object(), "html", PROV)
     with pytest.raises(InputError):
         export.png_text_chunks(b"not a png")
+
+
+def test_every_export_records_its_time_and_the_app_version():
+    import subprocess
+    from datetime import UTC, datetime
+
+    from engine import config
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    prov = export.Provenance(study="s", study_hash="h")
+    record = export.read_provenance(export.table_to_csv(pd.DataFrame({"a": [1]}), prov), "csv")
+    stamp = datetime.strptime(record["exported_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert before <= stamp <= datetime.now(UTC)
+    git = subprocess.run(["git", "describe", "--tags", "--always", "--dirty"], cwd=config.REPO_ROOT,
+                         capture_output=True, text=True)
+    expected = f"git {git.stdout.strip()}" if git.returncode == 0 else "law-explorer 0.1.0"
+    assert record["app_version"] == expected
+    svg = export.embed_provenance(b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "svg", prov)
+    assert export.read_provenance(svg, "svg")["app_version"] == expected
+
+
+@needs_chromium
+def test_bundle_zip_holds_every_figure_and_table_with_a_manifest():
+    import json
+    import zipfile
+
+    table = pd.DataFrame({"setting": ["=cmd", "b"], "score": [1.5, 2.0]})
+    prov = export.Provenance(study="paper-v3", study_hash="h1", extra={"a_method": "caption log-likelihood (v3)",
+                                                                       "c_protocol": "default", "weights_hash": "w9"})
+    items = [export.ExportItem("law fit", _figure(), prov), export.ExportItem("law fit", _figure(), PROV),
+             export.ExportItem("fit table", table, prov)]
+    data = export.bundle_zip(items, page="law")
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = set(zf.namelist())
+        assert names == {"law-fit.png", "law-fit.html", "law-fit-2.png", "law-fit-2.html", "fit-table.csv",
+                         "plotly.min.js", "manifest.json"}
+        manifest = json.loads(zf.read("manifest.json"))
+        assert manifest["page"] == "law" and len(manifest["files"]) == 5
+        assert Image.open(io.BytesIO(zf.read("law-fit.png"))).size[0] > 0
+        assert export.read_provenance(zf.read("law-fit.png"), "png")["weights_hash"] == "w9"
+        assert export.read_provenance(zf.read("law-fit-2.png"), "png")["benchmark"] == "mme"
+        page = zf.read("law-fit.html").decode()
+        assert '<script src="plotly.min.js"' in page or "plotly.min.js" in page
+        assert export.read_provenance(zf.read("law-fit.html"), "html")["c_protocol"] == "default"
+        csv = zf.read("fit-table.csv")
+        assert export.read_provenance(csv, "csv")["a_method"] == "caption log-likelihood (v3)"
+        back = pd.read_csv(io.BytesIO(export.strip_provenance(csv)))
+        assert list(back["score"]) == [1.5, 2.0] and len(back) == 2
+    with pytest.raises(InputError):
+        export.bundle_zip(items, page="law", figure_formats=("gif",))

@@ -250,3 +250,28 @@ def test_submit_validates_a_target_without_importing_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_done_job_starts_its_chained_job_without_any_caller(isolated_home):
+    first = jobs.submit(DEMO, {"n": 3, "sleep": 0.2}, title="first")
+    assert jobs.chain(first, DEMO, {"n": 4, "sleep": 0.0}, title="second")
+    assert jobs.chain(first, DEMO, {"n": 4, "sleep": 0.0}, title="second")  # the same follow-up is kept once
+    assert [f["title"] for f in jobs.followups(first)] == ["second"]
+    assert jobs.wait(first, timeout=60).status == "done"
+    # nobody calls submit for the second job: the first one's worker does
+    second = _poll(lambda: jobs.list_jobs(target=DEMO, params={"n": 4, "sleep": 0.0}), timeout=60)[0]
+    record = jobs.wait(second.id, timeout=60)
+    assert record.status == "done" and record.result["sum_of_squares"] == 0 + 1 + 4 + 9
+    assert record.title == "second"
+    assert not jobs.chain(first, DEMO, {"n": 5}), "a fired chain takes no more follow-ups"
+    assert "started the chained job" in jobs.get_job(first).log_tail
+
+
+def test_a_failed_job_does_not_start_its_chain(isolated_home):
+    first = jobs.submit(DEMO, {"n": 3, "fail_at": 1})
+    jobs.chain(first, DEMO, {"n": 2})
+    assert jobs.wait(first, timeout=60).status == "failed"
+    time.sleep(0.5)
+    assert jobs.list_jobs(params={"n": 2}) == []
+    with pytest.raises(InputError):
+        jobs.chain(first, "os:system", {})

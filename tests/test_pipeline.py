@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -58,12 +59,23 @@ def test_launch_submits_missing_jobs_and_a_second_plan_reuses_the_stored_c(isola
     assert _states(other)["c"] == "run"  # a different number of pairs is a different result
 
 
-def test_a_scoring_waits_for_the_projector(isolated_home, monkeypatch):
-    submitted = []
+def test_a_scoring_waits_for_the_projector_and_is_chained_to_it(isolated_home, monkeypatch):
+    submitted, chained = [], []
     monkeypatch.setattr(jobs, "submit", lambda target, params, title=None: submitted.append(target) or f"id-{len(submitted)}")
+    monkeypatch.setattr(jobs, "chain", lambda job_id, target, params, title=None: chained.append((job_id, target)) or True)
     p = pipeline.plan(ENCODER, BUNDLED_NAME, limit=4)
     assert pipeline.launch(p) == ["id-1", "id-2"]
     assert submitted == [pipeline.C_TARGET, pipeline.TRAIN_TARGET]  # not the A job: its projector is not there yet
+    assert chained == [("id-2", pipeline.LOGLIK_TARGET)]  # the projector's worker submits it, server-side
+
+
+def test_a_chain_that_already_fired_is_submitted_directly(isolated_home, monkeypatch):
+    submitted = []
+    monkeypatch.setattr(jobs, "submit", lambda target, params, title=None: submitted.append(target) or f"id-{len(submitted)}")
+    monkeypatch.setattr(jobs, "chain", lambda job_id, target, params, title=None: False)
+    p = pipeline.plan(ENCODER, BUNDLED_NAME, limit=4)
+    pipeline.launch(p)
+    assert submitted == [pipeline.C_TARGET, pipeline.TRAIN_TARGET, pipeline.LOGLIK_TARGET]
 
 
 def test_stored_projector_and_a_are_reused_only_on_the_same_scale(isolated_home):
@@ -223,13 +235,24 @@ def test_only_paper_scale_a_and_c_target_the_study_itself(isolated_home):
     assert subset.scale == "demo" and subset.target_study == "paper-v3-demo"
 
 
+def _wait_for_a_job(timeout: float) -> jobs.JobRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = jobs.list_jobs(target=pipeline.LOGLIK_TARGET)
+        if found:
+            return jobs.wait(found[0].id, timeout=max(1.0, deadline - time.monotonic()))
+        time.sleep(0.2)
+    raise AssertionError("the A job was never started")
+
+
 @pytest.mark.slow
 def test_demo_chain_end_to_end(isolated_home):
-    """C job, projector job, then (submitted by a later launch) the A job; the result is placed on the law."""
+    """One launch (then the page is left): C and projector jobs run, the projector's worker starts the A job."""
     p = pipeline.plan(ENCODER, BUNDLED_NAME, limit=4)
-    for _ in range(3):  # C + projector, then A once the projector is stored
-        for job_id in pipeline.launch(p):
-            assert jobs.wait(job_id, timeout=900).status == "done", jobs.get_job(job_id).error
+    for job_id in pipeline.launch(p):  # launched once, never polled again: the chain runs server-side
+        assert jobs.wait(job_id, timeout=900).status == "done", jobs.get_job(job_id).error
+    a_job = _wait_for_a_job(timeout=900)
+    assert a_job.status == "done", a_job.error
     done = pipeline.refresh(p)
     assert {s.key: s.state for s in done.steps} == {"c": "reuse", "projector": "not needed", "a": "reuse"}
     assert math.isfinite(done.A) and 0 <= done.C <= 100
@@ -237,3 +260,16 @@ def test_demo_chain_end_to_end(isolated_home):
     table = pipeline.place_on_law(BUNDLED_NAME, done.setting, done.A, done.C)
     assert len(table) == 8 and table["predicted"].notna().all()
     assert pipeline.add_to_study(BUNDLED_NAME, done.setting, done.A, done.C, demo_scale=True) == "paper-v3-demo"
+
+
+def test_measurement_record_names_the_weights_a_method_and_c_protocol(isolated_home):
+    from engine.correspondence.evaluate import evaluate
+    from engine.encoders.registry import build_encoder
+
+    p = pipeline.plan(ENCODER, BUNDLED_NAME, limit=4)
+    assert "not recorded" in pipeline.measurement_record(p)["encoder_weights_hash"]
+    evaluate("builtin", ENCODER, limit=4)
+    record = pipeline.measurement_record(pipeline.plan(ENCODER, BUNDLED_NAME, limit=4))
+    assert record["encoder_weights_hash"] == build_encoder(ENCODER).weights_hash()
+    assert record["candidate_a_method"] == "v3-loglik (demo projector + demo LLM)"
+    assert record["candidate_c_protocol"] == "default on builtin (test, 4 pairs)"

@@ -16,20 +16,25 @@ import pkgutil
 import sys
 import traceback
 import warnings
+from pathlib import Path
 from typing import NoReturn
 
 from engine.errors import LawExplorerError
+
+CONSOLE_SCRIPT = "law-explorer"  # pyproject.toml [project.scripts]: the same CLI as `python -m engine`
 
 
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one ``error:`` line naming the command (``--help`` still prints the full usage)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {self.prog.removeprefix('python -m engine ')}: {' '.join(message.split())} (see --help)\n")
+        command = self.prog.removeprefix("python -m engine ").removeprefix(f"{CONSOLE_SCRIPT} ")
+        self.exit(2, f"error: {command}: {' '.join(message.split())} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m engine", description="Law Explorer: the law of vision representation in MLLMs.")
+    prog = CONSOLE_SCRIPT if Path(sys.argv[0]).name == CONSOLE_SCRIPT else "python -m engine"
+    parser = OneLineParser(prog=prog, description="Law Explorer: the law of vision representation in MLLMs.")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

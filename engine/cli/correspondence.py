@@ -34,18 +34,25 @@ def _protocol_arg(value: str) -> str | dict:
 def _evaluate(args: argparse.Namespace) -> Output:
     from engine.correspondence import evaluate as ev
     from engine.devices import check_device
+    from engine.scale.backend import check_remote_device, resolve_backend
 
     args.protocol = _protocol_arg(args.protocol)
-    check_device(args.device)
+    choice = resolve_backend(args.backend, args.ray_address)
+    if choice.name == "local":
+        check_device(args.device)
+    else:  # the actors' device: the cluster is checked when it is joined
+        check_remote_device(args.device)
     if args.background:
         job_id = ev.submit_evaluation(args.dataset, args.encoder, args.protocol, args.split, args.limit,
-                                      device=args.device, precision=args.precision)
+                                      device=args.device, precision=args.precision, backend=choice.name,
+                                      ray_address=choice.address)
         return Output(data={"job_id": job_id, "target": ev.JOB_TARGET}, text=f"submitted job {job_id}")
     # the bar shows on a terminal only, so piped stderr keeps the one-line error contract
     with tqdm_progress("pairs") as update:
         result = ev.evaluate(args.dataset, args.encoder, protocol=args.protocol, split=args.split, limit=args.limit,
                              progress=update, batch_size=args.batch_size, device=args.device,
-                             precision=args.precision, workers=args.workers)
+                             precision=args.precision, workers=args.workers, backend=choice.name,
+                             ray_address=choice.address)
     stats = result["stats"]
     text = (
         f"{result['encoder']['name']} on {result['dataset']['spec']} ({result['dataset']['split']}), protocol "
@@ -159,6 +166,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="image decode threads beside the forward (default: 1 on CPU, up to 8 on a GPU; 0: none)")
     p.add_argument("--background", action="store_true", help="run as a background job and print its id")
+    p.add_argument("--backend", choices=["local", "ray"], default=None,
+                   help="where images are encoded: local (default) or ray; default from LAW_EXPLORER_BACKEND or the Jobs page")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster HOST:PORT (default RAY_ADDRESS; none: a local Ray instance for this process)")
 
     p = leaf(group, "pck", _pck, "PCK of a predictions JSON file")
     p.add_argument("--predictions", required=True, help='{"pairs": [{"category", "pred_kps", "gt_kps", "visible", "trg_bndbox", "trg_imsize"}]}')

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from engine import config, store
 from engine.hashing import hash_obj
@@ -33,6 +34,10 @@ store.register_schema(
     );
     """,
 )
+
+
+_COLUMNS = ["key", "path", "bytes", "encoder", "weights_hash", "image_key", "shape", "patch_size", "stride", "created",
+            "last_used"]
 
 
 @dataclass
@@ -103,12 +108,10 @@ def touch(keys: list[str]) -> None:
         con.execute("UPDATE corr_feature_cache SET last_used = ? WHERE key IN (SELECT unnest(?))", [time.time(), keys])
 
 
-def save_many(entries: list[tuple[str, np.ndarray, float, float, str, str, str]]) -> int:
-    """Write (key, C x h x w array, patch_size, stride, encoder, weights_hash, image_key) as fp16; returns bytes."""
-    if not entries:
-        return 0
+def write_files(entries: list[tuple[str, np.ndarray, float, float, str, str, str]]) -> list[tuple]:
+    """Write each (key, C x h x w array, patch_size, stride, encoder, weights_hash, image_key) as an fp16 ``.npy``
+    (atomic rename); returns the index rows for :func:`insert_rows`."""
     rows = []
-    total = 0
     folder = features_folder()
     now = time.time()
     for key, array, patch, stride, encoder, weights, image_key in entries:
@@ -120,11 +123,28 @@ def save_many(entries: list[tuple[str, np.ndarray, float, float, str, str, str]]
         np.save(tmp, arr, allow_pickle=False)
         os.replace(tmp, path)
         size = path.stat().st_size
-        total += size
         rows.append((key, str(path), size, encoder, weights, image_key, "x".join(map(str, arr.shape)), patch, stride, now, now))
+    return rows
+
+
+def insert_rows(rows: list[tuple]) -> None:
+    """Index written files in one statement (``executemany`` costs ~10 ms a row: 0.3-0.6 s for a batch of 64)."""
+    if not rows:
+        return
+    frame = pd.DataFrame(rows, columns=_COLUMNS)
     with store.connect() as con:
-        con.executemany("INSERT OR REPLACE INTO corr_feature_cache VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    return total
+        con.register("new_feature_rows", frame)
+        try:
+            con.execute("INSERT OR REPLACE INTO corr_feature_cache SELECT * FROM new_feature_rows")
+        finally:
+            con.unregister("new_feature_rows")
+
+
+def save_many(entries: list[tuple[str, np.ndarray, float, float, str, str, str]]) -> int:
+    """Write (key, C x h x w array, patch_size, stride, encoder, weights_hash, image_key) as fp16; returns bytes."""
+    rows = write_files(entries)
+    insert_rows(rows)
+    return sum(int(r[2]) for r in rows)
 
 
 def enforce_limit(limit_bytes: int | None = None, protect: set[str] | None = None) -> int:

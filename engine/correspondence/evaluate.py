@@ -17,7 +17,7 @@ import torch
 from engine import config
 from engine.correspondence import cache, results
 from engine.correspondence.datasets import Dataset, Pair, normalise_split, open_dataset
-from engine.correspondence.features import FeatureProvider, protocol_preprocessing
+from engine.correspondence.features import FeatureGeometry, FeatureProvider, protocol_preprocessing
 from engine.correspondence.matching import GridMap, make_grid_map, transfer_keypoints
 from engine.correspondence.pck import pck_from_predictions
 from engine.correspondence.protocols import Protocol, get_protocol
@@ -53,8 +53,13 @@ def single_torch_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _grid_map(pair_size: tuple[int, int], feats: cache.CachedFeatures, pre, protocol: Protocol) -> GridMap:
-    grid = (int(feats.features.shape[-2]), int(feats.features.shape[-1]))
+def _grid_map(
+    pair_size: tuple[int, int], feats: cache.CachedFeatures | FeatureGeometry, pre, protocol: Protocol
+) -> GridMap:  # fmt: skip
+    if isinstance(feats, FeatureGeometry):
+        grid = feats.grid
+    else:
+        grid = (int(feats.features.shape[-2]), int(feats.features.shape[-1]))
     return make_grid_map(pair_size, pre, grid, feats.stride, feats.patch_size, protocol.frame)
 
 
@@ -68,19 +73,21 @@ def predict_pairs(
 ) -> list[dict[str, Any]]:
     """Per-pair records (JSON-ready) with predicted target keypoints in original pixels (matched on the
     encoder's device when it is CUDA, on the CPU otherwise)."""
-    ids = [p.src_id for p in pairs] + [p.trg_id for p in pairs]
-    feats = provider.get(ids, cancelled=cancelled)
+    ids = list(dict.fromkeys([p.src_id for p in pairs] + [p.trg_id for p in pairs]))
     pre = provider.preprocessing
     device = matching_device(provider)
+    provider.trim_units(ids, device)
+    feats = provider.get([i for i in ids if not provider.has_unit(i, device)], cancelled=cancelled)
     with single_torch_thread():
-        unit = {i: provider.unit(i, feats[i], device) for i in dict.fromkeys(ids)}
+        unit = {i: provider.unit(i, feats.get(i), device) for i in ids}
+        geometry = {i: provider.geometry(i) for i in ids}
         src_f = [unit[p.src_id] for p in pairs]
         trg_f = [unit[p.trg_id] for p in pairs]
-        src_maps = [_grid_map(p.src_size, feats[p.src_id], pre, protocol) for p in pairs]
-        trg_maps = [_grid_map(p.trg_size, feats[p.trg_id], pre, protocol) for p in pairs]
+        src_maps = [_grid_map(p.src_size, geometry[p.src_id], pre, protocol) for p in pairs]
+        trg_maps = [_grid_map(p.trg_size, geometry[p.trg_id], pre, protocol) for p in pairs]
         upsample = 1
         if protocol.matching == "upsampled_map":
-            upsample = max(1, round(feats[pairs[0].trg_id].stride)) if pairs else 1
+            upsample = max(1, round(geometry[pairs[0].trg_id].stride)) if pairs else 1
         src_kps = [p.src_kps for p in pairs]
         preds = transfer_keypoints(src_f, trg_f, src_maps, trg_maps, src_kps, protocol, upsample, normalised=True)
     records = []
@@ -146,6 +153,8 @@ def evaluate(
     device: str = "cpu",
     precision: str = "fp32",
     workers: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Zero-shot keypoint-transfer PCK of one encoder on one dataset split under one protocol.
 
@@ -154,7 +163,9 @@ def evaluate(
     pending chunk are encoded first, in one pipelined pass (``workers`` decode threads, default
     ``prefetch.default_workers(device)``; 0 decodes in this thread), then the chunks are matched (on ``device``
     when it is CUDA). ``precision``: fp32 (default), tf32 (CUDA matmuls; fp32 elsewhere) or bf16 (autocast); it
-    is part of the feature-cache key and of the result id. Returns
+    is part of the feature-cache key and of the result id. ``backend="ray"`` encodes the missing images on Ray
+    actors (``ray_address``, or a local Ray instance; ``device`` is then the actors' device), this process writes
+    the cache and matches (same result as local). Returns
     ``{"pck", "protocol", "stats", "encoder", "dataset", "result_id"}`` (PCK values are fractions).
     """
     started = time.perf_counter()
@@ -170,10 +181,22 @@ def evaluate(
     pairs = dataset.pairs(split, limit)
     if not pairs:
         raise InputError(f"dataset {dataset.name} has no pairs in split {split!r}")
+    if backend not in ("local", "ray"):
+        raise InputError(f"unknown backend {backend!r} (use local or ray)")
+    remote_device = device
+    if backend == "ray":  # the driver's copy only gives names, hashes and geometry: it stays on this machine's CPU
+        from engine.scale.cluster import check_reachable, require_ray
+
+        require_ray()
+        if ray_address:
+            check_reachable(ray_address)
+        device = "cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
     encoder = resolve_encoder(encoder_name, device)
     provider = FeatureProvider(
         encoder, dataset, protocol_preprocessing(encoder, proto), batch_size, precision=precision, workers=workers
     )
+    if backend == "ray":
+        provider.remote = _ray_encoding(encoder, dataset, split, provider, remote_device, ray_address)
     key = _eval_key(dataset, split, limit, encoder, provider.weights_hash, proto, provider.precision)
     default_dir = work_dir is None
     run_dir = Path(work_dir) if work_dir is not None else config.subdir("correspondence") / "runs" / key
@@ -224,8 +247,9 @@ def evaluate(
             "cache_evicted": evicted,
             "seconds": round(time.perf_counter() - started, 3),
             "encode_seconds": round(encoded_at - started, 3),  # setup + encoding the missing features
-            "device": str(provider.device),
+            "device": str(provider.device) if backend == "local" else remote_device,
             "precision": provider.precision,
+            "backend": backend,
         },
         "encoder": {
             "name": encoder.name,
@@ -244,6 +268,21 @@ def evaluate(
     return result
 
 
+def _ray_encoding(
+    encoder: VisionEncoder, dataset: Dataset, split: str, provider: FeatureProvider, device: str, address: str | None
+) -> Callable:
+    """``provider.remote`` for the ray backend: the misses' batches go to Ray actors (engine.scale.ray_encode)."""
+    from engine.encoders.registry import get_spec
+    from engine.scale.ray_encode import RemoteEncoding, remote_batches
+
+    job = RemoteEncoding(
+        encoder_name=encoder.name, encoder_spec=get_spec(encoder.name), layer=str(getattr(encoder, "layer", "default")),
+        dataset_spec=dataset.name, split=split, preprocessing=provider.preprocessing, precision=provider.precision,
+        device=device, weights_hash=provider.weights_hash,
+    )  # fmt: skip
+    return lambda batches, cancelled: remote_batches(job, batches, address, cancelled)
+
+
 def run_job(params: dict, ctx) -> dict:
     """Job function (``engine.correspondence.evaluate:run_job``): params ``dataset``, ``encoder``, ``protocol``,
     ``split``, ``limit`` (optional ``device``, ``precision``); resumes from checkpoints in ``ctx.work_dir``."""
@@ -260,20 +299,28 @@ def run_job(params: dict, ctx) -> dict:
         work_dir=ctx.work_dir,
         device=params.get("device", "cpu"),
         precision=params.get("precision", "fp32"),
+        backend=params.get("backend", "local"),
+        ray_address=params.get("ray_address"),
     )
 
 
 def submit_evaluation(
     dataset: str, encoder: str, protocol: str | dict = "default", split: str = "test", limit: int | None = None,
-    device: str = "cpu", precision: str = "fp32",
+    device: str = "cpu", precision: str = "fp32", backend: str | None = None, ray_address: str | None = None,
 ) -> str:  # fmt: skip
-    """Queue an evaluation as a background job; returns the job id (an identical queued/running job is reused)."""
+    """Queue an evaluation as a background job; returns the job id (an identical queued/running job is reused).
+    ``backend`` None: ``LAW_EXPLORER_BACKEND`` / ``RAY_ADDRESS``, else the Jobs page's choice, else local."""
     from engine.jobs import submit
+    from engine.scale.backend import resolve_backend
 
     params = {"dataset": dataset, "encoder": encoder, "protocol": protocol, "split": split, "limit": limit}
     if device != "cpu":  # only non-defaults: the params of default jobs (and so their reuse) are unchanged
         params["device"] = device
     if precision != "fp32":
         params["precision"] = precision
+    params.update(resolve_backend(backend, ray_address).job_params())
+    from engine.encoders.registry import display_name, get_spec
+
     name = protocol if isinstance(protocol, str) else get_protocol(protocol).name
-    return submit(JOB_TARGET, params, title=f"C of {encoder} on {dataset} ({name})")
+    shown = display_name(get_spec(encoder))  # an upload's label, not its upload:<hash> id
+    return submit(JOB_TARGET, params, title=f"C of {shown} on {dataset} ({name})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -23,8 +24,9 @@ from engine.correspondence.protocols import Protocol
 from engine.encoders.base import Preprocessing, VisionEncoder
 
 _MEMORY_LIMIT_BYTES = 1 << 30  # in-process reuse across chunks of one evaluation
-_GPU_MEMORY_LIMIT_BYTES = 4 << 30  # normalised features kept on a GPU
-_MAX_PENDING_WRITES = 2  # batches of features waiting for the cache writer (bounds memory, gives back-pressure)
+_GPU_MEMORY_LIMIT_BYTES = 24 << 30  # normalised features kept on a GPU (at most a quarter of its memory)
+_ROWS_PER_INSERT = 512  # cache rows per DuckDB transaction (a connection + a commit cost ~0.1 s)
+_MAX_PENDING_WRITES = 4  # batches of features waiting for the cache writer (bounds memory, gives back-pressure)
 
 
 def protocol_preprocessing(encoder: VisionEncoder, protocol: Protocol) -> Preprocessing:
@@ -38,6 +40,23 @@ def protocol_preprocessing(encoder: VisionEncoder, protocol: Protocol) -> Prepro
 
 def _load_array(path: str) -> np.ndarray:
     return np.load(path, allow_pickle=False)
+
+
+@dataclass(frozen=True)
+class FeatureGeometry:
+    """The grid (h, w) of one image's features and the patch size / stride they came with."""
+
+    grid: tuple[int, int]
+    patch_size: float
+    stride: float
+
+
+def _gpu_unit_budget(device: torch.device) -> int:
+    try:
+        total = torch.cuda.get_device_properties(device).total_memory
+    except (RuntimeError, AssertionError, ValueError):
+        return 4 << 30
+    return int(min(_GPU_MEMORY_LIMIT_BYTES, total // 4))
 
 
 @dataclass
@@ -80,11 +99,15 @@ class FeatureProvider:
         self._hit_ids: set[str] = set()
         self._unit: dict[str, torch.Tensor] = {}
         self._unit_bytes = 0
+        self._unit_device: torch.device | None = None
+        self._geometry: dict[str, FeatureGeometry] = {}
         self.used_keys: set[str] = set()
         self._keys: dict[str, str] = {}
         self._index: dict[str, tuple[str, float, float]] = {}
         self._indexed: set[str] = set()  # keys whose index state is known (found or known missing)
         self._to_touch: set[str] = set()
+        # (batches, cancelled) -> (ids, B x C x h x w fp16, patch, stride) per batch: encoding done elsewhere (Ray)
+        self.remote: Callable | None = None
 
     def key(self, image_id: str) -> str:
         if image_id not in self._keys:
@@ -118,22 +141,48 @@ class FeatureProvider:
             self._memory_bytes = 0
         self._memory[image_id] = feats
         self._memory_bytes += feats.features.nbytes
+        grid = (int(feats.features.shape[-2]), int(feats.features.shape[-1]))
+        self._geometry[image_id] = FeatureGeometry(grid, feats.patch_size, feats.stride)
 
-    def unit(self, image_id: str, feats: cache.CachedFeatures, device: str | torch.device = "cpu") -> torch.Tensor:
+    def geometry(self, image_id: str) -> FeatureGeometry:
+        """Grid and patch geometry of an image seen by this provider (encoded or loaded)."""
+        return self._geometry[image_id]
+
+    def unit_budget(self, device: str | torch.device) -> int:
+        device = torch.device(device)
+        return _gpu_unit_budget(device) if device.type == "cuda" else _MEMORY_LIMIT_BYTES
+
+    def has_unit(self, image_id: str, device: str | torch.device) -> bool:
+        """Whether the normalised features of the image are held on ``device`` (no need to load them)."""
+        return image_id in self._unit and self._unit_device == torch.device(device) and image_id in self._geometry
+
+    def trim_units(self, keep: list[str], device: str | torch.device) -> None:
+        """Before a chunk: drop held normalised features (not those in ``keep``) once over the device's budget."""
+        device = torch.device(device)
+        if self._unit_device is not None and self._unit_device != device:
+            self._unit.clear()
+            self._unit_bytes = 0
+        self._unit_device = device
+        if self._unit_bytes > self.unit_budget(device):
+            wanted = set(keep)
+            self._unit = {i: t for i, t in self._unit.items() if i in wanted}
+            self._unit_bytes = sum(t.numel() * 4 for t in self._unit.values())
+
+    def unit(self, image_id: str, feats: cache.CachedFeatures | None, device: str | torch.device = "cpu") -> torch.Tensor:
         """Channel-L2-normalised float32 C x h x w features of one image on ``device``, converted once per
-        evaluation (on CUDA the fp16 -> fp32 conversion and the norm run on the GPU)."""
+        evaluation (on CUDA the fp16 -> fp32 conversion and the norm run on the GPU; features encoded on that GPU
+        are normalised there at once, never copied back)."""
         if image_id not in self._unit:
-            on_gpu = torch.device(device).type == "cuda"
-            if self._unit_bytes > (_GPU_MEMORY_LIMIT_BYTES if on_gpu else _MEMORY_LIMIT_BYTES):
-                self._unit.clear()
-                self._unit_bytes = 0
-            if on_gpu:
+            if feats is None:
+                raise KeyError(image_id)
+            if torch.device(device).type == "cuda":
                 t = torch.from_numpy(feats.features).to(device, non_blocking=False).float()
             else:
                 t = torch.from_numpy(feats.features.astype(np.float32))
             t /= t.norm(dim=0, keepdim=True).clamp_min(1e-8)
             self._unit[image_id] = t
             self._unit_bytes += t.numel() * 4
+            self._unit_device = torch.device(device)
         return self._unit[image_id]
 
     def get(self, image_ids: list[str], cancelled=None) -> dict[str, cache.CachedFeatures]:
@@ -184,40 +233,72 @@ class FeatureProvider:
 
     def _encode_misses(self, misses: list[str], keys: dict[str, str], out: dict | None, cancelled, progress=None) -> None:
         batches = [misses[s : s + self.batch_size] for s in range(0, len(misses), self.batch_size)]
-        stream = prepared_batches(batches, self.dataset.load_image, self.preprocessing, self.workers)
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corr-write") if self.use_cache and self.workers else None
         writes: deque[tuple[Future, list]] = deque()
+        rows: list[tuple] = []  # written files not indexed yet: one DuckDB transaction per _ROWS_PER_INSERT
         done = 0
+        stream = self._encoded_batches(batches, cancelled)
+
+        def collect(future: Future, written: list) -> None:
+            rows.extend(future.result())
+            self._index_written(written)
+            if len(rows) >= _ROWS_PER_INSERT:
+                writes.append((writer.submit(cache.insert_rows, list(rows)), []))
+                rows.clear()
+
         try:
-            with contextlib.closing(stream):  # stops the decode threads on a cancel / error
-                for batch, pixels in stream:
+            with contextlib.closing(stream):  # stops the decode threads (or the remote actors) on a cancel / error
+                for batch, feats in stream:
                     if cancelled is not None and cancelled():
                         from engine.jobs.context import JobCancelled
 
                         raise JobCancelled("correspondence evaluation cancelled")
-                    entries = self._encode_batch(batch, pixels, keys, out)
+                    entries = self._encode_batch(batch, feats, keys, out)
                     done += len(batch)
                     if progress is not None:
                         progress(done, len(misses))
                     if writer is not None:  # the write of this batch overlaps the next forward
-                        writes.append((writer.submit(cache.save_many, entries), entries))
+                        writes.append((writer.submit(cache.write_files, entries), entries))
                         while writes and (writes[0][0].done() or len(writes) > _MAX_PENDING_WRITES):
                             future, written = writes.popleft()
-                            future.result()
-                            self._index_written(written)
+                            if written:
+                                collect(future, written)
+                            else:
+                                future.result()
                     elif self.use_cache:
                         cache.save_many(entries)
                         self._index_written(entries)
         finally:
-            if writer is not None:
-                writer.shutdown(wait=True)
-        for future, entries in writes:
-            future.result()
-            self._index_written(entries)
+            if writer is not None:  # files written before an error or a cancel are indexed too (they are complete)
+                try:
+                    while writes:
+                        future, written = writes.popleft()
+                        if written:
+                            rows.extend(future.result())
+                            self._index_written(written)
+                        else:
+                            future.result()
+                    cache.insert_rows(rows)
+                finally:
+                    writer.shutdown(wait=True)
 
-    def _encode_batch(self, batch: list[str], pixels: torch.Tensor, keys: dict[str, str], out: dict | None) -> list:
+    def _encoded_batches(self, batches: list[list[str]], cancelled) -> Iterator[tuple[list[str], list[cache.CachedFeatures]]]:
+        """``(ids, features)`` per batch: from ``remote`` when set (Ray actors), else decoded and encoded here."""
+        if self.remote is not None:
+            with contextlib.closing(self.remote(batches, cancelled)) as remote:  # kills the actors on close
+                for ids, array, patch, stride in remote:
+                    self.stats.forwards += 1
+                    self.stats.images_encoded += len(ids)
+                    yield list(ids), [cache.CachedFeatures(np.ascontiguousarray(f), patch, stride) for f in array]
+            return
+        stream = prepared_batches(batches, self.dataset.load_image, self.preprocessing, self.workers, self.device)
+        with contextlib.closing(stream):
+            for batch, pixels in stream:
+                yield batch, self._encode_pixels(batch, pixels)
+
+    def _encode_batch(self, batch: list[str], encoded: list[cache.CachedFeatures], keys: dict[str, str], out: dict | None) -> list:
         entries = []
-        for image_id, feats in zip(batch, self._encode_pixels(pixels), strict=True):
+        for image_id, feats in zip(batch, encoded, strict=True):
             if out is not None:
                 out[image_id] = feats
             self._remember(image_id, feats)
@@ -232,10 +313,28 @@ class FeatureProvider:
         for key, _array, patch, stride, *_ in entries:
             self._index[key] = (str(folder / key[:2] / f"{key}.npy"), patch, stride)
 
-    def _encode_pixels(self, pixels: torch.Tensor) -> list[cache.CachedFeatures]:
+    def _encode_pixels(self, batch: list[str], pixels: torch.Tensor) -> list[cache.CachedFeatures]:
         with forward_precision(self.precision, self.device):
             dense = self.encoder.encode(pixels)
         self.stats.forwards += 1
         self.stats.images_encoded += int(pixels.shape[0])
-        feats = dense.features.detach().to(torch.float16).cpu().numpy()  # fp16 on the GPU first: half the copy
-        return [cache.CachedFeatures(np.ascontiguousarray(f), float(dense.patch_size), float(dense.stride)) for f in feats]
+        # fp16 and contiguous on the device first: half the copy, and no per-image transpose on the host after it
+        half = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format)
+        if self.device.type == "cuda":
+            self._keep_units(batch, half)
+        feats = half.cpu().numpy()
+        return [cache.CachedFeatures(f, float(dense.patch_size), float(dense.stride)) for f in feats]
+
+    def _keep_units(self, batch: list[str], half: torch.Tensor) -> None:
+        """Normalise features of this GPU for matching now (the same values ``unit`` computes from the cache)."""
+        if self._unit_device not in (None, self.device):
+            return
+        budget = self.unit_budget(self.device)
+        for image_id, f in zip(batch, half, strict=True):
+            if self._unit_bytes + f.numel() * 4 > budget:
+                return
+            t = f.float()
+            t /= t.norm(dim=0, keepdim=True).clamp_min(1e-8)
+            self._unit[image_id] = t
+            self._unit_bytes += t.numel() * 4
+        self._unit_device = self.device

@@ -217,25 +217,74 @@ def transfer_keypoints(
     for k in range(count):
         if len(src_kps[k]):
             groups.setdefault(id(trg_feats[k]), []).append(k)
-    for members in groups.values():
+    if not groups:
+        return results
+    # every source cell computed on the CPU and moved in one copy, every prediction moved back in one: a copy per
+    # group would wait for the device each time (thousands of small syncs per chunk on a GPU)
+    order = [k for members in groups.values() for k in members]
+    device = trg_feats[order[0]].device
+    all_cells = torch.from_numpy(np.concatenate([src_maps[k].to_cell(src_kps[k]) for k in order])).to(device)
+    if device.type == "cuda" and len({tuple(trg_feats[m[0]].shape) for m in groups.values()}) == 1:
+        cell_pred = _batched_cells(src_feats, trg_feats, list(groups.values()), order, src_kps, all_cells, unit_of,
+                                   protocol, upsample).cpu().numpy()  # fmt: skip
+    else:
+        cell_pred = _grouped_cells(src_feats, trg_feats, list(groups.values()), src_kps, all_cells, unit_of, protocol,
+                                   upsample).cpu().numpy()  # fmt: skip
+    offset = 0
+    for k in order:
+        n = len(src_kps[k])
+        results[k] = trg_maps[k].from_cell(cell_pred[offset : offset + n])
+        offset += n
+    return results
+
+
+def _grouped_cells(src_feats, trg_feats, groups, src_kps, all_cells, unit_of, protocol, upsample) -> torch.Tensor:
+    """One product per target image (its pairs' source descriptors against its grid)."""
+    predictions = []
+    offset = 0
+    for members in groups:
         trg = unit_of(trg_feats[members[0]])
         c, ht, wt = trg.shape
         vectors = []
         for k in members:
             src = unit_of(src_feats[k])
-            cells = torch.from_numpy(src_maps[k].to_cell(src_kps[k])).to(src.device)
+            n = len(src_kps[k])
+            cells = all_cells[offset : offset + n]
+            offset += n
             if src.shape[0] != c:
                 raise InputError("source and target features must have the same channel count")
             vectors.append(src[:, cells[:, 0], cells[:, 1]].T)
         sim = (torch.cat(vectors) @ trg.reshape(c, ht * wt)).reshape(-1, ht, wt)
-        cell_pred = locate(sim, protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample)
-        cell_pred = cell_pred.cpu().numpy()
-        offset = 0
-        for k in members:
-            n = len(src_kps[k])
-            results[k] = trg_maps[k].from_cell(cell_pred[offset : offset + n])
-            offset += n
-    return results
+        predictions.append(locate(sim, protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample))
+    return torch.cat(predictions)
+
+
+def _batched_cells(src_feats, trg_feats, groups, order, src_kps, all_cells, unit_of, protocol, upsample) -> torch.Tensor:
+    """All groups in one batched product on a GPU (targets of one grid size): a few launches per chunk instead of a
+    few per target image, which is what bounded matching there. Rows come out in ``order`` as in the grouped path."""
+    sources: dict[int, int] = {}
+    src_units = []
+    for k in order:
+        if id(src_feats[k]) not in sources:
+            sources[id(src_feats[k])] = len(src_units)
+            src_units.append(unit_of(src_feats[k]))
+    stacked = torch.stack(src_units)  # U x C x hs x ws
+    counts = [len(src_kps[k]) for k in order]
+    device = stacked.device
+    which = torch.tensor([sources[id(src_feats[k])] for k in order], device=device).repeat_interleave(
+        torch.tensor(counts, device=device))
+    vectors = stacked[which, :, all_cells[:, 0], all_cells[:, 1]]  # K x C
+    trg = torch.stack([unit_of(trg_feats[m[0]]) for m in groups])  # G x C x ht x wt
+    g, c, ht, wt = trg.shape
+    sizes = [sum(len(src_kps[k]) for k in m) for m in groups]
+    width = max(sizes)
+    group_of = torch.repeat_interleave(torch.arange(g, device=device), torch.tensor(sizes, device=device))
+    starts = torch.tensor([0, *np.cumsum(sizes)[:-1].tolist()], device=device)
+    slot = torch.arange(vectors.shape[0], device=device) - starts[group_of]
+    padded = vectors.new_zeros(g, width, c)
+    padded[group_of, slot] = vectors
+    sim = torch.bmm(padded, trg.reshape(g, c, ht * wt))[group_of, slot].reshape(-1, ht, wt)
+    return locate(sim, protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample)
 
 
 def similarity_map(

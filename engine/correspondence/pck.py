@@ -115,8 +115,8 @@ def pck_from_predictions(
 
     Each record: ``category``, ``pred_kps`` (N x 2), ``gt_kps`` (N x 2), optional ``visible`` (N bools),
     ``trg_bndbox`` [x1, y1, x2, y2] and/or ``trg_imsize`` [w, h]. Pairs without a visible keypoint are skipped.
-    Returns ``{"per_image": {alpha: f}, "per_point": {...}, "per_category": {cat: {alpha: f}}, "primary",
-    "pairs", "points", "skipped_pairs"}``; ``per_category`` uses the ``primary`` averaging. Values are in [0, 1].
+    Returns ``{"per_image": {alpha: f}, "per_point": {...}, "per_category": {cat: {alpha: f}},
+    "per_category_pairs": {cat: pairs scored}, "primary", "pairs", "points", "skipped_pairs"}``; ``per_category`` uses the ``primary`` averaging. Values are in [0, 1].
     """
     if primary not in ("per_image", "per_point"):
         raise InputError(f"unknown averaging {primary!r} (use per_image or per_point)")
@@ -161,6 +161,7 @@ def pck_from_predictions(
         "per_image": per_image,
         "per_point": per_point,
         "per_category": per_category,
+        "per_category_pairs": {category: len(by_cat_image[category]) for category in sorted(by_cat_image)},
         "primary": primary,
         "pairs": len(image_scores),
         "points": int(n_points),

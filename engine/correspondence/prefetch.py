@@ -45,7 +45,7 @@ def forward_precision(precision: str, device: str | torch.device) -> Iterator[No
 
 
 def default_workers(device: str | torch.device) -> int:
-    """Decode threads: one on CPU (the forward needs the cores), up to 8 beside a GPU."""
+    """Decode threads: one on CPU (the forward needs the cores), up to 8 beside a GPU (they only decode there)."""
     if torch.device(device).type == "cpu":
         return 1
     return max(1, min(8, (os.cpu_count() or 2) - 1))
@@ -64,16 +64,34 @@ def prepare_one(load: Callable[[str], object], image_id: str, pre: Preprocessing
     return pixels[0]
 
 
+def decode_one(load: Callable[[str], object], image_id: str) -> object:
+    """H x W x 3 uint8 RGB of one image (what the threads do when the resize runs on a GPU)."""
+    from engine.encoders.base import to_uint8_rgb
+
+    return to_uint8_rgb(load(image_id))
+
+
 def prepared_batches(
     batches: Sequence[list[str]],
     load: Callable[[str], object],
     pre: Preprocessing,
     workers: int,
+    device: str | torch.device | None = None,
 ) -> Iterator[tuple[list[str], torch.Tensor]]:
     """Yield ``(ids, B x 3 x H x W pixels)`` in order; with ``workers > 0`` a thread pool decodes and resizes images
-    of the next ``AHEAD_BATCHES`` batches while the caller encodes the current one (same pixels as sequential)."""
+    of the next ``AHEAD_BATCHES`` batches while the caller encodes the current one (same pixels as sequential).
+
+    With a CUDA ``device`` the threads only decode; the resize and normalisation run on that device in the
+    caller's thread (``prepare(..., device)``): on the CPU they cost 10x the decode.
+    """
+    on_gpu = device is not None and torch.device(device).type == "cuda"
     if workers <= 0:
         for batch in batches:
+            if on_gpu:
+                from engine.encoders.preprocess import prepare
+
+                yield batch, prepare([decode_one(load, i) for i in batch], pre, device)[0]
+                continue
             before = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
@@ -91,7 +109,10 @@ def prepared_batches(
         batch = next(upcoming, None)
         if batch is None:
             return False
-        pending.append([pool.submit(prepare_one, load, i, pre) for i in batch])
+        if on_gpu:
+            pending.append([pool.submit(decode_one, load, i) for i in batch])
+        else:
+            pending.append([pool.submit(prepare_one, load, i, pre) for i in batch])
         return True
 
     try:
@@ -101,7 +122,12 @@ def prepared_batches(
         for batch in batches:
             futures = pending.popleft()
             submit_next()
-            yield batch, torch.stack([f.result() for f in futures])
+            if on_gpu:
+                from engine.encoders.preprocess import prepare
+
+                yield batch, prepare([f.result() for f in futures], pre, device)[0]
+            else:
+                yield batch, torch.stack([f.result() for f in futures])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(main_threads)  # torch also keeps a process-wide default that new threads start from

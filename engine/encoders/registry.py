@@ -187,3 +187,19 @@ def _apply_variant(encoder: VisionEncoder, variant: str) -> None:
     encoder._preprocessing = variant_preprocessing(encoder._preprocessing, variant)
     if hasattr(encoder, "info"):
         encoder.info["preprocessing_variant"] = variant
+
+
+def display_name(spec: EncoderSpec) -> str:
+    """What a person reads for an encoder: an upload's label (its ``upload:<hash>`` id when it has none), else its name."""
+    label = spec.params.get("label") if spec.family == "upload" else None
+    return str(label).strip() if label and str(label).strip() else spec.name
+
+
+def display_names(specs: list[EncoderSpec] | None = None) -> dict[str, str]:
+    """Encoder id -> display name; a label shared by two encoders (or equal to another's name) gets its id added."""
+    specs = list_encoders() if specs is None else specs
+    shown = {s.name: display_name(s) for s in specs}
+    counts: dict[str, int] = {}
+    for text in [*shown.values(), *(n for n, t in shown.items() if t != n)]:
+        counts[text] = counts.get(text, 0) + 1
+    return {name: text if text == name or counts[text] == 1 else f"{text} ({name})" for name, text in shown.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.jobs.chain import chain, followups
 from engine.jobs.context import JobCancelled, JobContext
 from engine.jobs.manager import (
     JobRecord,
@@ -37,6 +38,8 @@ __all__ = [
     "JobRecord",
     "JobTimeout",
     "cancel",
+    "chain",
+    "followups",
     "forget",
     "get_job",
     "job_folder",

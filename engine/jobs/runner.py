@@ -236,6 +236,9 @@ def run_worker(job_id: str) -> int:
         stop.set()
         ctx.flush()
         _finish(folder, job_id, "done", result=result)
+        from engine.jobs.chain import fire
+
+        fire(folder)  # chained jobs start here, server-side, whether or not a page is still open
         return 0
     except (JobCancelled, _Terminated, KeyboardInterrupt) as exc:
         stop.set()

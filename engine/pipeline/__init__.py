@@ -7,7 +7,7 @@ which scale each score is on; demo-scale settings go into a separate ``<study>-d
 See docs/pipeline.md.
 """
 
-from engine.pipeline.jobs import complete, launch, scores, status
+from engine.pipeline.jobs import complete, launch, measurement_record, scores, status
 from engine.pipeline.placement import (
     add_to_study,
     place_on_law,
@@ -43,6 +43,7 @@ __all__ = [
     "demo_study_name",
     "finite",
     "launch",
+    "measurement_record",
     "place_on_law",
     "placement_flags",
     "plan",

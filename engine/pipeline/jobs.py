@@ -54,14 +54,19 @@ def status(p: Plan) -> list[StepStatus]:
 def launch(p: Plan, resume_failed: bool = True) -> list[str]:
     """Submit the missing jobs whose inputs are ready (idempotent); returns the ids of this plan's active jobs.
 
-    A step that waits for another (A-scoring after projector training) is submitted by a later ``launch`` once
-    that one is done; interrupted, failed or cancelled jobs are resumed (their finished work is kept) unless
+    A step that waits for another (A-scoring after projector training) is chained to that step's active job
+    (``engine.jobs.chain``): the projector's worker submits it when it ends done, server-side, so leaving the
+    page after a launch does not stop the chain. A later ``launch`` submits it directly if the chain has already
+    fired. Interrupted, failed or cancelled jobs are resumed (their finished work is kept) unless
     ``resume_failed`` is False (what a polling caller passes, so that a failing job is not retried in a loop).
     """
     from engine import jobs
+    from engine.encoders.registry import display_name, get_spec
 
     now = refresh(p)
+    shown = display_name(get_spec(now.encoder))
     satisfied = {s.key for s in now.steps if s.state in SATISFIED}
+    active: dict[str, str] = {}  # step key -> id of its queued or running job
     ids: list[str] = []
     for step in now.steps:
         if step.state != "run":
@@ -70,7 +75,13 @@ def launch(p: Plan, resume_failed: bool = True) -> list[str]:
         if job is not None and job.status == JOB_END_OK:
             satisfied.add(step.key)
             continue
-        if not set(step.needs) <= satisfied:
+        unmet = [need for need in step.needs if need not in satisfied]
+        if unmet:
+            if len(unmet) == 1 and unmet[0] in active and (job is None or job.status not in jobs.ACTIVE):
+                title = f"{step.title} of {shown}"
+                if not jobs.chain(active[unmet[0]], step.target, step.params, title=title):
+                    # the chain fired between our look and our write: the need is done, submit directly
+                    ids.append(jobs.submit(step.target, step.params, title=title))
             continue
         if job is not None and job.status in jobs.ACTIVE:
             ids.append(job.id)
@@ -79,7 +90,8 @@ def launch(p: Plan, resume_failed: bool = True) -> list[str]:
         elif job is not None:
             continue
         else:
-            ids.append(jobs.submit(step.target, step.params, title=f"{step.title} of {now.encoder}"))
+            ids.append(jobs.submit(step.target, step.params, title=f"{step.title} of {shown}"))
+        active[step.key] = ids[-1]
     return ids
 
 
@@ -93,3 +105,19 @@ def scores(p: Plan) -> tuple[float | None, float | None]:
     """(A, C) as far as known now."""
     values = {s.key: s.value for s in status(p)}
     return values.get("a"), values.get("c")
+
+
+def measurement_record(p: Plan) -> dict[str, str]:
+    """What an export of this plan's placement records: the encoder, its weights hash, how A and C were measured."""
+    from engine.correspondence.results import list_results
+
+    split = p.args.get("split", "test")
+    limit = p.args.get("limit")
+    weights = next((str(row["weights_hash"]) for row in list_results(p.encoder) if row.get("weights_hash")), "")
+    a_how = "demo projector + demo LLM" if p.demo else f"LLM {p.args.get('llm') or 'not set'}"
+    return {
+        "encoder": p.encoder,
+        "encoder_weights_hash": weights or "not recorded yet (no stored C result of this encoder)",
+        "candidate_a_method": f"{p.a_definition} ({a_how})",
+        "candidate_c_protocol": f"{p.c_protocol} on {p.dataset} ({split}{'' if limit is None else f', {limit} pairs'})",
+    }

@@ -268,7 +268,7 @@ def plan(
     """
     from engine.correspondence.datasets import normalise_split
     from engine.correspondence.protocols import get_protocol
-    from engine.encoders.registry import get_spec
+    from engine.encoders.registry import display_name, get_spec
     from engine.study import load_study
 
     args = dict(encoder_name=encoder_name, study_name=study_name, a_definition=a_definition, c_protocol=c_protocol,
@@ -289,14 +289,15 @@ def plan(
          "images": None if align_images is None else str(align_images), "n": int(n_captions), "seed": int(seed)}
     c_scale = "paper" if dataset.startswith("spair:") and split == "test" and limit is None else "demo"
     a_scale = {"v1-clip-ref": "v1"}.get(a_definition, "demo" if demo else "paper")
-    name = (setting or spec.name).strip()
+    shown = display_name(spec)  # an upload's label rather than its upload:<hash> id
+    name = (setting or shown).strip()
     if not setting and (c_scale != "paper" or a_scale != "paper"):
-        name = f"{spec.name} (demo)"
+        name = f"{shown} (demo)"
     warnings = _scale_warnings(study, a_scale, c_scale)
     steps = [_c_step(spec.name, dataset, c_protocol, split, None if limit is None else int(limit)),
              *_a_steps(spec.name, name, a)]
     if any(s.state == "run" for s in steps) and not spec.offline_available():
-        why = f"the weights of {spec.name} are not on this machine (offline): measure elsewhere and enter A and C by hand"
+        why = f"the weights of {shown} are not on this machine (offline): measure elsewhere and enter A and C by hand"
         steps = [replace(s, state="unavailable", note=why) if s.state == "run" else s for s in steps]
         warnings.append(why[0].upper() + why[1:] + ".")
     if study.a_kind == "per_benchmark" and a_definition == "v3-loglik":

@@ -145,6 +145,9 @@ def pair_matches_figure(
     return _finish(fig, [src_panel, trg_panel], full_title, height_px)
 
 
+BEST_MATCH_COLOR = "#ffd400"  # yellow diamond, unlike the cyan star of the query
+
+
 def similarity_figure(
     src_img: np.ndarray,
     trg_img: np.ndarray,
@@ -211,7 +214,8 @@ def similarity_figure(
     if best_xy is not None:
         b = trg_panel.to_canvas([best_xy])
         fig.add_trace(go.Scatter(x=b[:, 0], y=b[:, 1], mode="markers", name="best match",
-                                 marker={**star, "color": QUERY_COLOR},
+                                 marker={"size": 15, "symbol": "diamond", "color": BEST_MATCH_COLOR,
+                                         "line": {"color": "white", "width": 2}},
                                  hovertemplate=f"best match ({best_xy[0]:.0f}, {best_xy[1]:.0f})<extra></extra>"))  # fmt: skip
     return _finish(fig, [src_panel, trg_panel], title, height_px, extra_right=80)
 
@@ -262,6 +266,7 @@ def per_category_bars(
     encoder: str = "encoder",
     title: str | None = None,
     add_mean: bool = True,
+    value_title: str = "PCK (share of keypoints matched)",
 ) -> go.Figure:
     """Grouped bars of PCK per category, one colour per encoder, plus the mean over categories.
 
@@ -285,9 +290,9 @@ def per_category_bars(
     fig.update_layout(
         barmode="group",
         title={"text": title or "", "x": 0.01, "xanchor": "left"},
-        yaxis={"title": value.upper() if value.islower() else value, "tickformat": ".0%", "rangemode": "tozero"},
-        xaxis={"title": category, "tickangle": -35},
-        legend={"title": {"text": encoder}},
+        yaxis={"title": value_title, "tickformat": ".0%", "rangemode": "tozero"},
+        xaxis={"title": "Category (mean: unweighted over categories)", "tickangle": -35},
+        legend={"title": {"text": "Encoder"}},
         height=DEFAULT_HEIGHT_PX,
         width=max(600, 40 * len(categories) * max(1, len(fig.data)) // 2 + 300),
         margin={"l": 60, "r": 10, "t": 50, "b": 90},

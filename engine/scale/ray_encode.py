@@ -1,0 +1,200 @@
+"""Encoding the missing images of a C evaluation on Ray actors (one per GPU, or CPU actors); features return to
+the driver, which alone writes the feature cache and DuckDB."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.errors import LawExplorerError, NotAvailableError
+from engine.scale.cluster import ClusterInfo, actor_runtime_env, actor_start_timeout_s, connect, import_ray
+
+IN_FLIGHT_PER_ACTOR = 2  # one batch decoding while the other is in the forward
+ACTOR_RESTARTS = 3  # a worker process that dies (kill -9, OOM) is restarted and its batch retried
+
+
+@dataclass(frozen=True)
+class RemoteEncoding:
+    """What every actor needs to rebuild the driver's encoder and open the driver's dataset."""
+
+    encoder_name: str
+    encoder_spec: Any  # the EncoderSpec (shipped: an encoder registered at run time exists on the driver only)
+    layer: str
+    dataset_spec: str
+    split: str
+    preprocessing: Any  # the protocol's Preprocessing
+    precision: str
+    device: str  # "cuda" or "cpu"
+    weights_hash: str
+
+
+class EncodeActor:
+    """Holds one encoder and one dataset; encodes batches of image ids into fp16 features."""
+
+    def __init__(self, job: RemoteEncoding, threads: int) -> None:
+        self.node = f"{socket.gethostname()} ({_node_ip()})"
+        self.error: str | None = None
+        self.info: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        try:
+            import torch
+
+            from engine.correspondence.datasets import open_dataset
+            from engine.encoders import registry
+
+            torch.set_num_threads(1 if job.device == "cpu" else max(1, int(threads)))
+            self._decoders = ThreadPoolExecutor(max_workers=max(1, int(threads)), thread_name_prefix="actor-decode")
+            self.job = job
+            try:
+                registry.get_spec(job.encoder_name)
+            except LawExplorerError:
+                registry.register_encoder(job.encoder_spec)
+            self.dataset = open_dataset(job.dataset_spec, job.split)
+            self.encoder = registry.build_encoder(job.encoder_name, device=job.device)
+            if str(getattr(self.encoder, "layer", "default")) != job.layer:  # the driver's encoder has another layer
+                self.encoder = registry.build_encoder(job.encoder_name, device=job.device, layer=job.layer)
+            self.info = {"weights_hash": self.encoder.weights_hash(), "layer": str(getattr(self.encoder, "layer", "default"))}
+        except Exception as exc:
+            from engine.jobs.runner import one_line_error
+
+            self.error = one_line_error(exc)
+
+    def ready(self) -> dict[str, Any]:
+        return {"node": self.node, "pid": os.getpid(), "error": self.error, **self.info}
+
+    def encode(self, ids: list[str]) -> tuple[str, Any]:
+        """("ok", (ids, B x C x h x w fp16, patch, stride)) or ("error", message naming the node)."""
+        try:
+            import torch
+
+            from engine.correspondence.prefetch import decode_one, forward_precision
+            from engine.encoders.preprocess import prepare
+
+            images = list(self._decoders.map(lambda i: decode_one(self.dataset.load_image, i), ids))
+            # the same per-image operations as the local backend (resized on the GPU when the encoder is there)
+            on_gpu = self.job.device.startswith("cuda")
+            with self._lock, torch.inference_mode():
+                pixels = prepare(images, self.job.preprocessing, self.job.device if on_gpu else None)[0]
+                with forward_precision(self.job.precision, self.job.device):
+                    dense = self.encoder.encode(pixels)
+                feats = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format).cpu().numpy()
+            return "ok", (ids, feats, float(dense.patch_size), float(dense.stride))
+        except Exception as exc:
+            from engine.jobs.runner import one_line_error
+
+            return "error", f"node {self.node}: {one_line_error(exc)}"
+
+
+def _node_ip() -> str:
+    try:
+        import ray
+
+        return ray.util.get_node_ip_address()
+    except Exception:
+        return "?"
+
+
+def plan_actors(cluster: ClusterInfo, device: str, batches: int) -> tuple[int, dict[str, float]]:
+    """How many actors and what each asks for: one per GPU for CUDA, else one CPU each (at most one per batch)."""
+    if device == "cuda":
+        if cluster.gpus < 1:
+            nodes = ", ".join(f"{n.address}: {n.gpus:g} GPUs" for n in cluster.nodes) or "no live nodes"
+            raise NotAvailableError(f"the Ray cluster at {cluster.address or 'this machine'} has no GPU ({nodes}); "
+                                    "use --device cpu or add GPU nodes")
+        return max(1, min(int(cluster.gpus), batches)), {"num_gpus": 1, "num_cpus": 1}  # its decode threads are extra
+    return max(1, min(int(cluster.cpus), batches)), {"num_cpus": 1}
+
+
+def _shards(batches: list[list[str]], n: int) -> list[deque[list[str]]]:
+    """Contiguous runs of whole batches, one per actor (the batches are exactly the local backend's)."""
+    size, extra = divmod(len(batches), n)
+    out, start = [], 0
+    for k in range(n):
+        end = start + size + (1 if k < extra else 0)
+        out.append(deque(batches[start:end]))
+        start = end
+    return out
+
+
+def remote_batches(
+    job: RemoteEncoding,
+    batches: list[list[str]],
+    address: str | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> Iterator[tuple[list[str], np.ndarray, float, float]]:
+    """Yield ``(ids, fp16 features, patch, stride)`` per batch, in completion order, from actors on the cluster.
+
+    Every actor must load the encoder and open the dataset before any batch is sent (else one error naming the
+    node and what is missing, and nothing encoded). Actors are killed at the end, on error and on cancel.
+    """
+    if not batches:
+        return
+    ray = import_ray()
+    cluster = connect(address)
+    device = "cuda" if job.device.startswith("cuda") else "cpu"
+    n, resources = plan_actors(cluster, device, len(batches))
+    threads = 1 if device == "cpu" else 8  # decode threads of a GPU actor
+    runtime_env = actor_runtime_env()
+    remote_cls = ray.remote(EncodeActor).options(
+        **resources, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, max_concurrency=IN_FLIGHT_PER_ACTOR,
+        **({"runtime_env": runtime_env} if runtime_env else {}),
+    )  # fmt: skip
+    actors = [remote_cls.remote(job, threads) for _ in range(n)]
+    try:
+        timeout = actor_start_timeout_s()
+        ready, waiting = ray.wait([a.ready.remote() for a in actors], num_returns=n, timeout=timeout)
+        if waiting:
+            raise NotAvailableError(
+                f"{len(waiting)} of {n} Ray actor(s) did not start within {timeout:g} s on {cluster.describe()}: "
+                f"each asks for {resources} (LAW_EXPLORER_RAY_START_TIMEOUT_S sets the wait)"
+            )
+        try:
+            infos = ray.get(ready)
+        except Exception as exc:  # the actor's process could not start at all (e.g. engine not importable there)
+            raise NotAvailableError(f"a Ray actor could not start: {' '.join(str(exc).split())[:400]}") from exc
+        for info in infos:
+            if info["error"]:
+                raise NotAvailableError(f"node {info['node']}: {info['error']}")
+            if info.get("weights_hash") != job.weights_hash or info.get("layer") != job.layer:
+                raise NotAvailableError(
+                    f"node {info['node']}: encoder {job.encoder_name} has other weights or layer there "
+                    f"({info.get('weights_hash')}, {info.get('layer')}) than on the driver ({job.weights_hash}, {job.layer})"
+                )
+        shards = _shards(batches, n)
+        pending: dict[Any, int] = {}
+
+        def feed(k: int) -> None:
+            while shards[k] and sum(1 for v in pending.values() if v == k) < IN_FLIGHT_PER_ACTOR:
+                pending[actors[k].encode.remote(shards[k].popleft())] = k
+
+        for k in range(n):
+            feed(k)
+        while pending:
+            if cancelled is not None and cancelled():
+                from engine.jobs.context import JobCancelled
+
+                raise JobCancelled("correspondence evaluation cancelled")
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in done:
+                k = pending.pop(ref)
+                try:
+                    status, payload = ray.get(ref)
+                except Exception as exc:  # an actor that died more often than it may be restarted
+                    raise NotAvailableError(f"Ray actor {k} failed: {' '.join(str(exc).split())[:400]}") from exc
+                if status != "ok":
+                    raise NotAvailableError(payload)
+                feed(k)
+                yield payload
+    finally:
+        for actor in actors:
+            with contextlib.suppress(Exception):  # an actor that is already gone
+                ray.kill(actor)

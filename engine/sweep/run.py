@@ -1,0 +1,419 @@
+"""A sweep's spec, its per-encoder state file, the job function that runs it, and status / cancel by job id."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import config
+from engine.errors import InputError, LawExplorerError
+from engine.hashing import hash_obj
+from engine.jobs import state as jobstate
+
+JOB_TARGET = "engine.sweep.run:run_job"
+STATE_VERSION = 1
+_STATE_WRITE_INTERVAL_S = 0.5
+MAX_ENCODERS = 200
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep evaluates. ``key()`` leaves out the backend: the same sweep on local or Ray has the same
+    results, so a resubmission on either reuses what the other finished."""
+
+    encoders: tuple[str, ...]
+    dataset: str
+    protocol: str = "default"
+    split: str = "test"
+    limit: int | None = None
+    study: str | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    backend: str = "local"
+    ray_address: str | None = None
+    with_a: str | None = None  # None, "demo" (offline demo projector + LLM) or "paper" (llm, align_data, align_images)
+    llm: str | None = None
+    align_data: str | None = None
+    align_images: str | None = None
+    gpus_per_run: int = 1
+
+    def key(self) -> str:
+        data = asdict(self)
+        data.pop("backend")
+        data.pop("ray_address")
+        data.pop("gpus_per_run")
+        for name in ("with_a", "llm", "align_data", "align_images"):  # C-only sweeps keep their keys
+            if data[name] is None:
+                data.pop(name)
+        return hash_obj({"v": STATE_VERSION, **data}, length=16)
+
+    def params(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["encoders"] = list(self.encoders)
+        if self.backend == "local":  # local sweeps keep the shorter params (and job ids) of local jobs
+            data.pop("backend")
+            data.pop("ray_address")
+        if self.with_a is None:
+            for name in ("with_a", "llm", "align_data", "align_images", "gpus_per_run"):
+                data.pop(name)
+        return data
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> SweepSpec:
+        """Checked spec from job params or CLI values (names, not objects: they travel to workers)."""
+        from engine.correspondence.datasets import normalise_split
+        from engine.correspondence.prefetch import PRECISIONS
+        from engine.scale.backend import BACKENDS
+
+        raw = params.get("encoders")
+        if isinstance(raw, str):
+            raw = raw.split(",")
+        if not isinstance(raw, (list, tuple)):
+            raise InputError("a sweep needs a list of encoders (--encoders E1,E2,...)")
+        encoders = tuple(dict.fromkeys(str(e).strip() for e in raw if str(e).strip()))
+        if not encoders:
+            raise InputError("a sweep needs at least one encoder (--encoders E1,E2,...)")
+        if len(encoders) > MAX_ENCODERS:
+            raise InputError(f"a sweep takes at most {MAX_ENCODERS} encoders, got {len(encoders)}")
+        dataset = params.get("dataset")
+        if not isinstance(dataset, str) or not dataset.strip():
+            raise InputError("a sweep needs a dataset (--dataset builtin or spair:/path/to/SPair-71k)")
+        limit = params.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InputError(f"limit must be a positive whole number of pairs, got {limit!r}")
+        precision = str(params.get("precision", "fp32"))
+        if precision not in PRECISIONS:
+            raise InputError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
+        backend = str(params.get("backend", "local"))
+        if backend not in BACKENDS:
+            raise InputError(f"unknown backend {backend!r} (use {' or '.join(BACKENDS)})")
+        study = params.get("study")
+        with_a = params.get("with_a")
+        if with_a not in (None, "", "demo", "paper"):
+            raise InputError(f"--with-a takes demo or paper, got {with_a!r}")
+        with_a = with_a or None
+        gpus = params.get("gpus_per_run", 1)
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or not 1 <= gpus <= 64:
+            raise InputError(f"gpus per run must be a whole number from 1 to 64, got {gpus!r}")
+        if with_a and not study:
+            raise InputError("--with-a needs --study (A and C are attached to its settings)")
+        if with_a == "paper" and not all(params.get(k) for k in ("llm", "align_data", "align_images")):
+            raise InputError("--with-a paper needs --llm, --align-data and --align-images (or use --with-a demo)")
+        protocol = params.get("protocol", "default")
+        if not isinstance(protocol, str):
+            raise InputError("a sweep's protocol must be a registered protocol name (see `correspondence protocols`)")
+        return cls(
+            encoders=encoders, dataset=dataset.strip(), protocol=protocol,
+            split=normalise_split(str(params.get("split", "test"))), limit=limit,
+            study=None if study in (None, "") else str(study), device=str(params.get("device", "cpu")),
+            precision=precision, backend=backend, ray_address=params.get("ray_address") or None, with_a=with_a,
+            llm=params.get("llm") or None, align_data=params.get("align_data") or None,
+            align_images=params.get("align_images") or None, gpus_per_run=gpus,
+        )  # fmt: skip
+
+    def check(self) -> None:
+        """Fail before any work: unknown encoder, protocol or dataset, a missing study."""
+        from engine.correspondence.datasets import open_dataset
+        from engine.correspondence.protocols import get_protocol
+        from engine.encoders.registry import get_spec
+
+        if self.backend == "local":
+            from engine.devices import check_device
+
+            check_device(self.device)
+        else:
+            from engine.scale.backend import check_remote_device
+
+            check_remote_device(self.device)
+        for name in self.encoders:
+            get_spec(name)
+        get_protocol(self.protocol)
+        open_dataset(self.dataset, self.split)
+        if self.study is not None:
+            from engine.study import load_study
+
+            load_study(self.study)
+
+
+@dataclass
+class EncoderState:
+    """One encoder of a sweep: pending, running, done or failed, with its result when done."""
+
+    status: str = "pending"
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    result_id: str | None = None
+    C: float | None = None
+    A: float | None = None
+    a_status: str | None = None  # with --with-a: pending, done or failed
+    images_encoded: int | None = None
+    seconds: float | None = None
+    reused: bool = False
+    error: str | None = None
+
+
+@dataclass
+class SweepState:
+    """The state file of a sweep (``<home>/sweeps/<key>/state.json``), shared by every job that runs it."""
+
+    key: str
+    spec: dict[str, Any]
+    encoders: dict[str, EncoderState] = field(default_factory=dict)
+    updated: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "spec": self.spec, "updated": self.updated,
+                "encoders": {name: asdict(e) for name, e in self.encoders.items()}}
+
+
+def sweep_folder(key: str) -> Path:
+    if not re.fullmatch(r"[0-9a-f]{16}", key):
+        raise InputError(f"malformed sweep key {key!r}")
+    path = config.subdir("sweeps") / key
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_state(spec: SweepSpec) -> SweepState:
+    key = spec.key()
+    data = jobstate.read_json(sweep_folder(key) / "state.json", {}) or {}
+    known = {f for f in EncoderState.__dataclass_fields__}
+    stored = data.get("encoders") if isinstance(data.get("encoders"), dict) else {}
+    encoders = {}
+    for name in spec.encoders:
+        entry = stored.get(name) if isinstance(stored.get(name), dict) else {}
+        encoders[name] = EncoderState(**{k: v for k, v in entry.items() if k in known})
+    return SweepState(key, spec.params(), encoders, float(data.get("updated") or 0.0))
+
+
+def save_state(state: SweepState) -> None:
+    state.updated = time.time()
+    folder = sweep_folder(state.key)
+    with jobstate.locked(folder / ".lock"):
+        jobstate.write_json_atomic(folder / "state.json", state.to_dict())
+
+
+def _stored_result(result_id: str | None) -> dict[str, Any] | None:
+    if not result_id:
+        return None
+    from engine.correspondence.results import get_result
+
+    with contextlib.suppress(InputError):
+        return get_result(result_id)
+    return None
+
+
+def _work_dir(key: str, encoder: str) -> Path:
+    return sweep_folder(key) / "work" / hash_obj({"encoder": encoder}, length=12)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    progress: Callable[[int, int, str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate C of every encoder in turn (encoding on ``spec.backend``), attach each to the study, reuse every
+    encoder a previous run of the same sweep finished (its recorded result: nothing is recomputed)."""
+    from engine.correspondence import results
+    from engine.correspondence.evaluate import evaluate
+
+    spec.check()
+    state = load_state(spec)
+    total = len(spec.encoders)
+    say = log or (lambda _m: None)
+    for index, name in enumerate(spec.encoders):
+        entry = state.encoders[name]
+        if cancelled is not None and cancelled():
+            from engine.jobs.context import JobCancelled
+
+            raise JobCancelled("sweep cancelled")
+        stored = _stored_result(entry.result_id) if entry.status == "done" else None
+        if stored is not None:
+            entry.reused, entry.message = True, "finished earlier: reused"
+            if spec.study:
+                results.attach_c_to_study(stored, spec.study, name)
+            save_state(state)
+            say(f"{name}: reused result {entry.result_id} (C = {entry.C:.2f})")
+            if spec.with_a and entry.a_status != "done":
+                _score_a(spec, state, name, cancelled, say)
+            if progress is not None:
+                progress(index + 1, total, f"{name}: reused")
+            continue
+        entry.status, entry.error, entry.reused, entry.done, entry.total = "running", None, False, 0, 0
+        save_state(state)
+        last_write = [0.0]
+
+        def on_progress(done: int, of: int, message: str, entry: EncoderState = entry, index: int = index,
+                        name: str = name, last_write: list[float] = last_write) -> None:  # fmt: skip
+            entry.done, entry.total, entry.message = int(done), int(of), str(message)
+            now = time.monotonic()
+            if now - last_write[0] >= _STATE_WRITE_INTERVAL_S:
+                last_write[0] = now
+                save_state(state)
+            if progress is not None:
+                progress(index, total, f"{name}: {message}")
+
+        try:
+            result = evaluate(
+                spec.dataset, name, protocol=spec.protocol, split=spec.split, limit=spec.limit, progress=on_progress,
+                cancelled=cancelled, work_dir=_work_dir(state.key, name), device=spec.device,
+                precision=spec.precision, backend=spec.backend, ray_address=spec.ray_address,
+            )  # fmt: skip
+        except LawExplorerError as exc:
+            from engine.jobs.context import JobCancelled
+
+            if isinstance(exc, JobCancelled):
+                entry.status, entry.message = "pending", "cancelled"
+            else:
+                entry.status, entry.error = "failed", str(exc)
+            save_state(state)
+            if isinstance(exc, JobCancelled):
+                raise
+            raise type(exc)(f"encoder {name}: {exc}") from exc
+        except BaseException as exc:
+            entry.status = "failed"
+            entry.error = f"{type(exc).__name__}: {exc}"
+            save_state(state)
+            raise
+        entry.status, entry.result_id = "done", result["result_id"]
+        entry.C = results.c_score(result)
+        entry.images_encoded = int(result["stats"]["images_encoded"])
+        entry.seconds = float(result["stats"]["seconds"])
+        entry.message = f"{result['stats']['pairs']} pairs"
+        save_state(state)
+        shutil.rmtree(_work_dir(state.key, name), ignore_errors=True)  # checkpoints of a recorded result
+        if spec.study:
+            results.attach_c_to_study(result, spec.study, name)
+        say(f"{name}: C = {entry.C:.2f} ({entry.images_encoded} images encoded, {entry.seconds:.1f} s)")
+        if spec.with_a:
+            if progress is not None:
+                progress(index, total, f"{name}: A (projector training, then A scoring)")
+            _score_a(spec, state, name, cancelled, say)
+        if progress is not None:
+            progress(index + 1, total, f"{name}: done")
+    return summary(state)
+
+
+def _score_a(spec: SweepSpec, state: SweepState, name: str, cancelled, say: Callable[[str], None]) -> None:
+    """The A pipeline of one encoder on this (the driver's) machine: stage-1 projector training (accelerate, with
+    ``gpus_per_run`` processes) then A-v3 scoring, each reused when stored; A is attached to the study setting."""
+    from engine.jobs import run_inline
+    from engine.pipeline.planning import plan
+    from engine.study import set_setting_scores
+
+    entry = state.encoders[name]
+    entry.a_status = "running"
+    save_state(state)
+    try:
+        p = plan(name, str(spec.study), c_protocol=spec.protocol, dataset=spec.dataset, demo=spec.with_a == "demo",
+                 setting=name, split=spec.split, limit=spec.limit, llm=spec.llm, align_data=spec.align_data,
+                 align_images=spec.align_images)  # fmt: skip
+        steps = [s for s in p.steps if s.key in ("projector", "a")]
+        blocked = [s for s in steps if s.state == "unavailable"]
+        if blocked:
+            raise LawExplorerError(f"A of {name}: {blocked[0].note}")
+        value = next((s.value for s in steps if s.key == "a" and s.state == "reuse"), None)
+        for step in steps:
+            if step.state != "run":
+                continue
+            if cancelled is not None and cancelled():
+                from engine.jobs.context import JobCancelled
+
+                raise JobCancelled("sweep cancelled")
+            params = dict(step.params or {})
+            if step.key == "projector" and spec.gpus_per_run > 1:
+                params["num_processes"] = spec.gpus_per_run
+            say(f"{name}: {step.title}")
+            result = run_inline(str(step.target), params, work_dir=_work_dir(state.key, name) / step.key)
+            if step.key == "a":
+                value = None if result.get("A") is None else float(result["A"])
+        if value is None:
+            raise LawExplorerError(f"A of {name}: the A-scoring step gave no value")
+    except BaseException as exc:
+        entry.a_status = "pending" if type(exc).__name__ == "JobCancelled" else "failed"
+        if entry.a_status == "failed":
+            entry.error = f"A: {exc}"
+        save_state(state)
+        raise
+    entry.A, entry.a_status = value, "done"
+    save_state(state)
+    set_setting_scores(str(spec.study), name, A=value)
+    say(f"{name}: A = {value:.4f}")
+
+
+def summary(state: SweepState) -> dict[str, Any]:
+    rows = [{"encoder": name, **asdict(e)} for name, e in state.encoders.items()]
+    return {
+        "sweep": state.key,
+        "study": state.spec.get("study"),
+        "encoders": rows,
+        "images_encoded": sum(int(r["images_encoded"] or 0) for r in rows if not r["reused"]),
+        "reused": sum(1 for r in rows if r["reused"]),
+    }
+
+
+def run_job(params: dict, ctx) -> dict:
+    """Job function (``engine.sweep.run:run_job``): params of :meth:`SweepSpec.params`."""
+    spec = SweepSpec.from_params(params)
+    ctx.log(f"sweep {spec.key()} over {len(spec.encoders)} encoder(s) on the {spec.backend} backend")
+    return run_sweep(spec, progress=ctx.progress, cancelled=ctx.cancelled, log=ctx.log)
+
+
+def submit_sweep(spec: SweepSpec) -> str:
+    """Check the spec and start the sweep as a background job; returns the job id (the sweep's id)."""
+    from engine.jobs import submit
+
+    spec.check()
+    if spec.backend == "ray":
+        from engine.scale.cluster import check_reachable, require_ray
+
+        require_ray()
+        if spec.ray_address:
+            check_reachable(spec.ray_address)
+    names = ", ".join(spec.encoders[:3]) + (f" +{len(spec.encoders) - 3}" if len(spec.encoders) > 3 else "")
+    return submit(JOB_TARGET, spec.params(), title=f"Sweep: C of {names} on {spec.dataset} ({spec.backend})")
+
+
+def _sweep_job(job_id: str):
+    from engine import jobs
+
+    record = jobs.get_job(job_id, log_lines=5)
+    if record.target != JOB_TARGET:
+        raise InputError(f"job {job_id} is not a sweep (it runs {record.target})")
+    return record
+
+
+def sweep_status(job_id: str) -> dict[str, Any]:
+    """The sweep job's status and each encoder's state (readable from any process)."""
+    record = _sweep_job(job_id)
+    spec = SweepSpec.from_params(record.params)
+    state = load_state(spec)
+    out = summary(state)
+    out.update(id=record.id, status=record.status, error=record.error, backend=spec.backend,
+               progress={"done": record.progress[0], "total": record.progress[1], "message": record.progress[2]})
+    return out
+
+
+def cancel_sweep(job_id: str, wait_s: float = 15.0) -> dict[str, Any]:
+    """Cancel a running sweep from any process (finished encoders stay; a resubmission reuses them)."""
+    from engine import jobs
+
+    _sweep_job(job_id)
+    jobs.cancel(job_id, wait_s=wait_s)
+    return sweep_status(job_id)
+
+
+def list_sweeps() -> list[dict[str, Any]]:
+    from engine import jobs
+
+    return [{"id": r.id, "status": r.status, "title": r.title,
+             "progress": f"{r.progress[0]}/{r.progress[1]}" if r.progress[1] else ""}
+            for r in jobs.list_jobs(target=JOB_TARGET)]  # fmt: skip
