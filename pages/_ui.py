@@ -20,12 +20,11 @@ import streamlit as st
 from engine import export, law
 from engine.errors import LawExplorerError, first_line
 from engine.law import fit_study
-from engine.policy import VARIANTS, simulate
-from engine.study import list_studies, load_study
+from engine.study import BUNDLED_NAME, list_studies, load_study
 
 _LOG = logging.getLogger("law_explorer.pages")
 PAGES_DIR = Path(__file__).resolve().parent
-DEFAULT_STUDY = "paper-v3"
+DEFAULT_STUDY = BUNDLED_NAME
 STUDY_KEY = "study_name"
 PENDING_KEY = "study_name_pending"
 FLASH_KEY = "flash_message"
@@ -226,16 +225,6 @@ def _law_report(content_hash: str, _study: Any) -> Any:
 def law_report(study: Any) -> Any:
     """``engine.law.fit_study`` of the study (every benchmark and feature set), cached on its content hash."""
     return _law_report(study.content_hash(), study)
-
-
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _policy(content_hash: str, variant: str, trials: int, seed: int, top: int, _study: Any) -> Any:
-    return simulate(_study, None, budget=2, trials=trials, seed=seed, top=top, variant=variant)
-
-
-def policy_results(study: Any, trials: int, seed: int, top: int) -> dict[str, Any]:
-    """``engine.policy.simulate`` over all benchmarks for each variant, cached on the study's content hash."""
-    return {v: _policy(study.content_hash(), v, int(trials), int(seed), int(top), study) for v in VARIANTS}
 
 
 def _methods(study: Any, column: str) -> str:

@@ -34,7 +34,7 @@ def _render_all(study, report, feature_set: str, families) -> None:
 
 
 def _render_one(study, report, benchmark: str, feature_set: str, families) -> None:
-    name, unit = label(benchmark), tables.score_unit(benchmark)
+    name, unit = label(benchmark), tables.score_unit(benchmark, study.table(benchmark)["score"])
     fit = report.fit(benchmark, feature_set)
     prov = _ui.provenance(study, feature_set, benchmark=benchmark)
     if fit.interpolating:
@@ -131,7 +131,7 @@ def _render_predict(study, benchmark: str, model: str, level: float, families) -
     if res.interpolating:
         st.warning("Interpolating: no more settings than parameters; the in-sample R² says nothing.", icon=":material/warning:")
     held = evaluation.heldout[evaluation.heldout["benchmark"] == benchmark]
-    fig = plots.heldout_intervals(held, families, label(benchmark), model, level, tables.score_unit(benchmark))
+    fig = plots.heldout_intervals(held, families, label(benchmark), model, level, tables.score_unit(benchmark, study.table(benchmark)["score"]))
     _ui.show_figure(fig, f"law-{benchmark}-{model}-heldout", prov)
     with st.expander("Held-out predictions and intervals (table)"):
         _ui.show_table(held, f"law-{benchmark}-{model}-heldout-table", prov)

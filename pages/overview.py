@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from engine.benchmarks import group_label
 from engine.law import evaluation_if_ready, too_large_for_app
 from engine.plots import overview as plots
 from engine.plots import setting_families, tables
@@ -17,8 +18,9 @@ LAW_LATEX = (
 
 def _headline(study, report) -> None:
     head = tables.headline(report, study.name)
-    cols = st.columns(4)
-    for col, group, title in ((cols[0], "vision", "vision"), (cols[1], "ocr", "OCR-type")):
+    cols = st.columns(len(head.members) + 2)
+    for col, group in zip(cols, head.members, strict=False):
+        title = group_label(group)
         value = 100 * head.reproduced[group]
         printed = head.printed.get(group)
         col.metric(
@@ -28,8 +30,8 @@ def _headline(study, report) -> None:
             delta_color="off",
             help=f"Mean in-sample R² of the law over {', '.join(head.members[group]) or 'no benchmark'}",
         )
-    cols[2].metric("Settings", len(study.setting_names))
-    cols[3].metric("Benchmarks fitted", f"{len(report.fits)} / {len(study.benchmarks)}")
+    cols[-2].metric("Settings", len(study.setting_names))
+    cols[-1].metric("Benchmarks fitted", f"{len(report.fits)} / {len(study.benchmarks)}")
     interpolating = [b for b, fits in report.fits.items() if fits["ac_poly"].interpolating]
     if interpolating:
         st.warning(f"Interpolating fit on {', '.join(interpolating)}: no more settings than the quadratic's 6 "
@@ -41,8 +43,7 @@ def _headline(study, report) -> None:
 
 def _oos_phrase(evaluation) -> str:
     means = evaluation.mean
-    names = {"vision": "vision", "ocr": "OCR-type"}
-    groups = " / ".join(f"{means[g]:.2f} ({names.get(g, g)})" for g in means if g != "all" and means[g] == means[g])
+    groups = " / ".join(f"{means[g]:.2f} ({group_label(g)})" for g in means if g != "all" and means[g] == means[g])
     groups = groups or f"{means['all']:.2f}"
     rho = sum(r.spearman for r in evaluation.benchmarks.values()) / len(evaluation.benchmarks)
     top3 = sum(r.top3_hit for r in evaluation.benchmarks.values())

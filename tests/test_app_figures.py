@@ -74,15 +74,19 @@ def test_r2_comparison_and_overview_bars():
 
 
 def test_policy_figures():
-    curves = pd.DataFrame({"budget": [1, 2, 3] * 2, "recall": [0.3, 0.6, 1.0, 0.2, 0.5, 0.9],
-                           "random_recall": [0.2, 0.4, 0.6] * 2, "variant": ["paper"] * 3 + ["measured"] * 3})
-    fig = policy.recall_curves(curves, 3, "MME")
-    assert [t.name for t in fig.data] == ["AC policy (paper)", "AC policy (measured)", "chance (budget / n)"]
-    assert list(fig.data[2].y) == [0.2, 0.4, 0.6]
-    fig = policy.recall_curves(curves.assign(random_sampling_recall=0.5), 3, "MME")
-    assert [t.name for t in fig.data][2:] == ["random order, same refit", "chance (budget / n)"]
+    mean = pd.DataFrame({"strategy": ["region", "random", "greedy"] * 4,
+                         "metric": ["at-budget"] * 6 + ["first-hit"] * 6,
+                         "budget": [2, 2, 2, 3, 3, 3] * 2, "recall": np.linspace(0.1, 0.9, 12),
+                         "chance": [0.2, 0.2, 0.2, 0.3, 0.3, 0.3] * 2})
+    fig = policy.strategy_curves(mean, 3, "MME")
+    names = [t.name for t in fig.data if t.showlegend]
+    assert names == ["region sampling (the paper's AC policy)", "random order", "greedy (best predicted next)",
+                     "chance (best setting among those finetuned)"]
+    assert len(fig.data) == 8 and list(fig.data[3].y) == pytest.approx([0.2, 0.3])
+    assert "first hit" in fig.layout.annotations[1].text and "at budget" in fig.layout.annotations[0].text
     runs = pd.DataFrame({"method": ["AC policy"] * 3 + ["random"] * 3, "runs": [3, 4, 3, 8, 10, 12]})
-    assert len(policy.runs_needed_histogram(runs, 3).data) == 2
+    hist = policy.runs_needed_histogram(runs, 3, "simulated runs, summed over 8 benchmarks (8 × 200)")
+    assert len(hist.data) == 2 and "summed over 8" in hist.layout.yaxis.title.text
     cost = pd.DataFrame({"method": ["AC policy", "finetune all"], "gpu_hours": [40.0, 200.0]})
     assert list(policy.cost_bars(cost, "gpu_hours", "GPU-hours").data[0].y) == [40.0, 200.0]
 
@@ -90,7 +94,7 @@ def test_policy_figures():
 def test_tables_agree_with_the_engine():
     from engine.law import fit_study
     from engine.plots import tables
-    from engine.policy import recall_curve, simulate
+    from engine.policy import compare_strategies, recall_curve
     from engine.study import load_study
 
     study = load_study("paper-v3")
@@ -104,9 +108,13 @@ def test_tables_agree_with_the_engine():
     assert points["A_norm"].min() == 0 and points["A_norm"].max() == 1
     r2 = tables.r2_by_benchmark(report)
     assert len(r2) == 4 * len(report.fits) and set(r2["variant"]) == {"AC", "A", "C", "random"}
-    sim = {"paper": simulate(study, None, budget=2, trials=30, seed=1, top=3, variant="paper")}
-    ours = tables.policy_curves(sim).reset_index(drop=True)
-    theirs = recall_curve(study, None, trials=30, seed=1, top=3, variant="paper")
-    pd.testing.assert_frame_equal(ours[theirs.columns.tolist()], theirs.reset_index(drop=True), check_dtype=False)
-    runs = tables.runs_needed(sim, "mme")
-    assert set(runs["method"]) == {"AC policy (paper)", "random order"} and len(runs) == 60
+    comparison = compare_strategies(study, trials=30, seed=1, top=3, variant="paper", strategies=("region", "random", "greedy"))
+    for strategy in ("region", "greedy"):
+        theirs = recall_curve(study, None, trials=30, seed=1, top=3, variant="paper", strategy=strategy,
+                              metric="first-hit")
+        ours = comparison.recall[(comparison.recall["strategy"] == strategy) & (comparison.recall["metric"] == "first-hit")]
+        assert ours["recall"].tolist() == pytest.approx(theirs["recall"].tolist())
+    random = comparison.recall[(comparison.recall["strategy"] == "random") & (comparison.recall["metric"] == "at-budget")]
+    assert random["recall"].tolist() == pytest.approx(recall_curve(study, trials=30, seed=1)["random_sampling_recall"].tolist())
+    runs = comparison.runs[comparison.runs["benchmark"] == "mme"]
+    assert set(runs["strategy"]) == {"region", "random", "greedy"} and len(runs) == 90

@@ -98,15 +98,17 @@ def test_law_page_predicts_unscored_settings_of_a_stored_study():
 
 def test_policy_page_controls_and_recommender():
     at = _run("pages/policy.py")
-    assert at.number_input(key="policy_trials").value == 200
+    assert at.number_input(key="policy_trials").value == 400
     at.number_input(key="policy_trials").set_value(50)
     at.number_input(key="policy_top").set_value(2)
     at.selectbox(key="policy_benchmark").set_value("mme")
     at.run()
     _assert_clean(at)
-    recall = next(df.value for df in at.dataframe if "recall" in df.value.columns)
-    assert set(recall["benchmark"]) == {"mme"} and set(recall["variant"]) == {"paper", "measured"}
-    assert recall["recall"].between(0, 1).all()
+    recall = next(df.value for df in at.dataframe if "Recall@T (simulated)" in df.value.columns)
+    assert set(recall["benchmark"]) == {"MME (perception)"}
+    assert set(recall["finetune order"]) == {"region sampling (the paper's AC policy)", "random order",
+                                             "greedy (best predicted next)"}
+    assert recall["Recall@T (simulated)"].between(0, 1).all()
     at.multiselect(key="policy_finetuned_mme").set_value(["CLIP336", "DINOv2", "SD3"]).run()
     _assert_clean(at)
     study = load_study("paper-v3")

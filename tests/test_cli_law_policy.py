@@ -94,6 +94,39 @@ def test_study_commands(tmp_path):
     assert run_json(["study", "delete", "mine"], tmp_path)["deleted"] == "mine"
 
 
+def test_policy_metric_and_strategy_flags(tmp_path, capsys, monkeypatch):
+    base = ["policy", "simulate", "--study", "paper-v3", "--budget", "4", "--trials", "80", "--format", "json"]
+    default = json.loads(run_inprocess(base, tmp_path, capsys, monkeypatch).stdout)
+    assert (default["metric"], default["strategy"]) == ("at-budget", "region")
+    first = json.loads(run_inprocess([*base, "--metric", "first-hit"], tmp_path, capsys, monkeypatch).stdout)
+    for bench, entry in first["benchmarks"].items():
+        assert entry["recall"] >= default["benchmarks"][bench]["recall"]
+        assert set(entry) == set(default["benchmarks"][bench])
+    rand = json.loads(run_inprocess([*base, "--strategy", "random"], tmp_path, capsys, monkeypatch).stdout)
+    assert all(e["recall"] == e["random_sampling_recall"] for e in rand["benchmarks"].values())
+    curve = run_inprocess(["policy", "curve", "--study", "paper-v3", "--budgets", "3", "--trials", "40",
+                           "--strategy", "greedy", "--metric", "first-hit", "--format", "json"], tmp_path, capsys,
+                          monkeypatch)
+    data = json.loads(curve.stdout)
+    assert (data["metric"], data["strategy"]) == ("first-hit", "greedy") and len(data["curve"]) == 8
+
+
+def test_policy_compare(tmp_path, capsys, monkeypatch):
+    out = run_inprocess(["policy", "compare", "--study", "paper-v3", "--budgets", "3,4", "--trials", "60",
+                         "--benchmark", "seed_image", "--format", "json"], tmp_path, capsys, monkeypatch)
+    data = json.loads(out.stdout)
+    strategies = ("region", "random", "greedy", "uncertainty")
+    assert {(r["strategy"], r["metric"], r["budget"]) for r in data["table"]} == {
+        (s, m, k) for s in strategies for m in ("at-budget", "first-hit") for k in (3, 4)}
+    for strategy in ("greedy", "uncertainty"):
+        sim = json.loads(run_inprocess(["policy", "simulate", "--study", "paper-v3", "--budget", "4", "--trials", "60",
+                                        "--benchmark", "seed_image", "--strategy", strategy, "--metric", "first-hit",
+                                        "--format", "json"], tmp_path, capsys, monkeypatch).stdout)
+        row = next(r for r in data["table"] if (r["strategy"], r["metric"], r["budget"]) == (strategy, "first-hit", 4))
+        assert row["recall"] == pytest.approx(sim["mean_recall"])
+    assert set(data["verdict"]) == {"3", "4"} and all("finetunes" in v for v in data["verdict"].values())
+
+
 def test_policy_curve_inprocess(tmp_path, capsys, monkeypatch):
     out = run_inprocess(["policy", "curve", "--study", "paper-v3", "--budgets", "2,15", "--trials", "50",
                          "--variant", "measured", "--format", "json"], tmp_path, capsys, monkeypatch)
@@ -111,6 +144,10 @@ BAD = [
     (["policy", "cost", "--budget", "40"], "budget"),
     (["study", "show", "nothing"], "unknown study"),
     (["study", "delete", "paper-v3"], "cannot be deleted"),
+    (["policy", "simulate", "--study", "paper-v3", "--metric", "hit"], "unknown metric 'hit'"),
+    (["policy", "curve", "--study", "paper-v3", "--strategy", "bandit"], "unknown strategy 'bandit'"),
+    (["policy", "compare", "--study", "paper-v3", "--budgets", "3,99", "--trials", "10"], "budget 99 is outside 2..15 (the candidate"),
+    (["policy", "compare", "--study", "paper-v3", "--budgets", "x"], "--budgets must be comma-separated"),
 ]
 
 

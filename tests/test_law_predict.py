@@ -177,7 +177,9 @@ def test_benchmark_groups_follow_the_study_when_it_records_them():
     study = load_study("paper-v3")
     assert benchmark_groups(study)["vision"] == ["mmbench_en", "mme", "ok_vqa", "seed_image"]
     own = replace(study, meta={**study.meta, "groups": {"mme": "perception", "ok_vqa": "knowledge", "mmmu_val": "knowledge"}})
-    assert benchmark_groups(own) == {"perception": ["mme"], "knowledge": ["ok_vqa", "mmmu_val"]}
+    assert benchmark_groups(own) == {"vision": ["mmbench_en", "seed_image"],
+                                     "ocr": ["textvqa_val", "vizwiz_vqa_val", "scienceqa_img"],
+                                     "perception": ["mme"], "knowledge": ["mmmu_val", "ok_vqa"]}
 
 
 def test_protocol_and_a_definition_are_compared_with_the_study(tmp_path, capsys, monkeypatch):

@@ -95,7 +95,8 @@ def test_exact_quadratic_is_found_in_paper_variant():
 def test_recall_curve_and_runs():
     study = bundled_study()
     curve = recall_curve(study, budgets=[2, 5, 15], trials=100, seed=0, top=3, variant="measured")
-    assert list(curve.columns) == ["benchmark", "budget", "recall", "random_recall", "random_sampling_recall", "variant"]
+    assert list(curve.columns) == ["benchmark", "budget", "recall", "random_recall", "random_sampling_recall", "variant",
+                                   "metric", "strategy"]
     last = curve[curve["budget"] == 15]
     assert (last["recall"] == 1.0).all()
     res = simulate(study, budget=3, trials=100, seed=0, variant="measured")

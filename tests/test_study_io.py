@@ -86,8 +86,10 @@ def test_with_setting_updates_and_adds():
     assert added.setting_names[-1] == "New" and np.isnan(added.table("mme")["A"].iat[-1])
     with pytest.raises(InputError, match="metadata"):
         study.with_setting("New", color="red")
-    with pytest.raises(InputError, match="unknown benchmark 'gqa'"):
-        study.with_setting("New", scores={"gqa": 50.0})
+    with_gqa = study.with_setting("New", scores={"gqa": 50.0})
+    assert with_gqa.benchmarks[-1] == "gqa" and with_gqa.group_of("gqa") == "vision"
+    with pytest.raises(InputError, match=r"benchmark name '\.\./x' is not allowed"):
+        study.with_setting("New", scores={"../x": 50.0})
 
 
 def test_lmms_eval_results_mapping():
@@ -100,7 +102,8 @@ def test_lmms_eval_results_mapping():
         "gqa": {"exact_match,none": 0.6},
     }}
     scores = scores_from_lmms_eval(json.dumps(results).encode())
-    assert scores == pytest.approx({"mme": 1510.5, "mmbench_en": 66.1, "mmmu_val": 36.1, "textvqa_val": 46.02, "seed_image": 66.12})
+    assert scores == pytest.approx({"mme": 1510.5, "mmbench_en": 66.1, "mmmu_val": 36.1, "textvqa_val": 46.02,
+                                    "seed_image": 66.12, "gqa": 60.0})
     study = apply_lmms_eval(bundled_study(), "CLIP336", results)
     assert study.wide_scores().loc["CLIP336", "mmmu_val"] == pytest.approx(36.1)
 
@@ -110,7 +113,9 @@ def test_lmms_eval_results_mapping():
     (b"\x00\x01\x02binary", "binary"),
     (b"{not json", "invalid JSON"),
     (b'{"something": 1}', "no \\\"results\\\""),
-    (b'{"results": {"gqa": {"exact_match,none": 0.5}}}', "known benchmark"),
+    (b'{"results": {"my_task": {"acc,none": 0.5, "f1,none": 0.4}}}', r"several metrics \(acc, f1\)"),
+    (b'{"results": {"my_task": {"alias": "x"}}}', "no task with a numeric metric"),
+    (b'{"results": {"../etc": {"acc,none": 0.5}}}', "is not allowed"),
     (b'{"results": {"mme": {"acc,none": 0.5}}}', "mme_perception_score"),
 ])
 def test_lmms_eval_bad_input(payload, match):
@@ -149,7 +154,7 @@ BAD_FILES = [
     (PAPER_CSV.replace("-2.5", "-1.9").replace("-3.5", "-1.9").replace("-2.0", "-1.9").encode(), "A is constant"),
     (PAPER_CSV.replace("20.0", "15.0").replace(",5.0,", ",15.0,").replace("25.0", "15.0").encode(), "C is constant"),
     (b"setting,benchmark,A,C,score\nS1,mme,1,2,3\nS1,mme,1,2,4\n", "duplicate row"),
-    (b"setting,benchmark,A,C,score\nS1,gqa,1,2,3\n", "unknown benchmark 'gqa'"),
+    (b"setting,benchmark,A,C,score\nS1,../../etc,1,2,3\n", r"row 2: benchmark name '\.\./\.\./etc' is not allowed"),
     (b"setting,benchmark,A,C,score\nS1,mme,1,2,3\nS1,ok_vqa,1,5,3\n", "different C"),
     (b"model,mme,corres\nS1,3,4\n", "missing column 'mme_average'"),
     (b'{"kind": "other"}', "not a Law Explorer study"),

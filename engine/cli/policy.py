@@ -7,28 +7,64 @@ import math
 
 from engine.cli.common import Output, leaf
 from engine.errors import InputError
-from engine.policy import VARIANTS, cost_comparison, recall_curve, recommend, simulate
+from engine.law import DEFAULT_LEVEL, LAW_MODELS
+from engine.policy import (
+    DEFAULT_LAW_MODEL,
+    METRICS,
+    STRATEGIES,
+    VARIANTS,
+    compare_strategies,
+    cost_comparison,
+    recall_curve,
+    recommend,
+    simulate,
+)
 from engine.study import load_study
 
 
 def _simulate(args: argparse.Namespace) -> Output:
     result = simulate(load_study(args.study), benchmark=args.benchmark, budget=args.budget, trials=args.trials,
-                      seed=args.seed, top=args.top, variant=args.variant)
-    text = (f"AC policy ({args.variant} variant) on '{args.study}': budget {args.budget}, top-{args.top}, "
-            f"{args.trials} trials, seed {args.seed}")
+                      seed=args.seed, top=args.top, variant=args.variant, metric=args.metric, strategy=args.strategy,
+                      law_model=args.law_model, level=args.level)
+    text = (f"AC policy ({args.strategy} order, {args.variant} ranking, {args.metric} recall) on '{args.study}': "
+            f"budget {args.budget}, top-{args.top}, {args.trials} trials, seed {args.seed}; "
+            f"mean recall {result.mean_recall():.3f}")
     return Output(data=result.to_dict(), text=text, tables=[("", result.table().set_index("benchmark").round(4))])
 
 
 def _curve(args: argparse.Namespace) -> Output:
-    try:
-        budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
-    except ValueError:
-        raise InputError(f"--budgets must be comma-separated integers, got {args.budgets!r}") from None
+    budgets = _budgets(args.budgets)
     curve = recall_curve(load_study(args.study), budgets=budgets, trials=args.trials, seed=args.seed, top=args.top,
-                         variant=args.variant, benchmark=args.benchmark)
+                         variant=args.variant, benchmark=args.benchmark, metric=args.metric, strategy=args.strategy,
+                         law_model=args.law_model, level=args.level)
     return Output(data={"study": args.study, "trials": args.trials, "seed": args.seed, "top": args.top,
-                        "variant": args.variant, "curve": curve.to_dict(orient="records")},
-                  tables=[(f"recall@{args.top} by budget ({args.variant} variant)", curve.round(4))])
+                        "variant": args.variant, "metric": args.metric, "strategy": args.strategy,
+                        "curve": curve.to_dict(orient="records")},
+                  tables=[(f"recall@{args.top} by budget ({args.strategy} order, {args.variant} ranking, "
+                           f"{args.metric} recall)", curve.round(4))])
+
+
+def _budgets(text: str | None) -> list[int] | None:
+    try:
+        return [int(b) for b in text.split(",")] if text else None
+    except ValueError:
+        raise InputError(f"--budgets must be comma-separated integers, got {text!r}") from None
+
+
+def _compare(args: argparse.Namespace) -> Output:
+    budgets = _budgets(args.budgets) or [3, 4]
+    comparison = compare_strategies(load_study(args.study), trials=args.trials, seed=args.seed, top=args.top,
+                                    variant=args.variant, benchmark=args.benchmark, law_model=args.law_model,
+                                    level=args.level, budgets=budgets)
+    mean = comparison.mean()
+    rows = mean[mean["budget"].isin(budgets)]
+    wide = rows.pivot_table(index=["strategy", "metric"], columns="budget", values="recall", sort=False)
+    verdicts = {int(k): comparison.verdict(int(k)) for k in budgets}
+    data = {"study": args.study, "trials": args.trials, "seed": args.seed, "top": args.top, "variant": args.variant,
+            "benchmark": args.benchmark, "law_model": args.law_model, "level": args.level,
+            "table": rows.to_dict(orient="records"), "verdict": verdicts}
+    text = "\n".join(f"k={k}: {v}" for k, v in verdicts.items())
+    return Output(data=data, text=text, tables=[(f"mean Recall@{args.top} by budget", wide.round(3))])
 
 
 def parse_finetuned(text: str) -> dict[str, float]:
@@ -78,6 +114,21 @@ def _add_trial_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--variant", choices=list(VARIANTS), default="paper")
     p.add_argument("--benchmark", default=None)
+    p.add_argument("--metric", default="at-budget", metavar="|".join(METRICS),
+                   help="at-budget: the best setting is in the predicted top-T after exactly BUDGET finetunes "
+                        "(default); first-hit: it entered the top-T after any budget up to BUDGET (the authors' count)")
+    p.add_argument("--strategy", default="region", metavar="|".join(STRATEGIES),
+                   help="finetune order: region (the paper's region sampling, default), random, greedy (best "
+                        "predicted next), uncertainty (highest upper bound of the law model's interval next)")
+    _add_law_model_args(p)
+
+
+def _add_law_model_args(p: argparse.ArgumentParser) -> None:
+    """The law model (and interval level) whose upper bound drives the ``uncertainty`` strategy."""
+    p.add_argument("--law-model", dest="law_model", default=DEFAULT_LAW_MODEL, metavar="|".join(LAW_MODELS),
+                   help="law model of the uncertainty strategy (default paper)")
+    p.add_argument("--level", type=float, default=DEFAULT_LEVEL,
+                   help="prediction-interval level of the uncertainty strategy, in (0, 1) (default 0.8)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,6 +139,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = leaf(group, "curve", _curve, "Recall of the AC policy for every budget (recall curve)")
     p.add_argument("--budgets", default=None, help="comma-separated budgets (default: 2..number of settings)")
     _add_trial_args(p)
+    p = leaf(group, "compare", _compare, "Recall of every finetune-order strategy under both metrics, and a verdict")
+    p.add_argument("--study", required=True)
+    p.add_argument("--budgets", default="3,4", help="comma-separated budgets to report (default 3,4)")
+    p.add_argument("--trials", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=3)
+    p.add_argument("--variant", choices=list(VARIANTS), default="paper")
+    p.add_argument("--benchmark", default=None)
+    _add_law_model_args(p)
     p = leaf(group, "recommend", _recommend, "Which setting to finetune next")
     p.add_argument("--study", required=True)
     p.add_argument("--benchmark", required=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine.atomic import write_text_atomic
+from engine.benchmarks import parse_group_assignments
 from engine.cli.common import Output, leaf
 from engine.errors import InputError, first_line
 from engine.export import csv_safe
@@ -20,15 +21,18 @@ from engine.study import (
     parse_study_file,
     save_study,
     scores_from_lmms_eval,
+    set_groups,
     set_setting_scores,
     study_to_json,
+    study_to_tidy,
 )
 from engine.study.repository import BUNDLED_NAME
 
 
 def _summary(study) -> dict:
     return {"name": study.name, "n_settings": len(study.setting_names), "benchmarks": study.benchmarks,
-            "settings": study.setting_names, "a_kind": study.a_kind, "content_hash": study.content_hash()}
+            "settings": study.setting_names, "a_kind": study.a_kind, "content_hash": study.content_hash(),
+            "groups": study.groups}
 
 
 def _list(args: argparse.Namespace) -> Output:
@@ -47,7 +51,10 @@ def _show(args: argparse.Namespace) -> Output:
 
 def _import(args: argparse.Namespace) -> Output:
     fmt = args.format if args.format not in ("text", "json") else args.input_format  # `--format released` is the input format
+    groups = parse_group_assignments(args.group)
     study = parse_study_file(args.path, name=args.name, fmt=fmt)
+    if groups:
+        study = study.with_groups(groups)
     save_study(study, overwrite=args.overwrite)
     return Output(data=_summary(study), text=f"imported study '{study.name}': {len(study.setting_names)} settings, "
                   f"{len(study.benchmarks)} benchmarks")
@@ -55,7 +62,7 @@ def _import(args: argparse.Namespace) -> Output:
 
 def _export(args: argparse.Namespace) -> Output:
     study = load_study(args.name)
-    text = study_to_json(study) if args.to == "json" else csv_safe(study.long).to_csv(index=False)
+    text = study_to_json(study) if args.to == "json" else csv_safe(study_to_tidy(study)).to_csv(index=False)
     if args.out:
         out = Path(args.out)
         try:  # written whole or not at all
@@ -74,6 +81,14 @@ def _copy(args: argparse.Namespace) -> Output:
 def _delete(args: argparse.Namespace) -> Output:
     delete_study(args.name)
     return Output(data={"deleted": args.name}, text=f"deleted study '{args.name}'")
+
+
+def _groups(args: argparse.Namespace) -> Output:
+    study = set_groups(args.name, parse_group_assignments(args.set)) if args.set else load_study(args.name)
+    table = pd.DataFrame([{"group": g, "benchmarks": ", ".join(b)} for g, b in study.groups.items()]).set_index("group")
+    return Output(data={"name": study.name, "groups": study.groups,
+                        "benchmark_groups": {b: study.group_of(b) for b in study.benchmarks}},
+                  text=f"groups of study '{study.name}'", tables=[("", table)])
 
 
 def _add_lmms_eval(args: argparse.Namespace) -> Output:
@@ -102,6 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             action.choices = ["text", "json", *[f for f in FORMATS if f != "json"]]
             action.help = "output format text|json, or the input file format auto|released|tidy|paper"
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--group", action="append", default=None, metavar="BENCH=GROUP[,BENCH=GROUP...]",
+                   help="put benchmarks in groups, e.g. gqa=vision,docvqa_val=ocr (repeatable; default: the "
+                        "registry's group, 'other' for unknown benchmarks)")
     p = leaf(group, "export", _export, "Export a study as JSON (re-importable) or tidy CSV")
     p.add_argument("name")
     p.add_argument("--to", choices=["json", "csv"], default="json")
@@ -109,6 +127,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = leaf(group, "copy", _copy, "Copy a study (e.g. the bundled paper-v3) under a new name")
     p.add_argument("src")
     p.add_argument("new_name")
+    p = leaf(group, "groups", _groups, "Show a study's benchmark groups, or set them with --set")
+    p.add_argument("name")
+    p.add_argument("--set", action="append", default=None, metavar="BENCH=GROUP[,BENCH=GROUP...]",
+                   help="assign benchmarks of a stored study to groups, e.g. gqa=vision")
     p = leaf(group, "delete", _delete, "Delete a stored study")
     p.add_argument("name")
     p = leaf(group, "add-lmms-eval", _add_lmms_eval, "Set a setting's scores from an lmms-eval results.json")

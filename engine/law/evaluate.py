@@ -34,7 +34,7 @@ class StudyMatrices:
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(B,) lower and upper valid score per benchmark."""
-        lo, hi = zip(*(valid_range(b) for b in self.benchmarks), strict=True)
+        lo, hi = zip(*(valid_range(b, self.y[:, j]) for j, b in enumerate(self.benchmarks)), strict=True)
         return np.array(lo), np.array(hi)
 
 

@@ -1,30 +1,24 @@
-"""Benchmark groups of a study (the paper's vision / OCR split until a study records its own) and valid score ranges."""
+"""Benchmark groups of a study (its own, registry defaults otherwise) and valid score ranges."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
-from engine.benchmarks import BENCHMARKS, GROUPS
-
-
-def benchmark_groups(study: Any) -> dict[str, list[str]]:
-    """Group name -> the study's benchmarks in it: the study's own groups when it records them (a ``groups``
-    attribute or ``meta["groups"]``, as group -> benchmarks or benchmark -> group), else the paper's vision / OCR."""
-    own = getattr(study, "groups", None)
-    mapping = own() if callable(own) else own
-    if not mapping:
-        mapping = getattr(study, "meta", {}).get("groups")
-    if isinstance(mapping, dict) and mapping:
-        if all(isinstance(v, str) for v in mapping.values()):  # benchmark -> group
-            inverted: dict[str, list[str]] = {}
-            for bench, group in mapping.items():
-                inverted.setdefault(group, []).append(bench)
-            mapping = inverted
-        return {str(g): [b for b in members if b in study.benchmarks] for g, members in mapping.items()}
-    return {g: [b for b in members if b in study.benchmarks] for g, members in GROUPS.items()}
+from engine.benchmarks import benchmark_info
+from engine.study.model import Study
 
 
-def valid_range(benchmark: str) -> tuple[float, float]:
-    """Scores a benchmark can take: [0, max score] for a known one, unbounded otherwise."""
-    bench = BENCHMARKS.get(benchmark)
-    return (0.0, float(bench.max_score)) if bench else (float("-inf"), float("inf"))
+def benchmark_groups(study: Study) -> dict[str, list[str]]:
+    """Group name -> the study's benchmarks in it (the study's groups: ``engine.study.Study.groups``)."""
+    return dict(study.groups)
+
+
+def valid_range(benchmark: str, scores: Iterable[float] | None = None) -> tuple[float, float]:
+    """Scores a benchmark can take: [0, max score] for a known one; for an unknown one the scale read from its
+    scores (``engine.benchmarks.benchmark_info``): [0, 1] for fractions, [0, 100] for percent, else (points, or
+    no scores given) unbounded."""
+    values = [v for v in (scores if scores is not None else []) if v == v]
+    info = benchmark_info(benchmark, values)
+    if info.known or (values and info.max_score in (1.0, 100.0)):
+        return 0.0, float(info.max_score)
+    return float("-inf"), float("inf")

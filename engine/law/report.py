@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.benchmarks import GROUPS
+from engine.benchmarks import PAPER_GROUPS
 from engine.law.fit import FEATURE_SETS, MIN_POINTS, BenchmarkFit, features, fit_arrays
 from engine.law.ols import SKLEARN_TOL
 from engine.study.model import Study
@@ -57,6 +57,7 @@ class LawReport:
     skipped: dict[str, str] = field(default_factory=dict)
     seed: int = 0
     random_trials: int = 0
+    groups: dict[str, list[str]] = field(default_factory=dict)  # the study's group -> benchmarks
 
     @property
     def benchmarks(self) -> list[str]:
@@ -108,9 +109,10 @@ class LawReport:
                 "mean_r2": self.mean_r2, "skipped": self.skipped, "seed": self.seed, "random_trials": self.random_trials}
 
 
-def _group_means(fits: dict[str, dict[str, BenchmarkFit]]) -> dict[str, dict[str, float]]:
+def _group_means(fits: dict[str, dict[str, BenchmarkFit]], groups: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """Mean R² per group of the study; the paper's ``vision`` and ``ocr`` are always present (NaN when empty)."""
     out = {}
-    for group, members in GROUPS.items():
+    for group, members in {**{g: [] for g in PAPER_GROUPS}, **groups}.items():
         present = [b for b in members if b in fits]
         out[group] = {fs: (float(np.mean([fits[b][fs].r2 for b in present])) if present else float("nan"))
                       for fs in FEATURE_SETS}
@@ -151,5 +153,5 @@ def fit_study(study: Study, seed: int = 0, random_trials: int = 200) -> LawRepor
         means = random_baseline(np.stack([y for _, y in group]), rng, random_trials)
         random_r2.update({bench: float(m) for (bench, _), m in zip(group, means, strict=True)})
     return LawReport(study=study.name, n_settings=len(study.setting_names), fits=fits, random_r2=random_r2,
-                     random_null=null, unscored=unscored, mean_r2=_group_means(fits), skipped=skipped,
-                     seed=seed, random_trials=random_trials)
+                     random_null=null, unscored=unscored, mean_r2=_group_means(fits, study.groups), skipped=skipped,
+                     seed=seed, random_trials=random_trials, groups=study.groups)

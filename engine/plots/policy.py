@@ -1,52 +1,59 @@
-"""Policy figures: Recall@T against the finetuning budget, runs needed, and the cost comparison."""
+"""Policy figures: Recall@T of each finetune-order strategy against the budget, runs needed, and the cost."""
 
 from __future__ import annotations
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from engine.plots.style import finish
+from engine.policy.compare import METRIC_LABELS, STRATEGY_LABELS
 
-_VARIANT_DASH = {"paper": "solid", "measured": "dashdot"}
 _PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"]
+_STRATEGY_STYLE = {
+    "region": ("#d62728", "solid"),
+    "greedy": ("#1f77b4", "solid"),
+    "uncertainty": ("#2ca02c", "solid"),
+    "random": ("#7f7f7f", "dash"),
+}
 
 
-def recall_curves(curves: pd.DataFrame, top: int, title_scope: str) -> go.Figure:
-    """Recall@T vs budget per policy variant and the random baselines.
+def strategy_curves(mean: pd.DataFrame, top: int, scope: str, metrics: tuple[str, ...] = ("at-budget", "first-hit")) -> go.Figure:
+    """Recall@T vs budget, one panel per metric, one line per strategy, random order dashed and chance dotted.
 
-    ``curves``: budget, recall, random_recall, [random_sampling_recall], variant (averaged over
-    benchmarks by the caller if needed). Recall@T: share of trials in which the best setting is among
-    the T ranked highest after finetuning ``budget`` settings.
+    ``mean``: strategy, metric, budget, recall, chance (already averaged over the benchmarks in ``scope``).
     """
-    fig = go.Figure()
-    for i, variant in enumerate(dict.fromkeys(curves["variant"])):
-        part = curves[curves["variant"] == variant].sort_values("budget")
-        fig.add_trace(
-            go.Scatter(x=part["budget"], y=part["recall"], mode="lines+markers", name=f"AC policy ({variant})",
-                       line={"color": _PALETTE[i % len(_PALETTE)], "dash": _VARIANT_DASH.get(variant, "solid")},
-                       hovertemplate=f"{variant}: budget %{{x}} → recall %{{y:.2f}}<extra></extra>")
-        )
-    baselines = [("random_recall", "chance (budget / n)", "dot")]
-    if "random_sampling_recall" in curves:
-        baselines.insert(0, ("random_sampling_recall", "random order, same refit", "dash"))
-    for column, name, dash in baselines:
-        # one baseline curve, under the first variant's ranking rule (the variants differ only slightly there)
-        rand = curves[curves["variant"] == curves["variant"].iloc[0]].groupby("budget", as_index=False)[column].mean()
-        fig.add_trace(
-            go.Scatter(x=rand["budget"], y=rand[column], mode="lines+markers", name=name,
-                       line={"color": "#7f7f7f", "dash": dash}, marker={"size": 5},
-                       hovertemplate=f"{name}: budget %{{x}} → recall %{{y:.2f}}<extra></extra>")
-        )
-    fig = finish(fig, f"Recall@{top} vs finetuning budget ({title_scope})", "settings finetuned (budget)",
-                 f"Recall@{top} (best setting in the top {top})", height=420)
+    fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=[f"Recall@{top}, {METRIC_LABELS.get(m, m)}" for m in metrics])
+    for col, metric in enumerate(metrics, start=1):
+        part = mean[mean["metric"] == metric]
+        for i, strategy in enumerate(dict.fromkeys(part["strategy"])):
+            rows = part[part["strategy"] == strategy].sort_values("budget")
+            color, dash = _STRATEGY_STYLE.get(strategy, (_PALETTE[i % len(_PALETTE)], "solid"))
+            name = STRATEGY_LABELS.get(strategy, strategy)
+            fig.add_trace(go.Scatter(
+                x=rows["budget"], y=rows["recall"], mode="lines+markers", name=name, legendgroup=strategy,
+                showlegend=col == 1, line={"color": color, "dash": dash}, marker={"size": 5},
+                hovertemplate=f"{name}: %{{x}} finetunes → Recall@{top} %{{y:.2f}}<extra></extra>"), row=1, col=col)
+        chance = part.groupby("budget", as_index=False)["chance"].mean()
+        fig.add_trace(go.Scatter(
+            x=chance["budget"], y=chance["chance"], mode="lines", name="chance (best setting among those finetuned)",
+            legendgroup="chance", showlegend=col == 1, line={"color": "#7f7f7f", "dash": "dot"},
+            hovertemplate="chance: %{x} finetunes → %{y:.2f}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="settings finetuned (budget k)", row=1, col=col)
+    fig = finish(fig, f"Which finetune order finds the best setting? ({scope}; simulated on the study's own scores)",
+                 "settings finetuned (budget k)",
+                 f"Recall@{top}: best setting in the predicted top {top}", height=440)
     fig.update_yaxes(range=[0, 1.05])
+    fig.update_layout(legend={"orientation": "h", "y": -0.2})
     return fig
 
 
-def runs_needed_histogram(runs: pd.DataFrame, top: int) -> go.Figure:
+def runs_needed_histogram(runs: pd.DataFrame, top: int, y_title: str = "simulated trials") -> go.Figure:
     """Distribution of finetunes until the best setting first ranks in the top ``top`` (``runs``: method, runs).
 
     Methods other than "random order" get the policy colours; random order is grey and drawn last.
+    ``y_title`` says what a bar counts (one benchmark's trials, or trials summed over benchmarks).
     """
     fig = go.Figure()
     methods = sorted(dict.fromkeys(runs["method"]), key=lambda m: m == "random order")
@@ -54,8 +61,8 @@ def runs_needed_histogram(runs: pd.DataFrame, top: int) -> go.Figure:
         part = runs[runs["method"] == method]
         color = "#7f7f7f" if method == "random order" else _PALETTE[i % len(_PALETTE)]
         fig.add_trace(go.Histogram(x=part["runs"], name=str(method), opacity=0.85, marker_color=color, xbins={"size": 1}))
-    fig = finish(fig, f"Finetunes until the best setting first ranks in the top {top}", "settings finetuned",
-                 "simulated trials", height=380)
+    fig = finish(fig, f"Finetunes until the best setting first ranks in the top {top} (simulated)", "settings finetuned",
+                 y_title, height=380)
     fig.update_layout(barmode="group", bargap=0.15)
     return fig
 

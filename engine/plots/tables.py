@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from engine.benchmarks import BENCHMARKS, GROUPS, label
+from engine.benchmarks import benchmark_info, label
 from engine.law import FEATURE_SET_LABELS, FEATURE_SETS, BenchmarkFit, LawReport, minmax, response_surface
 from engine.study import BUNDLED_NAME, Study
 
@@ -24,10 +25,10 @@ def feature_set_label(name: str) -> str:
     return FEATURE_SET_LABELS.get(name, name)
 
 
-def score_unit(benchmark: str) -> str:
-    """Unit suffix of a benchmark's score: ``%`` for accuracies, ``""`` for point scores (MME)."""
-    bench = BENCHMARKS.get(benchmark)
-    return "%" if bench is None or bench.percent else ""
+def score_unit(benchmark: str, scores: Iterable[float] | None = None) -> str:
+    """Unit suffix of a benchmark's score: ``%`` for accuracies, ``""`` for point scores (MME) and fractions; an
+    unknown benchmark's unit is read from its ``scores``."""
+    return benchmark_info(benchmark, scores).unit
 
 
 @dataclass
@@ -38,9 +39,11 @@ class Headline:
 
 
 def headline(report: LawReport, study_name: str) -> Headline:
-    """Mean R² of the law (ac_poly) over the vision and OCR groups, with the paper's printed values if any."""
-    members = {g: [label(b) for b in names if b in report.fits] for g, names in GROUPS.items()}
-    return Headline(reproduced={g: report.mean_r2[g]["ac_poly"] for g in GROUPS},
+    """Mean R² of the law (ac_poly) per group of the study that has a fitted benchmark, with the paper's printed
+    values if any."""
+    members = {g: [label(b) for b in names if b in report.fits] for g, names in report.groups.items()}
+    members = {g: names for g, names in members.items() if names}
+    return Headline(reproduced={g: report.mean_r2[g]["ac_poly"] for g in members},
                     printed=PRINTED_HEADLINE.get(study_name, {}), members=members)
 
 
@@ -117,40 +120,6 @@ def settings_ac(study: Study) -> pd.DataFrame:
     return settings.dropna(subset=["A", "C"]).reset_index(drop=True)
 
 
-def policy_curves(results: dict) -> pd.DataFrame:
-    """Recall@T per benchmark and budget for each simulated variant (``{variant: PolicyResult}``).
-
-    Columns as ``engine.policy.recall_curve``: benchmark, budget, recall, random_recall (k / n),
-    random_sampling_recall (the same refit on randomly ordered finetunes), variant.
-    """
-    rows = []
-    for variant, result in results.items():
-        for bench, res in result.benchmarks.items():
-            for k in range(2, res.n_candidates + 1):
-                rows.append({"benchmark": bench, "budget": k, "recall": res.recall(k),
-                             "random_recall": k / res.n_candidates,
-                             "random_sampling_recall": res.random_sampling_recall(k), "variant": variant})
-    return pd.DataFrame(rows)
-
-
-def runs_needed(results: dict, benchmark: str | None) -> pd.DataFrame:
-    """Finetunes until the best setting first enters the predicted top T, per trial (``method, runs``).
-
-    One benchmark, or all pooled when ``benchmark`` is None; AC-policy order per variant vs random order.
-    """
-    frames = []
-    for variant, result in results.items():
-        for bench, res in result.benchmarks.items():
-            if benchmark is not None and bench != benchmark:
-                continue
-            frames.append(pd.DataFrame({"method": f"AC policy ({variant})", "runs": res.runs_to_hit()}))
-            if variant == next(iter(results)):
-                hit = res.random_success.any(axis=1)
-                first = np.where(hit, res.random_success.argmax(axis=1) + 1, res.n_candidates)
-                frames.append(pd.DataFrame({"method": "random order", "runs": first}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["method", "runs"])
-
-
 def cost_table(cost: dict) -> pd.DataFrame:
     """GPU-hours and trainable parameters of finetuning every candidate vs the AC policy (``cost_comparison``)."""
     return pd.DataFrame([
@@ -162,11 +131,10 @@ def cost_table(cost: dict) -> pd.DataFrame:
 
 
 def study_tidy(study: Study) -> pd.DataFrame:
-    """The study as a tidy table (``setting, benchmark, A, C, score`` + setting metadata), re-importable."""
-    from engine.study import SETTING_META_COLUMNS
+    """The study as a tidy table (``setting, benchmark, A, C, score, group`` + setting metadata), re-importable."""
+    from engine.study import study_to_tidy
 
-    meta = study.settings[["setting", *SETTING_META_COLUMNS]]
-    return study.long.merge(meta, on="setting", how="left")
+    return study_to_tidy(study)
 
 
 def studies_overview(entries: list[dict]) -> pd.DataFrame:

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.benchmarks import BENCHMARKS
+from engine.benchmarks import BENCHMARKS, check_benchmark_name, check_group_name
 from engine.errors import InputError, first_line
 from engine.study.model import (
+    GROUPS_KEY,
     LONG_COLUMNS,
     MAX_ABS_VALUE,
     SETTING_META_COLUMNS,
@@ -38,16 +39,6 @@ def check_study_name(name: str) -> str:
     name = str(name or "").strip()
     if not _NAME_RE.match(name):
         raise InputError(f"invalid study name {name!r}: use 1-80 letters, digits, spaces or _ . + - @ ( ) /")
-    return name
-
-
-_BENCHMARK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
-
-
-def check_benchmark_name(name: str, where: str = "study") -> str:
-    """A benchmark name is a plain token (letters, digits, ``_ . -``, no ``..``): it may name files and keys."""
-    if not isinstance(name, str) or not _BENCHMARK_RE.match(name) or ".." in name:
-        raise InputError(f"{where}: benchmark name {str(name)[:60]!r} is not allowed (use letters, digits, _ . -)")
     return name
 
 
@@ -204,6 +195,28 @@ def _numeric_block(frame: pd.DataFrame, names: list[str], columns: list[str], la
     return pd.DataFrame(values, index=names)
 
 
+def _benchmark_column(column: str, label: str) -> str:
+    """A column read as a benchmark: any lmms-eval-style task name (unknown ones get group ``other``)."""
+    try:
+        return check_benchmark_name(column)
+    except InputError:
+        raise InputError(f"{label}: column '{str(column)[:60]}' is neither a benchmark name (letters, digits, _ . + -) "
+                         f"nor metadata ({', '.join(SETTING_META_COLUMNS)})") from None
+
+
+def _unknown_column_holds_scores(frame: pd.DataFrame, column: str, label: str) -> None:
+    """A column that is not a registered benchmark is read as a new benchmark only if it holds numbers."""
+    for i, value in enumerate(frame[column]):
+        text = str(value).strip()
+        if text.lower() in _MISSING:
+            continue
+        try:
+            float(text)
+        except ValueError:
+            raise InputError(f"{label}: unknown column '{column}': not a registered benchmark nor metadata "
+                             f"({', '.join(SETTING_META_COLUMNS)}), and {text[:40]!r} in row {i + 2} is not a score") from None
+
+
 def _unknown_benchmark(column: str, label: str) -> InputError:
     return InputError(f"{label}: unknown column '{column}' (benchmarks: {', '.join(BENCHMARKS)}; metadata: {', '.join(SETTING_META_COLUMNS)})")
 
@@ -212,10 +225,15 @@ def _from_released(frame: pd.DataFrame, name: str, label: str) -> Study:
     """The authors' released v1 table: A = ``<bench>_average`` per benchmark, C = ``corres``."""
     names = _settings_column(frame, "model", label)
     benchmarks = [b for b in BENCHMARKS if b in frame.columns]
+    # any other benchmark of the table: a score column with its A column `<bench>_average`
+    benchmarks += [c for c in frame.columns if c not in BENCHMARKS and f"{c}_average" in frame.columns
+                   and c not in ("model", "corres", "geo_corres")]
     if not benchmarks:
         raise InputError(f"{label}: no benchmark columns (expected some of {', '.join(BENCHMARKS)})")
+    for bench in benchmarks:
+        _benchmark_column(bench, label)
     for col in frame.columns:
-        known = col in ("model", "corres", "geo_corres") or any(col == b or col.startswith(b + "_") for b in BENCHMARKS)
+        known = col in ("model", "corres", "geo_corres") or any(col == b or col.startswith(b + "_") for b in benchmarks)
         if not known and not col.startswith("vizwiz_vqa_"):
             raise _unknown_benchmark(col, label)
     for bench in benchmarks:
@@ -243,7 +261,8 @@ def _from_wide(frame: pd.DataFrame, name: str, label: str) -> Study:
         if col in ("setting", a_col, c_col) or col in SETTING_META_COLUMNS:
             continue
         if col not in BENCHMARKS:
-            raise _unknown_benchmark(col, label)
+            _benchmark_column(col, label)
+            _unknown_column_holds_scores(frame, col, label)
         benchmarks.append(col)
     if not benchmarks:
         raise InputError(f"{label}: no benchmark columns (expected some of {', '.join(BENCHMARKS)})")
@@ -256,27 +275,53 @@ def _from_wide(frame: pd.DataFrame, name: str, label: str) -> Study:
     return make_study(name, settings, scores)
 
 
+def _tidy_groups(frame: pd.DataFrame, bench_col: pd.Series, label: str) -> dict[str, str]:
+    """The ``group`` column of a tidy CSV: one group per benchmark (blank rows take the others' group)."""
+    group_col = frame["group"].astype(str).str.strip()
+    given = group_col != ""
+    first_row: dict[tuple[str, str], int] = {}
+    for i, key in zip(np.flatnonzero(given.to_numpy()), zip(bench_col[given], group_col[given], strict=True), strict=True):
+        first_row.setdefault(key, int(i) + 2)
+    out: dict[str, tuple[str, int]] = {}
+    for (bench, group), row in first_row.items():
+        try:
+            check_group_name(group)
+        except InputError as exc:
+            raise InputError(f"{label}: column 'group', row {row}: {exc}") from None
+        if bench in out:
+            (g0, r0), (g1, r1) = sorted([out[bench], (group, row)], key=lambda x: x[1])
+            raise InputError(f"{label}: benchmark '{bench}' is in group '{g0}' (row {r0}) and '{g1}' (row {r1}); "
+                             "a benchmark has one group")
+        out[bench] = (group, row)
+    return {b: g for b, (g, _) in out.items()}
+
+
 def _from_tidy(frame: pd.DataFrame, name: str, label: str) -> Study:
-    """Tidy CSV: ``setting, benchmark, A, C, score`` (+ optional metadata columns), one row per pair."""
+    """Tidy CSV: ``setting, benchmark, A, C, score`` (+ optional ``group`` of the benchmark and metadata
+    columns), one row per pair."""
     for col in ("setting", "benchmark", "A", "C", "score"):
         if col not in frame.columns:
             raise InputError(f"{label}: missing column '{col}'")
+    allowed = [*LONG_COLUMNS, "group", *SETTING_META_COLUMNS]
     for col in frame.columns:
-        if col not in LONG_COLUMNS and col not in SETTING_META_COLUMNS:
-            raise InputError(f"{label}: unknown column '{col}' (tidy columns: {', '.join(LONG_COLUMNS + SETTING_META_COLUMNS)})")
+        if col not in allowed:
+            raise InputError(f"{label}: unknown column '{col}' (tidy columns: {', '.join(allowed)})")
     settings_col = frame["setting"].astype(str).str.strip()
     bench_col = frame["benchmark"].astype(str).str.strip()
     empty = (settings_col == "").to_numpy()
     if empty.any():
         raise InputError(f"{label}: empty setting name, row {int(np.argmax(empty)) + 2}")
-    unknown = (~bench_col.isin(BENCHMARKS)).to_numpy()
-    if unknown.any():
-        i = int(np.argmax(unknown))
-        raise InputError(f"{label}: unknown benchmark '{bench_col.iat[i]}' in row {i + 2} (known: {', '.join(BENCHMARKS)})")
+    for bench in dict.fromkeys(bench_col[~bench_col.isin(BENCHMARKS)]):  # unknown benchmarks: any valid name
+        try:
+            check_benchmark_name(bench)
+        except InputError as exc:
+            row = int(np.argmax((bench_col == bench).to_numpy())) + 2
+            raise InputError(f"{label}: row {row}: {exc}") from None
     dup = pd.DataFrame({"s": settings_col, "b": bench_col}).duplicated().to_numpy()
     if dup.any():
         i = int(np.argmax(dup))
         raise InputError(f"{label}: duplicate row for setting '{settings_col.iat[i]}' and benchmark '{bench_col.iat[i]}' (row {i + 2})")
+    bench_groups = _tidy_groups(frame, bench_col, label) if "group" in frame.columns else {}
     row_names = settings_col.tolist()
     rows = pd.DataFrame({
         "setting": settings_col.to_numpy(), "benchmark": bench_col.to_numpy(),
@@ -306,7 +351,8 @@ def _from_tidy(frame: pd.DataFrame, name: str, label: str) -> Study:
         if col in frame.columns:
             by_setting = frame.assign(setting=frame["setting"].str.strip()).groupby("setting", sort=False)[col].first()
             settings[col] = [str(by_setting.get(s, "")).strip() for s in names]
-    return make_study(name, settings, scores, a_per_benchmark=None if shared else a_wide)
+    study = make_study(name, settings, scores, a_per_benchmark=None if shared else a_wide)
+    return study.with_groups(bench_groups) if bench_groups else study
 
 
 def study_to_json(study: Study) -> str:
@@ -397,6 +443,28 @@ def study_from_json(text: str, label: str = "json", name: str | None = None) -> 
                  settings=settings[SETTINGS_COLUMNS].copy(), meta=meta)
 
 
+def _validate_groups(study: Study, where: str) -> None:
+    benchmarks = set(study.benchmarks)
+    for bench in benchmarks:
+        if bench not in BENCHMARKS:
+            try:
+                check_benchmark_name(bench)
+            except InputError as exc:
+                raise InputError(f"{where}: {exc}") from None
+    chosen = study.meta.get(GROUPS_KEY)
+    if chosen is None:
+        return
+    if not isinstance(chosen, dict):
+        raise InputError(f"{where}: meta '{GROUPS_KEY}' must map benchmark names to group names")
+    for bench, group in chosen.items():
+        if bench not in benchmarks:
+            raise InputError(f"{where}: group given for unknown benchmark '{str(bench)[:60]}'")
+        try:
+            check_group_name(group)
+        except InputError as exc:
+            raise InputError(f"{where}: benchmark '{bench}': {exc}") from None
+
+
 def validate_study(study: Study, min_settings: int = 3) -> None:
     """Raise InputError when the study cannot be fitted or is inconsistent (one message naming the problem)."""
     where = f"study '{study.name}'"
@@ -410,8 +478,7 @@ def validate_study(study: Study, min_settings: int = 3) -> None:
         seen.add(setting)
     if not study.benchmarks:
         raise InputError(f"{where} has no benchmarks")
-    for bench in study.benchmarks:
-        check_benchmark_name(bench, where)
+    _validate_groups(study, where)
     if study.long.duplicated(["setting", "benchmark"]).any():
         row = study.long[study.long.duplicated(["setting", "benchmark"])].iloc[0]
         raise InputError(f"{where}: duplicate entry for setting '{row.setting}' and benchmark '{row.benchmark}'")

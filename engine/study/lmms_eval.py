@@ -1,4 +1,4 @@
-"""Fill a setting's benchmark scores from an lmms-eval ``results.json`` (primary metric per task)."""
+"""Fill a setting's benchmark scores from an lmms-eval ``results.json`` (known metric table, else the single metric)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from engine.benchmarks import BENCHMARKS, task_to_benchmark
+from engine.benchmarks import BENCHMARKS, check_benchmark_name, task_to_benchmark
 from engine.errors import InputError
 from engine.study.io import read_text
 from engine.study.model import Study
@@ -38,31 +38,60 @@ def _metric_value(task_result: dict[str, Any], metric: str) -> float | None:
     return sorted(candidates)[0][2]
 
 
+def _numeric_metrics(task_result: dict[str, Any]) -> list[str]:
+    """Metric names with a number (``"<metric>,<filter>"`` or bare), standard errors and text left out."""
+    names = []
+    for key, value in task_result.items():
+        base = str(key).partition(",")[0]
+        if base == "alias" or base.endswith("_stderr") or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        names.append(base)
+    return list(dict.fromkeys(names))
+
+
 def scores_from_lmms_eval(results: bytes | str | Path | dict) -> dict[str, float]:
-    """Benchmark -> score (in the paper's units) for every known task found in an lmms-eval results file."""
+    """Benchmark -> score for every task of an lmms-eval results file.
+
+    A known task (registry name or alias) gives its registered metric, in the paper's units (fractions of
+    %-benchmarks x 100). Any other task gives its single numeric metric as reported; a task with several
+    metrics is an error naming them. Entries without any number (group headers) are skipped.
+    """
     payload, label = _load(results)
     block = payload.get("results")
     if not isinstance(block, dict) or not block:
         raise InputError(f"{label}: no \"results\" object (expected lmms-eval results.json)")
     scores: dict[str, float] = {}
     for task, task_result in block.items():
-        bench = task_to_benchmark(str(task))
-        if bench is None or not isinstance(task_result, dict):
+        if not isinstance(task_result, dict):
             continue
-        spec = BENCHMARKS[bench]
-        value = _metric_value(task_result, spec.metric)
-        if value is None:
-            raise InputError(f"{label}: task '{task}' has no '{spec.metric}' metric (keys: {', '.join(map(str, task_result))})")
-        if not math.isfinite(value):
-            raise InputError(f"{label}: task '{task}' metric '{spec.metric}' is not finite")
-        if spec.percent and 0.0 <= value <= 1.0:
+        bench = task_to_benchmark(str(task))
+        if bench is not None:
+            spec = BENCHMARKS[bench]
+            metric, value = spec.metric, _metric_value(task_result, spec.metric)
+            if value is None:
+                raise InputError(f"{label}: task '{task}' has no '{spec.metric}' metric (keys: {', '.join(map(str, task_result))})")
+        else:
+            found = _numeric_metrics(task_result)
+            if not found:
+                continue
+            if len(found) > 1:
+                raise InputError(f"{label}: task '{str(task)[:60]}' is not a known benchmark and reports several metrics "
+                                 f"({', '.join(found[:8])}); keep one in the file or use a tidy CSV")
+            try:
+                bench = check_benchmark_name(str(task))
+            except InputError as exc:
+                raise InputError(f"{label}: task {exc}") from None
+            spec, metric = None, found[0]
+            value = _metric_value(task_result, metric)
+        if value is None or not math.isfinite(value):
+            raise InputError(f"{label}: task '{str(task)[:60]}' metric '{metric}' is not finite")
+        if spec is not None and spec.percent and 0.0 <= value <= 1.0:
             value *= 100.0
         if bench in scores and task != bench:
             continue
         scores[bench] = value
     if not scores:
-        known = ", ".join(sorted({n for b in BENCHMARKS.values() for n in (b.name, *b.aliases)}))
-        raise InputError(f"{label}: none of the tasks {sorted(block)[:6]} is a known benchmark ({known})")
+        raise InputError(f"{label}: no task with a numeric metric among {', '.join(map(str, list(block)[:6]))}")
     return scores
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.benchmarks import BENCHMARKS
+from engine.benchmarks import check_benchmark_name, check_group_name, default_group, order_groups
 from engine.errors import InputError
 from engine.hashing import hash_obj
 
@@ -18,6 +18,7 @@ LONG_COLUMNS = ["setting", "benchmark", "A", "C", "score"]
 SETTING_META_COLUMNS = ["llm", "projector", "recipe", "a_method", "c_method", "source", "notes"]
 SETTINGS_COLUMNS = ["setting", "A", "C", *SETTING_META_COLUMNS]
 STUDY_FORMAT_VERSION = 1
+GROUPS_KEY = "groups"  # meta key: {benchmark: group} chosen by the user (others get the registry's default)
 MAX_ABS_VALUE = 1e9  # |A|, |C|, |score| above this are typos or overflow bait (squares must stay finite)
 
 
@@ -27,7 +28,8 @@ class Study:
 
     ``long``: one row per setting x benchmark (``setting, benchmark, A, C, score``; score NaN = not
     measured). ``settings``: one row per setting (``A`` is the shared A, NaN for per-benchmark A).
-    ``meta``: free metadata (``description``, ``provenance``, ``a_kind`` "shared"|"per_benchmark", ...).
+    ``meta``: free metadata (``description``, ``provenance``, ``a_kind`` "shared"|"per_benchmark",
+    ``groups`` {benchmark: group}, ...).
     """
 
     name: str
@@ -46,6 +48,37 @@ class Study:
     @property
     def a_kind(self) -> str:
         return str(self.meta.get("a_kind", "shared"))
+
+    def group_of(self, benchmark: str) -> str:
+        """The benchmark's group: the study's choice, else the registry's (``other`` for unknown benchmarks)."""
+        chosen = self.meta.get(GROUPS_KEY)
+        if isinstance(chosen, Mapping) and isinstance(chosen.get(benchmark), str):
+            return str(chosen[benchmark])
+        return default_group(benchmark)
+
+    @property
+    def groups(self) -> dict[str, list[str]]:
+        """Group -> the study's benchmarks in it (the paper's ``vision``, ``ocr`` first, ``other`` last)."""
+        members: dict[str, list[str]] = {}
+        for bench in self.benchmarks:
+            members.setdefault(self.group_of(bench), []).append(bench)
+        return {g: members[g] for g in order_groups(members)}
+
+    def with_groups(self, groups: Mapping[str, str]) -> Study:
+        """A copy with benchmarks assigned to groups (``{benchmark: group}``; others keep theirs)."""
+        benchmarks = self.benchmarks
+        known = set(benchmarks)
+        chosen = {b: self.group_of(b) for b in benchmarks if self.group_of(b) != default_group(b)}
+        for bench, group in groups.items():
+            if bench not in known:
+                raise InputError(f"group given for unknown benchmark '{str(bench)[:60]}' (study '{self.name}' has: "
+                                 f"{', '.join(benchmarks[:20])})")
+            chosen[bench] = check_group_name(group)
+        chosen = {b: g for b, g in chosen.items() if g != default_group(b)}
+        meta = {k: v for k, v in self.meta.items() if k != GROUPS_KEY}
+        if chosen:
+            meta[GROUPS_KEY] = {b: chosen[b] for b in benchmarks if b in chosen}
+        return replace(self, meta=meta)
 
     def table(self, benchmark: str) -> pd.DataFrame:
         """``setting, A, C, score`` of one benchmark, in settings order."""
@@ -68,13 +101,15 @@ class Study:
         """Hash of the numbers and metadata of the settings (not of the study's name)."""
         long = self.long.sort_values(["setting", "benchmark"])
         settings = self.settings.sort_values("setting")
-        return hash_obj(
-            {
-                "long": [[_cell(v) for v in row] for row in long[LONG_COLUMNS].itertuples(index=False)],
-                "settings": [[_cell(v) for v in row] for row in settings[SETTINGS_COLUMNS].itertuples(index=False)],
-                "a_kind": self.a_kind,
-            }
-        )
+        content: dict[str, Any] = {
+            "long": [[_cell(v) for v in row] for row in long[LONG_COLUMNS].itertuples(index=False)],
+            "settings": [[_cell(v) for v in row] for row in settings[SETTINGS_COLUMNS].itertuples(index=False)],
+            "a_kind": self.a_kind,
+        }
+        chosen = {b: self.group_of(b) for b in sorted(self.benchmarks) if self.group_of(b) != default_group(b)}
+        if chosen:  # only non-default groups, so studies without group choices keep their hash
+            content["groups"] = chosen
+        return hash_obj(content)
 
     def with_setting(
         self,
@@ -108,9 +143,8 @@ class Study:
             settings.loc[idx, "C"] = c_value
             long.loc[mask, "C"] = c_value
         for bench, value in (scores or {}).items():
-            if bench not in long["benchmark"].values and bench not in BENCHMARKS:
-                raise InputError(f"unknown benchmark '{bench}' for setting '{setting}' (known: {', '.join(BENCHMARKS)})")
             if bench not in long["benchmark"].values:
+                check_benchmark_name(bench)
                 add = settings[["setting", "A", "C"]].assign(benchmark=bench, score=np.nan)
                 long = pd.concat([long, add[LONG_COLUMNS]], ignore_index=True)
                 mask = long["setting"] == setting

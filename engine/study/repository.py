@@ -161,3 +161,17 @@ def set_setting_scores(
         validate_study(updated)
         _write(con, updated, created=row[1])
     return updated
+
+
+def set_groups(study_name: str, groups: Mapping[str, str]) -> Study:
+    """Assign benchmarks of a stored study to groups (``{benchmark: group}``), atomically."""
+    if study_name == BUNDLED_NAME:
+        raise InputError(f"'{BUNDLED_NAME}' is read-only: copy it first (python -m engine study copy {BUNDLED_NAME} NEW_NAME)")
+    with store.connect() as con:
+        row = con.execute("SELECT payload, created FROM studies WHERE name = ?", [study_name]).fetchone()
+        if row is None:
+            raise InputError(f"no stored study named '{study_name}'")
+        study = study_from_json(row[0], f"stored study '{study_name}'", study_name).with_groups(groups)
+        validate_study(study)
+        _write(con, study, created=row[1])
+    return study
