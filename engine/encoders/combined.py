@@ -6,7 +6,14 @@ import torch
 import torch.nn.functional as F
 
 from engine.encoders.base import Preprocessing, VisionEncoder
-from engine.encoders.registry import COMBINE_SEP, EncoderSpec, build_encoder, register_combination, register_family
+from engine.encoders.registry import (
+    COMBINE_SEP,
+    EncoderSpec,
+    build_encoder,
+    register_combination,
+    register_combiner,
+    register_family,
+)
 from engine.hashing import hash_obj
 
 CODE_VERSION = "combined-v1"
@@ -113,6 +120,7 @@ def _offline(spec: EncoderSpec) -> bool:
 
 
 register_family("combined", _build, _offline)
+register_combiner(combination_spec)
 
 
 for _combo in ("CLIP224+DINOv2", "CLIP336+DINOv2"):

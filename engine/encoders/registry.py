@@ -25,6 +25,7 @@ ADAPTER_MODULES = (
     "upload",
 )
 COMBINE_SEP = "+"
+UPLOAD_SCHEME = "upload:"
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,18 @@ class Family:
     offline_available: Callable[[EncoderSpec], bool]
 
 
+@dataclass(frozen=True)
+class SpecStore:
+    """Specs kept outside the built-in table (uploads): all of them, one by its ``upload:<hash>`` id, one by label."""
+
+    list_specs: Callable[[], list[EncoderSpec]]
+    by_id: Callable[[str], EncoderSpec | None]
+    by_label: Callable[[str], EncoderSpec | None]
+
+
 _FAMILIES: dict[str, Family] = {}
+_STORED: list[SpecStore] = []  # set by the upload adapter
+_COMBINERS: list[Callable[[str, list[EncoderSpec]], EncoderSpec]] = []  # set by the combination adapter
 _SPECS: dict[str, EncoderSpec] = {}
 _loaded = False
 _loading = False
@@ -97,11 +109,25 @@ def unregister_encoder(name: str) -> EncoderSpec | None:
     return _SPECS.pop(name, None)
 
 
+def register_spec_store(store: SpecStore) -> None:
+    """Where ``upload:<hash>`` ids and upload labels resolve (the upload adapter registers the upload store)."""
+    _STORED[:] = [store]
+
+
+def register_combiner(combine: Callable[[str, list[EncoderSpec]], EncoderSpec]) -> None:
+    """How ``A+B`` resolves: ``combine(name, part_specs)`` (the combination adapter registers it)."""
+    _COMBINERS[:] = [combine]
+
+
+def _combine(name: str) -> EncoderSpec:
+    if not _COMBINERS:
+        raise InputError(f"combinations are not available (no combination adapter): {name!r}")
+    return _COMBINERS[0](name, [get_spec(p.strip()) for p in name.split(COMBINE_SEP)])
+
+
 def register_combination(name: str, paper_setting: str | None = None) -> EncoderSpec:
     """List a combination ``A+B`` among the built-ins (e.g. a paper setting); parts must be registered."""
-    from engine.encoders.combined import combination_spec
-
-    spec = combination_spec(name, [get_spec(p.strip()) for p in name.split(COMBINE_SEP)])
+    spec = _combine(name)
     if paper_setting:
         spec = EncoderSpec(**{**spec.__dict__, "paper_setting": paper_setting})
     _SPECS[name] = spec
@@ -132,9 +158,7 @@ def get_family(name: str) -> Family:
 
 
 def _uploaded_specs() -> list[EncoderSpec]:
-    from engine.encoders import upload
-
-    return upload.uploaded_specs()
+    return [spec for store in _STORED for spec in store.list_specs()]
 
 
 def list_encoders(include_uploaded: bool = True) -> list[EncoderSpec]:
@@ -146,28 +170,22 @@ def list_encoders(include_uploaded: bool = True) -> list[EncoderSpec]:
     return specs
 
 
-def _lookup(name: str) -> EncoderSpec | None:
-    if name in _SPECS:
-        return _SPECS[name]
-    for spec in _uploaded_specs():
-        if name in (spec.name, spec.params.get("label")):
-            return spec
-    return None
-
-
 def get_spec(name: str) -> EncoderSpec:
-    """The spec for a name; ``A+B`` builds a combination spec. Unknown -> InputError with close matches."""
+    """The spec for a name, resolved by its scheme here and nowhere else: a built-in name; ``upload:<hash>`` (the
+    upload store); an upload's label; ``A+B`` (a combination of resolvable names). Unknown -> InputError with
+    close matches."""
     _ensure_loaded()
     name = name.strip()
-    spec = _lookup(name)
+    if name in _SPECS:
+        return _SPECS[name]
+    if name.startswith(UPLOAD_SCHEME):
+        spec = next((s for store in _STORED if (s := store.by_id(name)) is not None), None)
+    else:
+        spec = next((s for store in _STORED if (s := store.by_label(name)) is not None), None)
+        if spec is None and COMBINE_SEP in name:
+            return _combine(name)
     if spec is not None:
         return spec
-    if COMBINE_SEP in name:
-        parts = [p.strip() for p in name.split(COMBINE_SEP)]
-        specs = [get_spec(p) for p in parts]
-        from engine.encoders.combined import combination_spec
-
-        return combination_spec(name, specs)
     known = [s.name for s in list_encoders()]
     close = difflib.get_close_matches(name, known, n=4, cutoff=0.4)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; run `python -m engine encoders list` ({len(known)} known)"

@@ -21,7 +21,14 @@ import torch
 from engine import config, store
 from engine.encoders.base import VisionEncoder
 from engine.encoders.common import ModuleEncoder
-from engine.encoders.registry import EncoderSpec, get_family, get_spec, register_family
+from engine.encoders.registry import (
+    EncoderSpec,
+    SpecStore,
+    get_family,
+    get_spec,
+    register_family,
+    register_spec_store,
+)
 from engine.encoders.safe_files import (
     is_safetensors,
     load_hub_layout,
@@ -29,7 +36,12 @@ from engine.encoders.safe_files import (
     safe_extract_zip,
     strict_load,
 )
-from engine.encoders.staging import STAGING_PREFIX, claim_staging, release_staging, sweep_stale_staging
+from engine.encoders.staging import (
+    STAGING_PREFIX,
+    claim_staging,
+    release_staging,
+    sweep_stale_staging,
+)
 from engine.errors import InputError, first_line
 from engine.hashing import hash_bytes, hash_obj
 
@@ -61,12 +73,23 @@ def _spec_from_row(hash_: str, name: str, label: str | None, kind: str, params: 
     return EncoderSpec(name, FAMILY, description or f"uploaded {kind}", True, f"upload:{kind}", p)
 
 
+_COLUMNS = "hash, name, label, kind, params, description"
+
+
 def uploaded_specs() -> list[EncoderSpec]:
     with store.connect(read_only=True) as con:
-        rows = con.execute(
-            "SELECT hash, name, label, kind, params, description FROM encoder_uploads ORDER BY created_at, hash"
-        ).fetchall()
+        rows = con.execute(f"SELECT {_COLUMNS} FROM encoder_uploads ORDER BY created_at, hash").fetchall()
     return [_spec_from_row(*row) for row in rows]
+
+
+def _one(where: str, value: str) -> EncoderSpec | None:
+    with store.connect(read_only=True) as con:
+        row = con.execute(f"SELECT {_COLUMNS} FROM encoder_uploads WHERE {where} = ? ORDER BY created_at, hash LIMIT 1",
+                          [value]).fetchone()
+    return None if row is None else _spec_from_row(*row)
+
+
+register_spec_store(SpecStore(uploaded_specs, lambda name: _one("name", name), lambda label: _one("label", label)))
 
 
 # --- building an uploaded encoder from its folder -------------------------------------------------

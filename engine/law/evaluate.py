@@ -137,11 +137,8 @@ def evaluate_study(study: Any, model: str = "paper", level: float = 0.8, **param
     scores are predicted with a ``level`` jackknife+ interval, clipped to each benchmark's valid range."""
     level = check_level(level)
     law = get_law_model(model, **params)
-    benchmarks, skipped = usable_benchmarks(study, MIN_EVAL_SETTINGS)
-    if not benchmarks:
-        why = "; ".join(f"{b}: {r}" for b, r in skipped.items()) or "it has no benchmark"
-        raise InputError(f"study '{study.name}' cannot be evaluated ({why})")
-    m = study_matrices(study, benchmarks)
+    m, skipped = _usable_matrices(study, MIN_EVAL_SETTINGS, f"study '{study.name}' cannot be evaluated")
+    benchmarks = m.benchmarks
     scored = m.scored
     rows = np.flatnonzero(scored.any(axis=1))
     lo, hi = m.bounds()
@@ -194,9 +191,14 @@ def _mean(values: list[float]) -> float:
 def fit_study_model(study: Any, model: str = "paper", min_settings: int = 3, **params: Any) -> tuple[FittedLaw, StudyMatrices, dict[str, str]]:
     """The law model fitted on every usable benchmark of a study (``min_settings`` scored settings each)."""
     law = get_law_model(model, **params)
+    m, skipped = _usable_matrices(study, min_settings, f"no benchmark of study '{study.name}' can be fitted")
+    return law.fit(m.a, m.c, m.y), m, skipped
+
+
+def _usable_matrices(study: Any, min_settings: int, refusal: str) -> tuple[StudyMatrices, dict[str, str]]:
+    """The matrices of the benchmarks with ``min_settings`` scored settings, and why the others were skipped."""
     benchmarks, skipped = usable_benchmarks(study, min_settings)
     if not benchmarks:
         why = "; ".join(f"{b}: {r}" for b, r in skipped.items()) or "it has no benchmark"
-        raise InputError(f"no benchmark of study '{study.name}' can be fitted ({why})")
-    m = study_matrices(study, benchmarks)
-    return law.fit(m.a, m.c, m.y), m, skipped
+        raise InputError(f"{refusal} ({why})")
+    return study_matrices(study, benchmarks), skipped

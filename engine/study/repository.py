@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -150,28 +150,23 @@ def set_setting_scores(
     metadata: Mapping[str, Any] | None = None,
 ) -> Study:
     """Attach measured A, C, scores or metadata to one setting of a stored study (created if new), atomically."""
-    if study_name == BUNDLED_NAME:
-        raise InputError(f"'{BUNDLED_NAME}' is read-only: copy it first (python -m engine study copy {BUNDLED_NAME} NEW_NAME)")
-    with store.connect() as con:
-        row = con.execute("SELECT payload, created FROM studies WHERE name = ?", [study_name]).fetchone()
-        if row is None:
-            raise InputError(f"no stored study named '{study_name}'")
-        study = study_from_json(row[0], f"stored study '{study_name}'", study_name)
-        updated = study.with_setting(setting, A=A, C=C, scores=scores, **dict(metadata or {}))
-        validate_study(updated)
-        _write(con, updated, created=row[1])
-    return updated
+    return _update(study_name, lambda study: study.with_setting(setting, A=A, C=C, scores=scores, **dict(metadata or {})))
 
 
 def set_groups(study_name: str, groups: Mapping[str, str]) -> Study:
     """Assign benchmarks of a stored study to groups (``{benchmark: group}``), atomically."""
+    return _update(study_name, lambda study: study.with_groups(groups))
+
+
+def _update(study_name: str, change: Callable[[Study], Study]) -> Study:
+    """Read, change, validate and write a stored study in one transaction (the bundled one is read-only)."""
     if study_name == BUNDLED_NAME:
         raise InputError(f"'{BUNDLED_NAME}' is read-only: copy it first (python -m engine study copy {BUNDLED_NAME} NEW_NAME)")
     with store.connect() as con:
         row = con.execute("SELECT payload, created FROM studies WHERE name = ?", [study_name]).fetchone()
         if row is None:
             raise InputError(f"no stored study named '{study_name}'")
-        study = study_from_json(row[0], f"stored study '{study_name}'", study_name).with_groups(groups)
-        validate_study(study)
-        _write(con, study, created=row[1])
-    return study
+        updated = change(study_from_json(row[0], f"stored study '{study_name}'", study_name))
+        validate_study(updated)
+        _write(con, updated, created=row[1])
+    return updated
