@@ -31,7 +31,7 @@ ROWS: dict[str, list] = {
         ["{empty}", "--encoder", "nope-encoder", "--llm", "{dir}"],
     ],
     "alignment list": [["--definition", "v9"], ([], GARBAGE_DB)],
-    "alignment loglik": [["--encoder", "pixels-8"], ["--averaging", "bogus"], ["--n", "abc"]],
+    "alignment loglik": [["--encoder", "pixels-8"], ["--averaging", "bogus"], ["--n", "abc"], ["--demo", "--n", "0"]],
     "alignment score": [
         ["--target", "{nan_dump}", "--references", "{nan_dump}"],
         ["--target", "{dir}", "--references", "{dir}"],
@@ -39,7 +39,9 @@ ROWS: dict[str, list] = {
         ["--target", "{nan_dump}", "--references", "{nan_dump}", "--chunk", "0"],
         ["--target", "{nan_dump}", "--references", "{nan_dump}", "--chunk", "-1"],
     ],
-    "alignment train-projector": [[], ["--device", "tpu"], ["--encoder", "pixels-8"], ["--lr", "abc"]],
+    "alignment train-projector": [[], ["--device", "tpu"], ["--encoder", "pixels-8"], ["--lr", "abc"],
+                                  ["--demo", "--max-steps", "0"], ["--demo", "--batch-size", "0"],
+                                  ["--demo", "--micro-batch-size", "-2"], ["--demo", "--num-processes", "0"]],
     "correspondence attach": [["--result", "nope", "--study", "paper-v3", "--setting", "x"], ["--result", "1"]],
     "correspondence datasets": [["--bogus"]],
     "correspondence evaluate": [
@@ -57,6 +59,9 @@ ROWS: dict[str, list] = {
         ["--dataset", "builtin", "--encoder", "pixels-8", "--backend", "ray", "--device", "cuda:3"],
         ["--dataset", "builtin", "--encoder", "pixels-8", "--ray-address", "127.0.0.1:9"],
         ["--dataset", "builtin", "--encoder", "pixels-8", "--backend", "spark"],
+        ["--dataset", "builtin", "--encoder", "pixels-8", "--batch-size", "0"],
+        ["--dataset", "builtin", "--encoder", "pixels-8", "--workers", "-1"],
+        ["--dataset", "builtin", "--encoder", "pixels-8", "--limit", "0"],
     ],
     "correspondence pck": [
         ["--predictions", "{deep}"],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from engine import config
-from engine.cli.common import Output, leaf
+from engine.cli.common import Output, leaf, positive_int
 from engine.errors import InputError
 from engine.hashing import hash_obj
 
@@ -135,7 +135,7 @@ def register(sub) -> None:
     p = leaf(group, "score", _score, "A-v1: max-cosine of target embedding dumps to reference dumps (CLIP@224/336)")
     p.add_argument("--target", required=True, help="folder of tensor_<i>.pt|.safetensors|.npy, each [tokens, dim]")
     p.add_argument("--references", required=True, help="comma-separated reference dump folders (name = basename)")
-    p.add_argument("--images", type=int, default=None, help="use the first N images (default: all)")
+    p.add_argument("--images", type=positive_int, default=None, help="use the first N images (default: all)")
     p.add_argument("--variant", choices=["clean", "released"], default="clean", help="clean definition or the authors' compute.py")
     p.add_argument("--chunk", type=int, default=1024, help="target tokens per matmul block (memory bound)")
     p.add_argument("--attach", default=None, metavar="STUDY:SETTING", help="store the A on a study setting")
@@ -147,17 +147,17 @@ def register(sub) -> None:
     p.add_argument("--llm", help="HF id (must be cached) or local model folder")
     p.add_argument("--data", help="LLaVA-Pretrain JSON")
     p.add_argument("--images", help="image folder of the JSON")
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--micro-batch-size", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--micro-batch-size", type=positive_int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
+    p.add_argument("--checkpoint-every", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--run-dir", default=None, help="checkpoint folder (default: derived from the parameters)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--background", action="store_true", help="run as a background job and print its id")
-    p.add_argument("--num-processes", type=int, default=1,
+    p.add_argument("--num-processes", type=positive_int, default=1,
                    help="data-parallel processes (torch.distributed.run; one per GPU, or gloo on CPU); default 1")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute the frozen LLM's activations (less memory)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default=None, help="auto: CUDA when available (bf16), else CPU")
@@ -169,7 +169,7 @@ def register(sub) -> None:
     p.add_argument("--llm")
     p.add_argument("--data")
     p.add_argument("--images")
-    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--n", type=positive_int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--averaging", choices=["pooled", "per_caption"], default="pooled")
     p.add_argument("--attach", default=None, metavar="STUDY:SETTING")
@@ -185,7 +185,7 @@ def register(sub) -> None:
     p.add_argument("--encoder", required=True)
     p.add_argument("--projector", required=True)
     p.add_argument("--images", required=True, help="image folder (files taken in name order)")
-    p.add_argument("--n", type=int, default=100)
+    p.add_argument("--n", type=positive_int, default=100)
     p.add_argument("--out", required=True, help="new folder for tensor_1.safetensors ...")
 
     p = leaf(group, "list", _list, "Recorded A scores with their recipe")

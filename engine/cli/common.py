@@ -44,6 +44,23 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _bounded_int(minimum: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from exc
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+        return number
+
+    parse.__name__ = f"int>={minimum}"
+    return parse
+
+
+positive_int = _bounded_int(1)  # argparse type for counts and sizes: 0 or less is refused, never read as "default"
+non_negative_int = _bounded_int(0)
+
 # Every leaf command by its words (e.g. "study import"), filled by ``leaf`` while the parser is built.
 COMMANDS: dict[str, argparse.ArgumentParser] = {}
 

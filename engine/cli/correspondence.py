@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.cli.common import Output, leaf
+from engine.cli.common import Output, leaf, non_negative_int, positive_int
 from engine.errors import InputError
 from engine.jobs.progress import tqdm_progress
 from engine.userfiles import read_json_file
@@ -158,12 +158,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", help="trn, val or test (default: test)")
     p.add_argument("--encoder", required=True, help="encoder name (see `encoders list`)")
     p.add_argument("--protocol", default="default", help="protocol name (see `correspondence protocols`) or a JSON file")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
-    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per forward pass")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
                    help="forward precision (default fp32; tf32 acts on CUDA only; part of the feature-cache key)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=non_negative_int, default=None,
                    help="image decode threads beside the forward (default: 1 on CPU, up to 8 on a GPU; 0: none)")
     p.add_argument("--background", action="store_true", help="run as a background job and print its id")
     p.add_argument("--backend", choices=["local", "ray"], default=None,

@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 
-from engine.cli.common import Output, leaf
+from engine.cli.common import Output, leaf, positive_int
 from engine.errors import InputError, LawExplorerError
 
 
@@ -112,16 +112,6 @@ def _cancel(args: argparse.Namespace) -> Output:
     return Output(data=status, text=_text(status), tables=[("encoders", _table(status))])
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from exc
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("sweep", help="C of many encoders in one resumable job (local or on a Ray cluster)").add_subparsers(
         dest="cmd", required=True
@@ -131,7 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, help="builtin or spair:/path/to/SPair-71k")
     p.add_argument("--protocol", default="default", help="protocol name (see `correspondence protocols`)")
     p.add_argument("--split", default="test", help="trn, val or test (default: test)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N pairs")
     p.add_argument("--study", default=None, help="attach each C to this stored study (setting = encoder name)")
     p.add_argument("--device", default="cpu", help="where encoders run: cpu or cuda (on Ray: one actor per GPU)")
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32", help="forward precision")
@@ -145,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--llm", default=None, help="with --with-a paper: the LLM (e.g. lmsys/vicuna-7b-v1.5)")
     p.add_argument("--align-data", default=None, help="with --with-a paper: LLaVA-558K captions JSON")
     p.add_argument("--align-images", default=None, help="with --with-a paper: the images folder")
-    p.add_argument("--gpus-per-run", type=_positive_int, default=1,
+    p.add_argument("--gpus-per-run", type=positive_int, default=1,
                    help="processes (GPUs) of each projector training run (accelerate; default 1)")
     p.add_argument("--detach", action="store_true", help="submit and return the sweep id at once")
     p.add_argument("--timeout", type=float, default=None, help="stop following after this many seconds")
