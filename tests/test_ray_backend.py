@@ -71,13 +71,18 @@ def test_ray_backend_equals_local_with_a_pretrained_encoder(ray_cluster, tmp_pat
         for alpha, value in local["pck"][averaging].items():
             assert abs(remote["pck"][averaging][alpha] - value) <= 1e-6
     assert remote["pck"]["per_category"] == local["pck"]["per_category"]
-    # the driver wrote the same fp16 features the local backend wrote, one row per image
+    # the driver wrote the local backend's fp16 features (to fp16 rounding), one row per image
     provider_ray = FeatureProvider(ev.resolve_encoder("efficientnet-lite0"), open_dataset("builtin"),
                                       ev.resolve_encoder("efficientnet-lite0").preprocessing)  # fmt: skip
     ray_feats = provider_ray.get(ds_ids[:3])
     assert provider_ray.stats.images_encoded == 0
     for image_id in ds_ids[:3]:
-        assert np.array_equal(ray_feats[image_id].features, local_feats[image_id].features)
+        # Actors batch their shard differently from the local run, so CPU kernels sum in another order: the fp16
+        # features agree to one fp16 rounding step (relative 2**-10), plus fp32 cancellation error (relative to the
+        # map's scale) near zero; not bit for bit. PCK above is equal to 1e-6.
+        local_map = local_feats[image_id].features.astype(np.float32)
+        np.testing.assert_allclose(ray_feats[image_id].features.astype(np.float32), local_map,
+                                   rtol=2**-10, atol=2**-20 * float(np.abs(local_map).max()))
     assert _feature_rows() == remote["stats"]["images"]
 
 
