@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
+from _uploads import tiny_hf_zip
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,18 +15,7 @@ LABEL = "my tiny dino"
 
 
 def _tiny_hf_zip(tmp_path: Path) -> bytes:
-    from transformers import Dinov2Config, Dinov2Model
-
-    torch.manual_seed(0)
-    model = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                     image_size=28, patch_size=14))
-    folder = tmp_path / "hf"
-    model.save_pretrained(folder, safe_serialization=True)
-    archive = tmp_path / "model.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for f in folder.iterdir():
-            zf.write(f, f"my-model/{f.name}")
-    return archive.read_bytes()
+    return tiny_hf_zip(tmp_path).read_bytes()
 
 
 def _page(name: str, **query: str) -> AppTest:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from _app_server import CHROMIUM, CHROMIUM_ARGS, REPO_ROOT, streamlit_server
+from _uploads import tiny_hf_zip
 
 from pages import _ui
 
@@ -187,20 +188,7 @@ ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 
 
 def _tiny_hf_zip(folder) -> str:
-    import zipfile
-
-    import torch
-    from transformers import Dinov2Config, Dinov2Model
-
-    torch.manual_seed(0)
-    model = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                     image_size=28, patch_size=14))
-    model.save_pretrained(folder / "hf", safe_serialization=True)
-    archive = folder / "tiny-dino.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for f in (folder / "hf").iterdir():
-            zf.write(f, f"tiny-dino/{f.name}")
-    return str(archive)
+    return str(tiny_hf_zip(folder, top="tiny-dino", name="tiny-dino.zip"))
 
 
 def _no_errors(page, allowed: tuple[str, ...] = ()) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _uploads import tiny_hf_zip
 from safetensors.torch import save_file
 
 from engine import config, store
@@ -23,21 +24,6 @@ def _tiny_dinov2_state(seed: int = 3) -> dict[str, torch.Tensor]:
     spec = get_spec("test-tiny-dinov2")
     enc = get_family(spec.family).build(spec.__class__(**{**spec.__dict__, "params": spec.params | {"seed": seed}}), None)
     return {k: v.clone() for k, v in enc.module.state_dict().items()}
-
-
-def _hf_zip(tmp_path: Path) -> Path:
-    from transformers import Dinov2Config, Dinov2Model
-
-    torch.manual_seed(0)
-    model = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                     image_size=28, patch_size=14))
-    folder = tmp_path / "hf"
-    model.save_pretrained(folder, safe_serialization=True)
-    archive = tmp_path / "model.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for f in folder.iterdir():
-            zf.write(f, f"my-model/{f.name}")
-    return archive
 
 
 def _nothing_left() -> None:
@@ -75,7 +61,7 @@ def test_weights_only_torch_checkpoint_is_accepted(isolated_home, tmp_path):
 
 
 def test_hf_zip_upload(isolated_home, tmp_path):
-    result = upload_file(_hf_zip(tmp_path), "hf-zip", label="zip dino")
+    result = upload_file(tiny_hf_zip(tmp_path), "hf-zip", label="zip dino")
     enc = build_encoder(result.name)
     assert enc.prefix_tokens == 1 and enc.patch_size == 14
     assert enc.encode(torch.zeros(2, 3, 28, 28)).features.shape == (2, 32, 2, 2)
