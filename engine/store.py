@@ -22,6 +22,10 @@ from engine.errors import LawExplorerError, first_line
 _SCHEMAS: dict[str, str] = {}
 _initialised: set[tuple[str, tuple[str, ...]]] = set()
 _init_lock = threading.Lock()
+# DuckDB refuses a read-only connection in a process that holds a read-write one to the same file (and the reverse),
+# and two threads' read-change-write would interleave: one connection at a time per process (threads of a sweep's
+# driver, sessions of the app). Re-entrant: a thread that opens a connection inside its own ``with`` keeps working.
+_process_lock = threading.RLock()
 
 
 def register_schema(name: str, ddl: str) -> None:
@@ -77,18 +81,19 @@ def connect(read_only: bool = False, timeout_s: float = 30.0, path: Path | None 
     Hold the connection only for the queries themselves, never across slow work.
     """
     db = Path(path) if path is not None else config.db_path()
-    _ensure_schema(db, timeout_s)
-    con = _open(db, read_only=read_only, timeout_s=timeout_s)
-    try:
-        if read_only:
-            yield con
-        else:
-            con.execute("BEGIN TRANSACTION")
-            try:
+    with _process_lock:
+        _ensure_schema(db, timeout_s)
+        con = _open(db, read_only=read_only, timeout_s=timeout_s)
+        try:
+            if read_only:
                 yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
-    finally:
-        con.close()
+            else:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+        finally:
+            con.close()

@@ -88,14 +88,14 @@ def _backend_form() -> None:
 
 def _sweep_encoders(record: jobs.JobRecord) -> None:
     """Per-encoder progress of a sweep job (engine.sweep)."""
-    from engine.sweep import JOB_TARGET, sweep_status
+    from engine.sweep import JOB_TARGET, EncoderStatus, sweep_status
 
     if record.target != JOB_TARGET:
         return
     status = sweep_status(record.id)
     frame = pd.DataFrame(
         [{"encoder": r["encoder"], "status": r["status"] + (" (reused)" if r["reused"] else ""),
-          "progress": (1.0 if r["status"] == "done" else (r["done"] / r["total"] if r["total"] else 0.0)),
+          "progress": (1.0 if r["status"] == EncoderStatus.DONE else (r["done"] / r["total"] if r["total"] else 0.0)),
           "C (PCK@0.10 per image x 100, measured)": r["C"], "A (A-v3 caption log-likelihood, measured)": r["A"],
           "images encoded": r["images_encoded"],
           "error": r["error"] or ""} for r in status["encoders"]]

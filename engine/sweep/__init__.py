@@ -1,5 +1,14 @@
 """Sweeps: one C evaluation per encoder (local or on Ray), resumable, each result attached to a study setting."""
 
-from engine.sweep.run import JOB_TARGET, SweepSpec, cancel_sweep, list_sweeps, run_sweep, submit_sweep, sweep_status
+from engine.sweep.run import (
+    JOB_TARGET,
+    EncoderStatus,
+    SweepSpec,
+    cancel_sweep,
+    list_sweeps,
+    run_sweep,
+    submit_sweep,
+    sweep_status,
+)
 
-__all__ = ["JOB_TARGET", "SweepSpec", "cancel_sweep", "list_sweeps", "run_sweep", "submit_sweep", "sweep_status"]
+__all__ = ["JOB_TARGET", "EncoderStatus", "SweepSpec", "cancel_sweep", "list_sweeps", "run_sweep", "submit_sweep", "sweep_status"]

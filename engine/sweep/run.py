@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from engine.errors import InputError, LawExplorerError
 from engine.hashing import hash_obj
 from engine.jobs import state as jobstate
 from engine.jobs import targets
+from engine.jobs.context import JobCancelled
 
 JOB_TARGET = targets.SWEEP
 STATE_VERSION = 1
@@ -142,18 +146,27 @@ class SweepSpec:
             load_study(self.study)
 
 
+class EncoderStatus(StrEnum):
+    """An encoder's C (``status``) or A (``a_status``) in a sweep: one vocabulary, equal to its string in JSON."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 @dataclass
 class EncoderState:
-    """One encoder of a sweep: pending, running, done or failed, with its result when done."""
+    """One encoder of a sweep: its C's status (and A's with ``--with-a``), with its result when done."""
 
-    status: str = "pending"
+    status: EncoderStatus = EncoderStatus.PENDING
     done: int = 0
     total: int = 0
     message: str = ""
     result_id: str | None = None
     C: float | None = None
     A: float | None = None
-    a_status: str | None = None  # with --with-a: pending, done or failed
+    a_status: EncoderStatus | None = None  # with --with-a
     images_encoded: int | None = None
     seconds: float | None = None
     reused: bool = False
@@ -191,7 +204,17 @@ def load_state(spec: SweepSpec) -> SweepState:
     for name in spec.encoders:
         entry = stored.get(name) if isinstance(stored.get(name), dict) else {}
         encoders[name] = EncoderState(**{k: v for k, v in entry.items() if k in known})
+        encoders[name].status = _status(encoders[name].status) or EncoderStatus.PENDING
+        encoders[name].a_status = _status(encoders[name].a_status)
     return SweepState(key, spec.params(), encoders, float(data.get("updated") or 0.0))
+
+
+def _status(value: Any) -> EncoderStatus | None:
+    """A stored status word as the enum (None for none or an unknown word: the encoder is redone)."""
+    try:
+        return None if value is None else EncoderStatus(value)
+    except ValueError:
+        return None
 
 
 def save_state(state: SweepState) -> None:
@@ -221,133 +244,242 @@ def run_sweep(
     cancelled: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate C of every encoder in turn (encoding on ``spec.backend``), attach each to the study, reuse every
-    encoder a previous run of the same sweep finished (its recorded result: nothing is recomputed)."""
-    from engine.correspondence import results
-    from engine.correspondence.evaluate import evaluate
-
+    """Evaluate C of every encoder, attach each to the study, reuse every encoder a previous run of the same sweep
+    finished (its recorded result: nothing is recomputed). ``local``: one encoder after another in this process;
+    ``ray``: several encoders at once, each encoded by its own actors (its share of the cluster), while this process
+    alone writes the feature cache, the store and the state file. ``progress(done, total, message)`` counts finished
+    encoders."""
     spec.check()
-    state = load_state(spec)
-    total = len(spec.encoders)
-    say = log or (lambda _m: None)
-    for index, name in enumerate(spec.encoders):
-        entry = state.encoders[name]
-        if cancelled is not None and cancelled():
-            from engine.jobs.context import JobCancelled
+    run = _SweepRun(spec, load_state(spec), progress, cancelled, log)
+    if spec.backend == "ray":
+        run.concurrently_on_ray()
+    else:
+        run.in_turn()
+    return summary(run.state)
 
+
+class _SweepRun:
+    """One run of a sweep in this (the driver's) process: the only writer of its state file, the store and the
+    feature cache; a lock guards the state when several encoders run at once."""
+
+    def __init__(self, spec: SweepSpec, state: SweepState, progress: Callable[[int, int, str], None] | None,
+                 cancelled: Callable[[], bool] | None, log: Callable[[str], None] | None) -> None:  # fmt: skip
+        self.spec, self.state = spec, state
+        self._progress, self._cancelled = progress, cancelled
+        self.say = log or (lambda _m: None)
+        self.lock = threading.RLock()
+        self.finished = 0
+        self.stop = threading.Event()  # set when one encoder failed: the others stop between batches
+        self.stop_reason = "cancelled"
+
+    def cancelled(self) -> bool:
+        return self.stop.is_set() or (self._cancelled is not None and self._cancelled())
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
             raise JobCancelled("sweep cancelled")
-        stored = _stored_result(entry.result_id) if entry.status == "done" else None
-        if stored is not None:
-            entry.reused, entry.message = True, "finished earlier: reused"
-            if spec.study:
-                results.attach_c_to_study(stored, spec.study, name)
-            save_state(state)
-            say(f"{name}: reused result {entry.result_id} (C = {entry.C:.2f})")
-            if spec.with_a and entry.a_status != "done":
-                _score_a(spec, state, name, cancelled, say)
-            if progress is not None:
-                progress(index + 1, total, f"{name}: reused")
-            continue
-        entry.status, entry.error, entry.reused, entry.done, entry.total = "running", None, False, 0, 0
-        save_state(state)
+
+    def save(self) -> None:
+        with self.lock:
+            save_state(self.state)
+
+    def report(self, message: str, finished: bool = False) -> None:
+        with self.lock:
+            self.finished += int(finished)
+            if self._progress is not None:
+                self._progress(self.finished, len(self.spec.encoders), message)
+
+    # -- the two ways of running --------------------------------------------------------------------------------
+    def in_turn(self) -> None:
+        """Each encoder's C then (with ``--with-a``) its A, one encoder after another."""
+        for name in self.spec.encoders:
+            self.check_cancelled()
+            if not self.reuse(name):
+                self.record(name, self.evaluate(name))
+            if self.spec.with_a and self.state.encoders[name].a_status != EncoderStatus.DONE:
+                self.report(f"{name}: A (projector training, then A scoring)")
+                self.score_a(name)
+            self.report(f"{name}: done", finished=True)
+
+    def concurrently_on_ray(self) -> None:
+        """C of the encoders not finished yet, several at once on the cluster (each evaluation's actors ask for one
+        GPU, or one CPU, each; as many evaluations at a time as the cluster has GPUs or CPUs); then, with
+        ``--with-a``, each encoder's A on this machine, one after another."""
+        todo = []
+        for name in self.spec.encoders:
+            self.check_cancelled()
+            if self.reuse(name):
+                done = not self.spec.with_a or self.state.encoders[name].a_status == EncoderStatus.DONE
+                self.report(f"{name}: reused", finished=done)
+            else:
+                todo.append(name)
+        if todo:
+            self._c_on_ray(todo)
+        if self.spec.with_a:
+            for name in self.spec.encoders:
+                if self.state.encoders[name].a_status != EncoderStatus.DONE:
+                    self.check_cancelled()
+                    self.report(f"{name}: A (projector training, then A scoring)")
+                    self.score_a(name)
+                    self.report(f"{name}: done", finished=True)
+
+    def _c_on_ray(self, todo: list[str]) -> None:
+        from engine.scale.cluster import connect
+        from engine.scale.ray_encode import share_cluster
+
+        cluster = connect(self.spec.ray_address)  # here, once: the evaluations' threads find Ray started
+        at_once, actors_each = share_cluster(cluster, self.spec.device, len(todo))
+        self.say(f"C of {len(todo)} encoder(s) on {cluster.describe()}: {at_once} at a time, "
+                 f"up to {actors_each} actor(s) each")  # fmt: skip
+        failure: BaseException | None = None
+        pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="sweep-encoder")
+        try:
+            futures = {pool.submit(self.evaluate, name, actors_each): name for name in todo}
+            for future in as_completed(futures):
+                name = futures[future]
+                if future.cancelled():
+                    continue
+                error = future.exception()
+                if error is not None:
+                    if failure is None:
+                        failure = error
+                        if not isinstance(error, JobCancelled):
+                            self.stop_reason = f"stopped: encoder {name} failed"
+                        self.stop.set()
+                        for other in futures:
+                            other.cancel()
+                    continue
+                self.record(name, future.result())
+                self.report(f"{name}: done", finished=not self.spec.with_a)
+        except BaseException:
+            self.stop.set()  # the driver is stopping (terminated, or a write failed): the evaluations stop too
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if failure is not None:
+            raise failure
+
+    # -- one encoder ------------------------------------------------------------------------------------------------
+    def reuse(self, name: str) -> bool:
+        """Whether the encoder's C is recorded by an earlier run (then it is attached again, nothing recomputed)."""
+        from engine.correspondence import results
+
+        entry = self.state.encoders[name]
+        stored = _stored_result(entry.result_id) if entry.status == EncoderStatus.DONE else None
+        if stored is None:
+            return False
+        entry.reused, entry.message = True, "finished earlier: reused"
+        if self.spec.study:
+            results.attach_c_to_study(stored, self.spec.study, name)
+        self.save()
+        self.say(f"{name}: reused result {entry.result_id} (C = {entry.C:.2f})")
+        return True
+
+    def evaluate(self, name: str, ray_actors: int | None = None) -> dict[str, Any]:
+        """The C evaluation of one encoder (on the ray backend in one of several threads); its result is returned
+        to the caller, which records it."""
+        from engine.correspondence.evaluate import evaluate
+
+        spec, entry = self.spec, self.state.encoders[name]
+        self.check_cancelled()
+        with self.lock:
+            entry.status, entry.error, entry.reused, entry.done, entry.total = EncoderStatus.RUNNING, None, False, 0, 0
+            save_state(self.state)
         last_write = [0.0]
 
-        def on_progress(done: int, of: int, message: str, entry: EncoderState = entry, index: int = index,
-                        name: str = name, last_write: list[float] = last_write) -> None:  # fmt: skip
-            entry.done, entry.total, entry.message = int(done), int(of), str(message)
-            now = time.monotonic()
-            if now - last_write[0] >= _STATE_WRITE_INTERVAL_S:
-                last_write[0] = now
-                save_state(state)
-            if progress is not None:
-                progress(index, total, f"{name}: {message}")
+        def on_progress(done: int, of: int, message: str) -> None:
+            with self.lock:
+                entry.done, entry.total, entry.message = int(done), int(of), str(message)
+                now = time.monotonic()
+                if now - last_write[0] >= _STATE_WRITE_INTERVAL_S:
+                    last_write[0] = now
+                    save_state(self.state)
+            self.report(f"{name}: {message}")
 
+        options = {} if ray_actors is None else {"ray_actors": ray_actors}
         try:
-            result = evaluate(
+            return evaluate(
                 spec.dataset, name, protocol=spec.protocol, split=spec.split, limit=spec.limit, progress=on_progress,
-                cancelled=cancelled, work_dir=_work_dir(state.key, name), device=spec.device,
-                precision=spec.precision, backend=spec.backend, ray_address=spec.ray_address,
+                cancelled=self.cancelled, work_dir=_work_dir(self.state.key, name), device=spec.device,
+                precision=spec.precision, backend=spec.backend, ray_address=spec.ray_address, **options,
             )  # fmt: skip
+        except JobCancelled:
+            with self.lock:
+                entry.status, entry.message = EncoderStatus.PENDING, self.stop_reason
+                save_state(self.state)
+            raise
         except LawExplorerError as exc:
-            from engine.jobs.context import JobCancelled
-
-            if isinstance(exc, JobCancelled):
-                entry.status, entry.message = "pending", "cancelled"
-            else:
-                entry.status, entry.error = "failed", str(exc)
-            save_state(state)
-            if isinstance(exc, JobCancelled):
-                raise
+            with self.lock:
+                entry.status, entry.error = EncoderStatus.FAILED, str(exc)
+                save_state(self.state)
             raise type(exc)(f"encoder {name}: {exc}") from exc
         except BaseException as exc:
-            entry.status = "failed"
-            entry.error = f"{type(exc).__name__}: {exc}"
-            save_state(state)
+            with self.lock:
+                entry.status, entry.error = EncoderStatus.FAILED, f"{type(exc).__name__}: {exc}"
+                save_state(self.state)
             raise
-        entry.status, entry.result_id = "done", result["result_id"]
-        entry.C = results.c_score(result)
-        entry.images_encoded = int(result["stats"]["images_encoded"])
-        entry.seconds = float(result["stats"]["seconds"])
-        entry.message = f"{result['stats']['pairs']} pairs"
-        save_state(state)
-        shutil.rmtree(_work_dir(state.key, name), ignore_errors=True)  # checkpoints of a recorded result
-        if spec.study:
-            results.attach_c_to_study(result, spec.study, name)
-        say(f"{name}: C = {entry.C:.2f} ({entry.images_encoded} images encoded, {entry.seconds:.1f} s)")
-        if spec.with_a:
-            if progress is not None:
-                progress(index, total, f"{name}: A (projector training, then A scoring)")
-            _score_a(spec, state, name, cancelled, say)
-        if progress is not None:
-            progress(index + 1, total, f"{name}: done")
-    return summary(state)
 
+    def record(self, name: str, result: dict[str, Any]) -> None:
+        """Store a finished evaluation in the state file and attach its C to the study (this thread only)."""
+        from engine.correspondence import results
 
-def _score_a(spec: SweepSpec, state: SweepState, name: str, cancelled, say: Callable[[str], None]) -> None:
-    """The A pipeline of one encoder on this (the driver's) machine: stage-1 projector training (accelerate, with
-    ``gpus_per_run`` processes) then A-v3 scoring, each reused when stored; A is attached to the study setting."""
-    from engine.jobs import run_inline
-    from engine.pipeline.planning import StepState, plan
-    from engine.study import set_setting_scores
+        entry = self.state.encoders[name]
+        with self.lock:
+            entry.status, entry.result_id = EncoderStatus.DONE, result["result_id"]
+            entry.C = results.c_score(result)
+            entry.images_encoded = int(result["stats"]["images_encoded"])
+            entry.seconds = float(result["stats"]["seconds"])
+            entry.message = f"{result['stats']['pairs']} pairs"
+            save_state(self.state)
+        shutil.rmtree(_work_dir(self.state.key, name), ignore_errors=True)  # checkpoints of a recorded result
+        if self.spec.study:
+            results.attach_c_to_study(result, self.spec.study, name)
+        self.say(f"{name}: C = {entry.C:.2f} ({entry.images_encoded} images encoded, {entry.seconds:.1f} s)")
 
-    entry = state.encoders[name]
-    entry.a_status = "running"
-    save_state(state)
-    try:
-        p = plan(name, str(spec.study), c_protocol=spec.protocol, dataset=spec.dataset, demo=spec.with_a == "demo",
-                 setting=name, split=spec.split, limit=spec.limit, llm=spec.llm, align_data=spec.align_data,
-                 align_images=spec.align_images)  # fmt: skip
-        steps = [s for s in p.steps if s.key in ("projector", "a")]
-        blocked = [s for s in steps if s.state == StepState.UNAVAILABLE]
-        if blocked:
-            raise LawExplorerError(f"A of {name}: {blocked[0].note}")
-        value = next((s.value for s in steps if s.key == "a" and s.state == StepState.REUSE), None)
-        for step in steps:
-            if step.state != StepState.RUN:
-                continue
-            if cancelled is not None and cancelled():
-                from engine.jobs.context import JobCancelled
+    def score_a(self, name: str) -> None:
+        """The A pipeline of one encoder on this (the driver's) machine: stage-1 projector training (accelerate,
+        with ``gpus_per_run`` processes) then A-v3 scoring, each reused when stored; A is attached to the study."""
+        from engine.jobs import run_inline
+        from engine.pipeline.planning import StepState, plan
+        from engine.study import set_setting_scores
 
-                raise JobCancelled("sweep cancelled")
-            params = dict(step.params or {})
-            if step.key == "projector" and spec.gpus_per_run > 1:
-                params["num_processes"] = spec.gpus_per_run
-            say(f"{name}: {step.title}")
-            result = run_inline(str(step.target), params, work_dir=_work_dir(state.key, name) / step.key)
-            if step.key == "a":
-                value = None if result.get("A") is None else float(result["A"])
-        if value is None:
-            raise LawExplorerError(f"A of {name}: the A-scoring step gave no value")
-    except BaseException as exc:
-        entry.a_status = "pending" if type(exc).__name__ == "JobCancelled" else "failed"
-        if entry.a_status == "failed":
-            entry.error = f"A: {exc}"
-        save_state(state)
-        raise
-    entry.A, entry.a_status = value, "done"
-    save_state(state)
-    set_setting_scores(str(spec.study), name, A=value)
-    say(f"{name}: A = {value:.4f}")
+        spec, entry = self.spec, self.state.encoders[name]
+        entry.a_status = EncoderStatus.RUNNING
+        self.save()
+        try:
+            p = plan(name, str(spec.study), c_protocol=spec.protocol, dataset=spec.dataset, demo=spec.with_a == "demo",
+                     setting=name, split=spec.split, limit=spec.limit, llm=spec.llm, align_data=spec.align_data,
+                     align_images=spec.align_images)  # fmt: skip
+            steps = [s for s in p.steps if s.key in ("projector", "a")]
+            blocked = [s for s in steps if s.state == StepState.UNAVAILABLE]
+            if blocked:
+                raise LawExplorerError(f"A of {name}: {blocked[0].note}")
+            value = next((s.value for s in steps if s.key == "a" and s.state == StepState.REUSE), None)
+            for step in steps:
+                if step.state != StepState.RUN:
+                    continue
+                self.check_cancelled()
+                params = dict(step.params or {})
+                if step.key == "projector" and spec.gpus_per_run > 1:
+                    params["num_processes"] = spec.gpus_per_run
+                self.say(f"{name}: {step.title}")
+                result = run_inline(str(step.target), params, work_dir=_work_dir(self.state.key, name) / step.key)
+                if step.key == "a":
+                    value = None if result.get("A") is None else float(result["A"])
+            if value is None:
+                raise LawExplorerError(f"A of {name}: the A-scoring step gave no value")
+        except JobCancelled:
+            entry.a_status = EncoderStatus.PENDING
+            self.save()
+            raise
+        except BaseException as exc:
+            entry.a_status, entry.error = EncoderStatus.FAILED, f"A: {exc}"
+            self.save()
+            raise
+        entry.A, entry.a_status = value, EncoderStatus.DONE
+        self.save()
+        set_setting_scores(str(spec.study), name, A=value)
+        self.say(f"{name}: A = {value:.4f}")
 
 
 def summary(state: SweepState) -> dict[str, Any]:
