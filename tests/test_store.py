@@ -70,3 +70,25 @@ def test_gives_up_with_a_clear_message(isolated_home):
             pass
     finally:
         holder.wait()
+
+
+def test_a_reader_thread_waits_for_a_writer_thread_of_the_same_process(isolated_home):
+    """DuckDB refuses a read-only connection in a process holding a read-write one (a sweep's driver threads, app
+    sessions): the store gives one connection at a time per process, so the reader sees the committed write."""
+    import threading
+
+    held = threading.Event()
+
+    def write() -> None:
+        with store.connect() as con:
+            con.execute("INSERT INTO test_kv VALUES ('threads', 7)")
+            held.set()
+            time.sleep(0.5)  # still inside the transaction while the other thread asks for a connection
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert held.wait(30)
+    with store.connect(read_only=True) as con:
+        value = con.execute("SELECT v FROM test_kv WHERE k = 'threads'").fetchone()
+    writer.join()
+    assert value == (7,)
