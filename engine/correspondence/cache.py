@@ -97,6 +97,12 @@ def lookup(keys: list[str]) -> dict[str, tuple[str, float, float]]:
     return {k: v for k, v in found.items() if os.path.exists(v[0])}
 
 
+def has_features(encoder: str) -> bool:
+    """Whether any features of this encoder (by name, any weights, dataset or protocol) are cached."""
+    with store.connect(read_only=True) as con:
+        return con.execute("SELECT 1 FROM corr_feature_cache WHERE encoder = ? LIMIT 1", [encoder]).fetchone() is not None
+
+
 def load(path: str, patch_size: float, stride: float) -> CachedFeatures:
     return CachedFeatures(np.load(path, allow_pickle=False), patch_size, stride)
 

@@ -186,11 +186,6 @@ def _feature_provider(encoder_name: str | VisionEncoder, dataset: Dataset, proto
     """The encoder on this machine and the features' provider (with Ray actors as its encoder for ``ray``)."""
     device = options.device
     if options.backend == "ray":  # the driver's copy only gives names, hashes and geometry: it stays on this machine's CPU
-        from engine.scale.cluster import check_reachable, require_ray
-
-        require_ray()
-        if options.ray_address:
-            check_reachable(options.ray_address)
         device = "cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
     encoder = resolve_encoder(encoder_name, device)
     provider = FeatureProvider(encoder, dataset, protocol_preprocessing(encoder, proto), options.batch_size,
@@ -199,6 +194,24 @@ def _feature_provider(encoder_name: str | VisionEncoder, dataset: Dataset, proto
         provider.remote = _ray_encoding(encoder, dataset, options.split, provider, options.device, options.ray_address,
                                         options.ray_actors)  # fmt: skip
     return encoder, provider
+
+
+def _prepare_ray(encoder_name: str | VisionEncoder, address: str | None) -> None:
+    """Fail early when Ray is missing or the address unreachable. An encoder with no cached feature at all will
+    need the cluster: start joining it (or starting the local Ray instance) now, in the background, while this
+    process opens the dataset and builds its copy of the encoder; a cached run never touches Ray."""
+    from engine.encoders.registry import get_spec
+    from engine.scale.cluster import check_reachable, connect_in_background, require_ray
+
+    require_ray()
+    if address:
+        check_reachable(address)
+    try:
+        name = encoder_name.name if isinstance(encoder_name, VisionEncoder) else get_spec(str(encoder_name)).name
+    except InputError:
+        return  # an unknown encoder: its build below says so
+    if not cache.has_features(name):
+        connect_in_background(address)
 
 
 def _match_chunks(chunks: list[list[Pair]], paths: list[Path], provider: FeatureProvider, proto: Protocol,
@@ -250,6 +263,8 @@ def evaluate(
     started = time.perf_counter()
     proto = get_protocol(protocol)
     opts = _checked(replace(options or EvalOptions(), **overrides))
+    if opts.backend == "ray":
+        _prepare_ray(encoder_name, opts.ray_address)
     dataset, pairs = _open_pairs(dataset_spec, opts)
     encoder, provider = _feature_provider(encoder_name, dataset, proto, opts)
     key = _eval_key(dataset, opts.split, opts.limit, encoder, provider.weights_hash, proto, provider.precision)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +14,7 @@ from engine.errors import InputError, NotAvailableError
 
 RAY_PIN = "ray[default]==2.60.0"
 _STARTED_HERE: set[bool] = set()  # non-empty once this process started its own local Ray instance
+_CONNECT_LOCK = threading.Lock()  # one ray.init per process: a second caller waits for the first
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -106,29 +109,22 @@ def actor_start_timeout_s() -> float:
     return float(os.environ.get("LAW_EXPLORER_RAY_START_TIMEOUT_S", "300"))
 
 
+def local_cpus() -> int:
+    """CPUs of a local Ray instance started for this process: the machine's less one, which the driver keeps (it
+    receives the features, writes the cache and matches): on 2 cores one encoding actor, not two fighting it."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 def connect(address: str | None = None) -> ClusterInfo:
     """Join the cluster at ``address`` (or start a local Ray instance for this process) and describe it.
 
-    A process already connected (a test fixture, an earlier evaluation) keeps its connection.
+    A process already connected (a test fixture, an earlier evaluation) keeps its connection; threads may call it
+    at once (the second waits for the first).
     """
     ray = import_ray()
-    if not ray.is_initialized():
-        common = {"logging_level": "ERROR", "log_to_driver": False, "include_dashboard": False}
-        if address:
-            check_reachable(address)
-            try:
-                ray.init(address=address, **common)
-            except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError ... for a bad cluster
-                text = " ".join(str(exc).split())[:300] or type(exc).__name__
-                raise NotAvailableError(f"cannot join the Ray cluster at {address}: {text}") from exc
-        else:  # workers of a local instance inherit this environment: no runtime environment to set up
-            for name, value in worker_env().items():
-                if name == "PYTHONPATH":
-                    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-                    value = os.pathsep.join([value, *[p for p in parts if p != value]])
-                os.environ[name] = value
-            ray.init(num_cpus=os.cpu_count() or 1, **common)
-            _STARTED_HERE.add(True)
+    with _CONNECT_LOCK:
+        if not ray.is_initialized():
+            _init(ray, address)
     nodes = tuple(
         NodeInfo(str(n.get("NodeManagerAddress", "?")), float(n.get("Resources", {}).get("CPU", 0.0)),
                  float(n.get("Resources", {}).get("GPU", 0.0)))
@@ -136,3 +132,35 @@ def connect(address: str | None = None) -> ClusterInfo:
     )  # fmt: skip
     resources = ray.cluster_resources()
     return ClusterInfo(address, float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0)), nodes)
+
+
+def _init(ray: Any, address: str | None) -> None:
+    common = {"logging_level": "ERROR", "log_to_driver": False, "include_dashboard": False}
+    if address:
+        check_reachable(address)
+        try:
+            ray.init(address=address, **common)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError ... for a bad cluster
+            text = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise NotAvailableError(f"cannot join the Ray cluster at {address}: {text}") from exc
+        return
+    for name, value in worker_env().items():  # workers of a local instance inherit this environment
+        if name == "PYTHONPATH":
+            parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            value = os.pathsep.join([value, *[p for p in parts if p != value]])
+        os.environ[name] = value
+    ray.init(num_cpus=local_cpus(), **common)
+    _STARTED_HERE.add(True)
+
+
+def connect_in_background(address: str | None = None) -> None:
+    """Start joining the cluster (or starting a local Ray instance) now, in a thread, so that a cold evaluation
+    overlaps it with building its encoder; the evaluation's own ``connect`` waits for it and reports any error."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # reported by the evaluation's own connect
+            connect(address)
+        # Ray's processes die with the thread that started them (they are killed when their parent ends): keep it
+        threading.Event().wait()
+
+    threading.Thread(target=run, name="ray-connect", daemon=True).start()

@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -130,17 +131,6 @@ def share_cluster(cluster: ClusterInfo, device: str, evaluations: int) -> tuple[
     return at_once, max(1, slots // at_once)
 
 
-def _shards(batches: list[list[str]], n: int) -> list[deque[list[str]]]:
-    """Contiguous runs of whole batches, one per actor (the batches are exactly the local backend's)."""
-    size, extra = divmod(len(batches), n)
-    out, start = [], 0
-    for k in range(n):
-        end = start + size + (1 if k < extra else 0)
-        out.append(deque(batches[start:end]))
-        start = end
-    return out
-
-
 def remote_batches(
     job: RemoteEncoding,
     batches: list[list[str]],
@@ -150,8 +140,10 @@ def remote_batches(
 ) -> Iterator[tuple[list[str], np.ndarray, float, float]]:
     """Yield ``(ids, fp16 features, patch, stride)`` per batch, in completion order, from actors on the cluster.
 
-    Every actor must load the encoder and open the dataset before any batch is sent (else one error naming the
-    node and what is missing, and nothing encoded). Actors are killed at the end, on error and on cancel.
+    A batch goes only to an actor that reported ready: encoder loaded with the driver's weights hash and layer,
+    dataset opened (an actor that cannot: one error naming the node and what is missing). Batches wait in one queue
+    and go to whichever ready actor has room, so the first actor up starts at once and an actor still starting when
+    the queue is empty is never waited for. Actors are killed at the end, on error and on cancel.
     """
     if not batches:
         return
@@ -167,51 +159,67 @@ def remote_batches(
     )  # fmt: skip
     actors = [remote_cls.remote(job, threads) for _ in range(n)]
     try:
-        timeout = actor_start_timeout_s()
-        ready, waiting = ray.wait([a.ready.remote() for a in actors], num_returns=n, timeout=timeout)
-        if waiting:
-            raise NotAvailableError(
-                f"{len(waiting)} of {n} Ray actor(s) did not start within {timeout:g} s on {cluster.describe()}: "
-                f"each asks for {resources} (LAW_EXPLORER_RAY_START_TIMEOUT_S sets the wait)"
-            )
-        try:
-            infos = ray.get(ready)
-        except Exception as exc:  # the actor's process could not start at all (e.g. engine not importable there)
-            raise NotAvailableError(f"a Ray actor could not start: {' '.join(str(exc).split())[:400]}") from exc
-        for info in infos:
-            if info["error"]:
-                raise NotAvailableError(f"node {info['node']}: {info['error']}")
-            if info.get("weights_hash") != job.weights_hash or info.get("layer") != job.layer:
-                raise NotAvailableError(
-                    f"node {info['node']}: encoder {job.encoder_name} has other weights or layer there "
-                    f"({info.get('weights_hash')}, {info.get('layer')}) than on the driver ({job.weights_hash}, {job.layer})"
-                )
-        shards = _shards(batches, n)
-        pending: dict[Any, int] = {}
-
-        def feed(k: int) -> None:
-            while shards[k] and sum(1 for v in pending.values() if v == k) < IN_FLIGHT_PER_ACTOR:
-                pending[actors[k].encode.remote(shards[k].popleft())] = k
-
-        for k in range(n):
-            feed(k)
-        while pending:
-            if cancelled is not None and cancelled():
-                from engine.jobs.context import JobCancelled
-
-                raise JobCancelled("correspondence evaluation cancelled")
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in done:
-                k = pending.pop(ref)
-                try:
-                    status, payload = ray.get(ref)
-                except Exception as exc:  # an actor that died more often than it may be restarted
-                    raise NotAvailableError(f"Ray actor {k} failed: {' '.join(str(exc).split())[:400]}") from exc
-                if status != "ok":
-                    raise NotAvailableError(payload)
-                feed(k)
-                yield payload
+        yield from _stream(ray, job, actors, batches, cluster, resources, cancelled)
     finally:
         for actor in actors:
             with contextlib.suppress(Exception):  # an actor that is already gone
                 ray.kill(actor)
+
+
+def _stream(ray: Any, job: RemoteEncoding, actors: list, batches: list[list[str]], cluster: ClusterInfo,
+            resources: dict[str, float], cancelled: Callable[[], bool] | None) -> Iterator[tuple]:  # fmt: skip
+    timeout = actor_start_timeout_s()
+    deadline = time.monotonic() + timeout
+    starting = {actor.ready.remote(): k for k, actor in enumerate(actors)}
+    queue = deque(batches)
+    pending: dict[Any, int] = {}  # encode call -> actor
+    busy = [0] * len(actors)
+
+    def feed(k: int) -> None:
+        while queue and busy[k] < IN_FLIGHT_PER_ACTOR:
+            pending[actors[k].encode.remote(queue.popleft())] = k
+            busy[k] += 1
+
+    while queue or pending:
+        if cancelled is not None and cancelled():
+            from engine.jobs.context import JobCancelled
+
+            raise JobCancelled("correspondence evaluation cancelled")
+        if not pending and time.monotonic() > deadline:  # no actor is ready yet
+            raise NotAvailableError(
+                f"{len(starting)} of {len(actors)} Ray actor(s) did not start within {timeout:g} s on "
+                f"{cluster.describe()}: each asks for {resources} (LAW_EXPLORER_RAY_START_TIMEOUT_S sets the wait)"
+            )
+        waiting = list(pending) + (list(starting) if queue else [])
+        done, _ = ray.wait(waiting, num_returns=1, timeout=1.0)
+        for ref in done:
+            if ref in starting:
+                k = starting.pop(ref)
+                _check_ready(ray, ref, job)
+                feed(k)
+                continue
+            k = pending.pop(ref)
+            busy[k] -= 1
+            try:
+                status, payload = ray.get(ref)
+            except Exception as exc:  # an actor that died more often than it may be restarted
+                raise NotAvailableError(f"Ray actor {k} failed: {' '.join(str(exc).split())[:400]}") from exc
+            if status != "ok":
+                raise NotAvailableError(payload)
+            feed(k)
+            yield payload
+
+
+def _check_ready(ray: Any, ref: Any, job: RemoteEncoding) -> None:
+    """An actor's ``ready()``: its encoder and dataset loaded, with the driver's weights and layer (else the error)."""
+    try:
+        info = ray.get(ref)
+    except Exception as exc:  # the actor's process could not start at all (e.g. engine not importable there)
+        raise NotAvailableError(f"a Ray actor could not start: {' '.join(str(exc).split())[:400]}") from exc
+    if info["error"]:
+        raise NotAvailableError(f"node {info['node']}: {info['error']}")
+    if info.get("weights_hash") != job.weights_hash or info.get("layer") != job.layer:
+        raise NotAvailableError(
+            f"node {info['node']}: encoder {job.encoder_name} has other weights or layer there "
+            f"({info.get('weights_hash')}, {info.get('layer')}) than on the driver ({job.weights_hash}, {job.layer})"
+        )
