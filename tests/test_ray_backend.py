@@ -144,7 +144,7 @@ def test_a_ray_sweep_runs_encoders_at_once_equals_local_and_a_resubmission_encod
     assert _feature_rows() == rows
 
 
-@pytest.mark.slow  # ~50 s on 2 loaded cores: two encoders' actors start before the cancel
+@pytest.mark.slow  # 15-50 s on 2 loaded cores: two encoders' actors start before the cancel
 def test_a_cancelled_ray_sweep_stops_every_running_encoder_and_kills_its_actors(ray_cluster, isolated_home):
     from engine.jobs.context import JobCancelled
     from engine.sweep import EncoderStatus, SweepSpec, run_sweep

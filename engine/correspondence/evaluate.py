@@ -196,22 +196,35 @@ def _feature_provider(encoder_name: str | VisionEncoder, dataset: Dataset, proto
     return encoder, provider
 
 
-def _prepare_ray(encoder_name: str | VisionEncoder, address: str | None) -> None:
-    """Fail early when Ray is missing or the address unreachable. An encoder with no cached feature at all will
-    need the cluster: start joining it (or starting the local Ray instance) now, in the background, while this
-    process opens the dataset and builds its copy of the encoder; a cached run never touches Ray."""
+def _prepare_ray(encoder_name: str | VisionEncoder, options: EvalOptions) -> Callable[[Dataset], Callable[[], None]]:
+    """Fail early when Ray is missing or the address unreachable. An encoder (by name) with no cached feature at all
+    will need the cluster: start joining it (or starting the local Ray instance) now, in the background, while this
+    process opens the dataset; the returned function, called with the opened dataset, starts the actors the same way
+    while this process builds its copy of the encoder, and returns their release. A cached run never touches Ray."""
     from engine.encoders.registry import get_spec
-    from engine.scale.cluster import check_reachable, connect_in_background, require_ray
+    from engine.scale.cluster import check_reachable, connect, require_ray, start_in_background
 
     require_ray()
-    if address:
-        check_reachable(address)
+    if options.ray_address:
+        check_reachable(options.ray_address)
+    nothing = lambda _dataset: lambda: None  # noqa: E731
+    if isinstance(encoder_name, VisionEncoder):  # an instance may carry another layer: its actors start on demand
+        return nothing
     try:
-        name = encoder_name.name if isinstance(encoder_name, VisionEncoder) else get_spec(str(encoder_name)).name
+        spec = get_spec(str(encoder_name))
     except InputError:
-        return  # an unknown encoder: its build below says so
-    if not cache.has_features(name):
-        connect_in_background(address)
+        return nothing  # an unknown encoder: its build below says so
+    if cache.has_features(spec.name):
+        return nothing
+    start_in_background(lambda: connect(options.ray_address))
+
+    def actors(dataset: Dataset) -> Callable[[], None]:
+        from engine.scale.ray_encode import ActorSetup, prestart
+
+        setup = ActorSetup(spec.name, spec, None, dataset.name, options.split, options.device)
+        return prestart(setup, options.ray_address, options.ray_actors)
+
+    return actors
 
 
 def _match_chunks(chunks: list[list[Pair]], paths: list[Path], provider: FeatureProvider, proto: Protocol,
@@ -263,9 +276,19 @@ def evaluate(
     started = time.perf_counter()
     proto = get_protocol(protocol)
     opts = _checked(replace(options or EvalOptions(), **overrides))
-    if opts.backend == "ray":
-        _prepare_ray(encoder_name, opts.ray_address)
+    start_actors = _prepare_ray(encoder_name, opts) if opts.backend == "ray" else None
     dataset, pairs = _open_pairs(dataset_spec, opts)
+    release = start_actors(dataset) if start_actors is not None else None
+    try:
+        return _evaluate(dataset, pairs, encoder_name, proto, opts, started, progress, cancelled, work_dir)
+    finally:
+        if release is not None:
+            release()
+
+
+def _evaluate(dataset: Dataset, pairs: list[Pair], encoder_name: str | VisionEncoder, proto: Protocol,
+              opts: EvalOptions, started: float, progress: ProgressFn | None, cancelled: Callable[[], bool] | None,
+              work_dir: str | Path | None) -> dict[str, Any]:  # fmt: skip
     encoder, provider = _feature_provider(encoder_name, dataset, proto, opts)
     key = _eval_key(dataset, opts.split, opts.limit, encoder, provider.weights_hash, proto, provider.precision)
     default_dir = work_dir is None

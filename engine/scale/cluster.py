@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from engine.errors import InputError, NotAvailableError
 RAY_PIN = "ray[default]==2.60.0"
 _STARTED_HERE: set[bool] = set()  # non-empty once this process started its own local Ray instance
 _CONNECT_LOCK = threading.Lock()  # one ray.init per process: a second caller waits for the first
+_INIT_THREAD: list[threading.Thread] = []  # the thread that called ray.init (Ray's processes are its children)
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -125,6 +127,7 @@ def connect(address: str | None = None) -> ClusterInfo:
     with _CONNECT_LOCK:
         if not ray.is_initialized():
             _init(ray, address)
+            _INIT_THREAD[:] = [threading.current_thread()]
     nodes = tuple(
         NodeInfo(str(n.get("NodeManagerAddress", "?")), float(n.get("Resources", {}).get("CPU", 0.0)),
                  float(n.get("Resources", {}).get("GPU", 0.0)))
@@ -153,14 +156,15 @@ def _init(ray: Any, address: str | None) -> None:
     _STARTED_HERE.add(True)
 
 
-def connect_in_background(address: str | None = None) -> None:
-    """Start joining the cluster (or starting a local Ray instance) now, in a thread, so that a cold evaluation
-    overlaps it with building its encoder; the evaluation's own ``connect`` waits for it and reports any error."""
+def start_in_background(work: Callable[[], None]) -> None:
+    """Run ``work`` (which connects to Ray or starts actors) in a thread; when it started Ray, the thread stays
+    alive: Ray's processes die with the thread that started them (they are killed when their parent ends). An error
+    in ``work`` is dropped: whoever needs the result connects again and reports it."""
 
     def run() -> None:
-        with contextlib.suppress(Exception):  # reported by the evaluation's own connect
-            connect(address)
-        # Ray's processes die with the thread that started them (they are killed when their parent ends): keep it
-        threading.Event().wait()
+        with contextlib.suppress(Exception):
+            work()
+        if threading.current_thread() in _INIT_THREAD:
+            threading.Event().wait()
 
-    threading.Thread(target=run, name="ray-connect", daemon=True).start()
+    threading.Thread(target=run, name="ray-start", daemon=True).start()

@@ -24,6 +24,24 @@ ACTOR_RESTARTS = 3  # a worker process that dies (kill -9, OOM) is restarted and
 
 
 @dataclass(frozen=True)
+class ActorSetup:
+    """What an actor loads once: the encoder (by name, its spec shipped), at ``layer`` (None: the encoder's default),
+    and the dataset, on its device."""
+
+    encoder_name: str
+    encoder_spec: Any  # the EncoderSpec (shipped: an encoder registered at run time exists on the driver only)
+    layer: str | None
+    dataset_spec: str
+    split: str
+    device: str  # "cuda" or "cpu"
+
+    def serves(self, other: ActorSetup) -> bool:
+        """Whether actors started for this setup can encode for ``other`` (its layer is checked when they are ready)."""
+        return (self.encoder_name, self.dataset_spec, self.split, self.device) == (
+            other.encoder_name, other.dataset_spec, other.split, other.device)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class RemoteEncoding:
     """What every actor needs to rebuild the driver's encoder and open the driver's dataset."""
 
@@ -37,11 +55,15 @@ class RemoteEncoding:
     device: str  # "cuda" or "cpu"
     weights_hash: str
 
+    def setup(self) -> ActorSetup:
+        return ActorSetup(self.encoder_name, self.encoder_spec, self.layer, self.dataset_spec, self.split, self.device)
+
 
 class EncodeActor:
-    """Holds one encoder and one dataset; encodes batches of image ids into fp16 features."""
+    """Holds one encoder and one dataset; encodes batches of image ids into fp16 features (the protocol's
+    preprocessing and the precision come with each batch: an actor started before the driver knew them serves it)."""
 
-    def __init__(self, job: RemoteEncoding, threads: int) -> None:
+    def __init__(self, job: ActorSetup, threads: int) -> None:
         self.node = f"{socket.gethostname()} ({_node_ip()})"
         self.error: str | None = None
         self.info: dict[str, Any] = {}
@@ -61,7 +83,7 @@ class EncodeActor:
                 registry.register_encoder(job.encoder_spec)
             self.dataset = open_dataset(job.dataset_spec, job.split)
             self.encoder = registry.build_encoder(job.encoder_name, device=job.device)
-            if str(getattr(self.encoder, "layer", "default")) != job.layer:  # the driver's encoder has another layer
+            if job.layer is not None and str(getattr(self.encoder, "layer", "default")) != job.layer:
                 self.encoder = registry.build_encoder(job.encoder_name, device=job.device, layer=job.layer)
             self.info = {"weights_hash": self.encoder.weights_hash(), "layer": str(getattr(self.encoder, "layer", "default"))}
         except Exception as exc:
@@ -72,7 +94,7 @@ class EncodeActor:
     def ready(self) -> dict[str, Any]:
         return {"node": self.node, "pid": os.getpid(), "error": self.error, **self.info}
 
-    def encode(self, ids: list[str]) -> tuple[str, Any]:
+    def encode(self, ids: list[str], preprocessing: Any, precision: str) -> tuple[str, Any]:
         """("ok", (ids, B x C x h x w fp16, patch, stride)) or ("error", message naming the node)."""
         try:
             import torch
@@ -84,8 +106,8 @@ class EncodeActor:
             # the same per-image operations as the local backend (resized on the GPU when the encoder is there)
             on_gpu = self.job.device.startswith("cuda")
             with self._lock, torch.inference_mode():
-                pixels = prepare(images, self.job.preprocessing, self.job.device if on_gpu else None)[0]
-                with forward_precision(self.job.precision, self.job.device):
+                pixels = prepare(images, preprocessing, self.job.device if on_gpu else None)[0]
+                with forward_precision(precision, self.job.device):
                     dense = self.encoder.encode(pixels)
                 feats = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format).cpu().numpy()
             return "ok", (ids, feats, float(dense.patch_size), float(dense.stride))
@@ -151,13 +173,8 @@ def remote_batches(
     cluster = connect(address)
     device = "cuda" if job.device.startswith("cuda") else "cpu"
     n, resources = plan_actors(cluster, device, len(batches), max_actors)
-    threads = 1 if device == "cpu" else 8  # decode threads of a GPU actor
-    runtime_env = actor_runtime_env()
-    remote_cls = ray.remote(EncodeActor).options(
-        **resources, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, max_concurrency=IN_FLIGHT_PER_ACTOR,
-        **({"runtime_env": runtime_env} if runtime_env else {}),
-    )  # fmt: skip
-    actors = [remote_cls.remote(job, threads) for _ in range(n)]
+    actors = _adopt_prestarted(ray, job, n)
+    actors += [_actor_class(ray, resources).remote(job.setup(), _threads(device)) for _ in range(n - len(actors))]
     try:
         yield from _stream(ray, job, actors, batches, cluster, resources, cancelled)
     finally:
@@ -177,7 +194,7 @@ def _stream(ray: Any, job: RemoteEncoding, actors: list, batches: list[list[str]
 
     def feed(k: int) -> None:
         while queue and busy[k] < IN_FLIGHT_PER_ACTOR:
-            pending[actors[k].encode.remote(queue.popleft())] = k
+            pending[actors[k].encode.remote(queue.popleft(), job.preprocessing, job.precision)] = k
             busy[k] += 1
 
     while queue or pending:
@@ -223,3 +240,88 @@ def _check_ready(ray: Any, ref: Any, job: RemoteEncoding) -> None:
             f"node {info['node']}: encoder {job.encoder_name} has other weights or layer there "
             f"({info.get('weights_hash')}, {info.get('layer')}) than on the driver ({job.weights_hash}, {job.layer})"
         )
+
+
+def _threads(device: str) -> int:
+    return 1 if device == "cpu" else 8  # decode threads of a GPU actor
+
+
+def _actor_class(ray: Any, resources: dict[str, float]) -> Any:
+    runtime_env = actor_runtime_env()
+    return ray.remote(EncodeActor).options(
+        **resources, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, max_concurrency=IN_FLIGHT_PER_ACTOR,
+        **({"runtime_env": runtime_env} if runtime_env else {}),
+    )  # fmt: skip
+
+
+# Actors started before the driver knew its batches (``prestart``), by encoder name (one evaluation per encoder at a
+# time in a process); a start in progress is an Event, so that the evaluation waits for it rather than asking the
+# cluster for a second set of actors.
+_POOL: dict[str, tuple[ActorSetup, list]] = {}
+_POOL_STARTING: dict[str, threading.Event] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def prestart(setup: ActorSetup, address: str | None = None, max_actors: int | None = None) -> Callable[[], None]:
+    """Join the cluster (or start the local Ray instance) and start an evaluation's actors now, in the background,
+    while the driver opens the dataset and builds its copy of the encoder; the evaluation adopts them
+    (``remote_batches``). Returns the release function: it kills the actors the evaluation did not adopt (call it
+    when the evaluation ends, whatever happened). Errors here are silent: the evaluation's own start reports them."""
+    from engine.scale.cluster import start_in_background
+
+    key = setup.encoder_name
+    started = threading.Event()
+    with _POOL_LOCK:
+        if key in _POOL_STARTING or key in _POOL:  # another evaluation of the same setup owns this key
+            return lambda: None
+        _POOL_STARTING[key] = started
+
+    def run() -> None:
+        try:
+            ray = import_ray()
+            cluster = connect(address)
+            n, resources = plan_actors(cluster, "cuda" if setup.device.startswith("cuda") else "cpu", 1 << 30,
+                                       max_actors)  # fmt: skip
+            actors = [_actor_class(ray, resources).remote(setup, _threads(setup.device)) for _ in range(n)]
+            with _POOL_LOCK:
+                _POOL[key] = (setup, actors)
+        finally:
+            started.set()
+
+    start_in_background(run)
+
+    def release() -> None:
+        started.wait(actor_start_timeout_s())
+        with _POOL_LOCK:
+            if _POOL_STARTING.get(key) is started:
+                _POOL_STARTING.pop(key)
+            left = _POOL.pop(key, (setup, []))[1] if started.is_set() else []
+        _kill(left)
+
+    return release
+
+
+def _adopt_prestarted(ray: Any, job: RemoteEncoding, n: int) -> list:
+    """Up to ``n`` actors prestarted for this job's setup; the rest, or all of them when they were started for another
+    dataset, split or device, are killed (they would hold the resources the job's own actors need)."""
+    wanted = job.setup()
+    with _POOL_LOCK:
+        starting = _POOL_STARTING.get(wanted.encoder_name)
+    if starting is None:
+        return []
+    starting.wait(actor_start_timeout_s())
+    with _POOL_LOCK:
+        setup, actors = _POOL.pop(wanted.encoder_name, (wanted, []))
+    if not setup.serves(wanted):
+        _kill(actors)
+        return []
+    _kill(actors[n:])
+    return actors[:n]
+
+
+def _kill(actors: list) -> None:
+    import ray
+
+    for actor in actors:
+        with contextlib.suppress(Exception):  # an actor that is already gone
+            ray.kill(actor)
