@@ -22,24 +22,16 @@ PENDING_SELECT_KEY = "encoders_select_next"
 LAST_UPLOAD_KEY = "encoders_last_upload"
 
 
+COLUMNS = {"encoder": "encoder", "name": "name", "family": "family", "pretrained": "pretrained",
+           "offline_available": "offline", "paper_setting": "paper setting", "source": "source", "description": "description"}
+
+
 def _rows(specs: list) -> pd.DataFrame:
     shown = display_names(specs)
-    return pd.DataFrame(
-        [
-            {
-                "encoder": shown[s.name],
-                "name": s.name,
-                "family": s.family,
-                "pretrained": s.pretrained,
-                "offline": s.offline_available(),
-                "paper setting": s.paper_setting or "",
-                "source": s.source,
-                "description": s.description,
-            }
-            for s in specs
-        ],
-        columns=["encoder", "name", "family", "pretrained", "offline", "paper setting", "source", "description"],
-    )
+    rows = [{"encoder": shown[s.name]} | s.as_dict(params=False) for s in specs]
+    table = pd.DataFrame(rows, columns=list(COLUMNS)).rename(columns=COLUMNS)
+    table["paper setting"] = table["paper setting"].fillna("")
+    return table
 
 
 def _provenance(table: pd.DataFrame) -> export.Provenance:
@@ -91,8 +83,8 @@ def _details(specs: list) -> None:
         st.caption(f"Loads offline on this machine. Id: `{spec.name}`")
     else:
         st.warning("Not available offline: its weights are not in the local cache (set HF_HUB_OFFLINE=0 with network).")
-    st.json({"source": spec.source, "paper_setting": spec.paper_setting, "license": spec.license, "params": spec.params},
-            expanded=False)
+    row = spec.as_dict()
+    st.json({k: row[k] for k in ("source", "paper_setting", "license", "params")}, expanded=False)
     if spec.family == "upload" and st.button("Delete this upload", key="encoders_delete", icon=":material/delete:"):
         from engine.encoders import delete_upload
 

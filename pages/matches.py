@@ -48,7 +48,7 @@ def _encoder_table() -> pd.DataFrame:
     from engine.encoders import list_encoders
 
     specs = list_encoders()
-    return _encoder_rows(tuple((s.name, s.family, str(s.params.get("label", ""))) for s in specs), specs)
+    return _encoder_rows(tuple((s.name, s.family, s.label or "") for s in specs), specs)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -57,12 +57,10 @@ def _encoder_rows(registry: tuple, _specs: list) -> pd.DataFrame:
     from engine.encoders import display_names
 
     shown = display_names(_specs)
-    rows = [
-        {"name": s.name, "label": shown[s.name], "family": s.family, "pretrained": s.pretrained,
-         "offline": s.offline_available(), "description": s.description}
-        for s in _specs
-    ]  # fmt: skip
-    table = pd.DataFrame(rows)
+    columns = {"name": "name", "label": "label", "family": "family", "pretrained": "pretrained",
+               "offline_available": "offline", "description": "description"}
+    rows = [s.as_dict(params=False) | {"label": shown[s.name]} for s in _specs]
+    table = pd.DataFrame(rows, columns=list(columns)).rename(columns=columns)
     # offline-available first, pretrained before random / baseline, registry order otherwise
     order = np.lexsort((np.arange(len(table)), ~table["pretrained"].to_numpy(), ~table["offline"].to_numpy()))
     return table.iloc[order].reset_index(drop=True)
