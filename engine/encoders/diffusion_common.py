@@ -31,7 +31,7 @@ class DiffusionParams(FamilyParams):
     """A diffusers pipeline (``repo``: hub id or local folder) of one ``kind``, the input side, the timestep and
     what conditions it: ``conditioning`` (SDim: ``zero`` or ``self-image``; SD3: its label), ``image_norm`` (SDim
     self-image), ``class_mode`` (DiT), ``merge_order`` of the 2x2 token merge; which UNet up block / transformer
-    block is read (``up_index`` / ``block``)."""
+    block is read (``up_index`` / ``block``); ``seed``: of a random init (tiny pipelines; hub weights ignore it)."""
 
     family = "diffusion"
     repo: str | None = None
@@ -44,6 +44,7 @@ class DiffusionParams(FamilyParams):
     merge_order: str | None = None
     up_index: int | None = None
     block: int | None = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         check_text(self.family, "repo", self.repo)
@@ -56,6 +57,7 @@ class DiffusionParams(FamilyParams):
         check_choice(self.family, "merge_order", self.merge_order, MERGE_ORDERS)
         check_int(self.family, "up_index", self.up_index)
         check_int(self.family, "block", self.block)
+        check_int(self.family, "seed", self.seed)
 
 
 def diffusers_module():
