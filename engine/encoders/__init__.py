@@ -25,6 +25,7 @@ from engine.encoders.registry import (
 from engine.encoders.staging import sweep_stale_staging
 from engine.encoders.upload import KINDS as UPLOAD_KINDS
 from engine.encoders.upload import UploadResult, delete_upload, upload_bytes, upload_file
+from engine.encoders.upload_background import submit_upload
 
 for _module in catalog.ADAPTERS.values():
     importlib.import_module(f"engine.encoders.{_module}")
@@ -46,6 +47,7 @@ __all__ = [
     "prepare",
     "probe_encoder",
     "probe_image",
+    "submit_upload",
     "sweep_stale_staging",
     "upload_bytes",
     "upload_file",
