@@ -9,7 +9,16 @@ import numpy as np
 import pandas as pd
 
 from engine.benchmarks import benchmark_info, label
-from engine.law import FEATURE_SET_LABELS, FEATURE_SETS, BenchmarkFit, LawReport, minmax, response_surface
+from engine.law import (
+    FEATURE_SET_LABELS,
+    FEATURE_SETS,
+    BenchmarkFit,
+    LawReport,
+    UnscoredPredictions,
+    minmax,
+    response_surface,
+)
+from engine.law.predict import range_text
 from engine.study import BUNDLED_NAME, Study
 
 # Headline R² (x100, mean over the group's benchmarks) as printed in the paper, per study it reproduces.
@@ -90,15 +99,30 @@ def coefficients(fit: BenchmarkFit) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def unscored_predictions(study: Study, fit: BenchmarkFit) -> pd.DataFrame:
-    """Settings with A and C but no score on the fit's benchmark: prediction ± the fit's LOO RMSE."""
-    table = study.table(fit.benchmark)
-    values = table[["A", "C", "score"]].to_numpy(dtype=float)
-    todo = np.isfinite(values[:, :2]).all(axis=1) & ~np.isfinite(values[:, 2])
-    predicted = fit.predict(values[todo, 0], values[todo, 1])
-    return pd.DataFrame({"setting": table["setting"][todo].tolist(), "A": values[todo, 0], "C": values[todo, 1],
-                         "predicted": predicted, "plus_minus": fit.loo_rmse, "low": predicted - fit.loo_rmse,
-                         "high": predicted + fit.loo_rmse})
+def unscored_count(study: Study, benchmark: str | None = None) -> int:
+    """How many (setting, benchmark) pairs have A and C but no score (on ``benchmark`` only, when given)."""
+    long = study.long if benchmark is None else study.long[study.long["benchmark"] == benchmark]
+    return int((long["A"].notna() & long["C"].notna() & long["score"].isna()).sum())
+
+
+def unscored_table(predictions: UnscoredPredictions) -> pd.DataFrame:
+    """``predict_unscored`` as a researcher reads it: the prediction of the chosen law model with its
+    out-of-sample interval (level and model in the column names), the valid range it was clipped to, and flags."""
+    t = predictions.table
+    level, model = f"{predictions.level:.0%}", predictions.model
+    flags = [
+        "; ".join(text for flag, text in (("extrapolated", "outside the A–C hull: extrapolation"),
+                                          ("clipped", "clipped to the valid range"),
+                                          ("interpolating", "interpolating fit: interval unreliable")) if row[flag])
+        for _, row in t.iterrows()
+    ]
+    return pd.DataFrame({
+        "setting": t["setting"], "benchmark": t["label"], "A": t["A"], "C": t["C"],
+        f"predicted score ('{model}' law, out of sample)": t["predicted"],
+        f"{level} interval: lower (jackknife+)": t["lower"], f"{level} interval: upper (jackknife+)": t["upper"],
+        "valid range (score units)": [range_text(lo, hi) for lo, hi in zip(t["range_low"], t["range_high"], strict=True)],
+        "flags": flags,
+    })
 
 
 def surface(fit: BenchmarkFit, n: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
