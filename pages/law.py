@@ -32,7 +32,7 @@ def _label(name: str) -> str:
 def _render_all(study, report, feature_set: str, families) -> None:
     panels = [(label(b), fits[feature_set].predictions, fits[feature_set].r2) for b, fits in report.fits.items()]
     prov = _ui.provenance(study, feature_set, benchmark=ALL)
-    _ui.show_figure(plots.small_multiples(panels, families), f"law-all-{feature_set}", prov)
+    _ui.show_figure(plots.small_multiples(panels, families, feature_set=feature_set), f"law-all-{feature_set}", prov)
     st.subheader("Fit quality per benchmark")
     _ui.show_table(plots.human_columns(tables.fit_quality(report, feature_set)), f"law-fit-quality-{feature_set}", prov)
 
@@ -52,11 +52,11 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
     cols[3].metric("Settings fitted", fit.n)
     left, right = st.columns(2)
     with left:
-        fig = plots.predicted_vs_actual(fit.predictions, families, name, fit.r2, fit.loo_r2, unit)
+        fig = plots.predicted_vs_actual(fit.predictions, families, name, fit.r2, fit.loo_r2, unit, feature_set)
         _ui.show_figure(fig, f"law-{benchmark}-{feature_set}-pred", prov)
     with right:
         a_grid, c_grid, z, points = tables.surface(fit)
-        fig = plots.surface_contour(a_grid, c_grid, z, points, families, name, unit)
+        fig = plots.surface_contour(a_grid, c_grid, z, points, families, name, unit, feature_set)
         _ui.show_figure(fig, f"law-{benchmark}-{feature_set}-surface", prov)
     st.subheader("Does it take both A and C?")
     comparison = tables.r2_comparison(report, benchmark)
@@ -74,8 +74,9 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
     st.caption("Normalised: on min-max normalised A, C and score. Raw units: the same polynomial in the study's "
                f"A, C and score{unit and f' ({unit})'}.")
     _ui.show_table(tables.coefficients(fit), f"law-{benchmark}-{feature_set}-coefficients", prov)
-    with st.expander("Fitted settings: predictions and residuals"):
-        _ui.show_table(fit.predictions, f"law-{benchmark}-{feature_set}-predictions", prov)
+    with st.expander(f"Fitted settings: in-sample and held-out predictions ({tables.feature_set_label(feature_set)}, "
+                     f"score units{unit and f': {unit}'})"):
+        _ui.show_table(tables.fitted_predictions(fit), f"law-{benchmark}-{feature_set}-predictions", prov)
 
 
 @st.fragment(run_every=1.0)
@@ -129,8 +130,8 @@ def _render_predict(study, benchmark: str, model: str, level: float, families) -
     held = evaluation.heldout[evaluation.heldout["benchmark"] == benchmark]
     fig = plots.heldout_intervals(held, families, label(benchmark), model, level, tables.score_unit(benchmark, study.table(benchmark)["score"]))
     _ui.show_figure(fig, f"law-{benchmark}-{model}-heldout", prov)
-    with st.expander("Held-out predictions and intervals (table)"):
-        _ui.show_table(held, f"law-{benchmark}-{model}-heldout-table", prov)
+    with st.expander(f"Held-out predictions and {level:.0%} intervals of the '{model}' law (table)"):
+        _ui.show_table(tables.heldout_table(held, model, level), f"law-{benchmark}-{model}-heldout-table", prov)
 
 
 @st.fragment(run_every=1.0)

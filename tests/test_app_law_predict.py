@@ -73,8 +73,9 @@ def test_law_page_fit_vs_predict_for_the_chosen_model():
 
     ridge = evaluate_study(study, "ridge", 0.8).benchmarks["mme"]
     assert _metric(at, "R² out of sample") == f"{ridge.loo_r2:.3f}"
-    held = next(df.value for df in at.dataframe if "inside" in df.value.columns)
-    assert len(held) == 15 and (held["lower"] <= held["predicted"]).all()
+    held = next(df.value for df in at.dataframe if "inside the interval" in df.value.columns)
+    lower, predicted = held["80% interval: lower (jackknife+)"], held["predicted while held out ('ridge' law)"]
+    assert len(held) == 15 and (lower <= predicted).all()
 
 
 def test_score_page_separates_an_extrapolated_demo_setting_and_keeps_its_flags(jobs_home):

@@ -19,6 +19,7 @@ from engine.law import (
     response_surface,
 )
 from engine.law.predict import range_text
+from engine.policy.recommend import Recommendation
 from engine.study import BUNDLED_NAME, Study
 
 # Headline R² (x100, mean over the group's benchmarks) as printed in the paper, per study it reproduces.
@@ -123,6 +124,45 @@ def unscored_table(predictions: UnscoredPredictions) -> pd.DataFrame:
         "valid range (score units)": [range_text(lo, hi) for lo, hi in zip(t["range_low"], t["range_high"], strict=True)],
         "flags": flags,
     })
+
+
+def fitted_predictions(fit: BenchmarkFit) -> pd.DataFrame:
+    """A fit's settings with their in-sample prediction, the prediction while held out and the residual, labelled."""
+    return fit.predictions.rename(columns={
+        "score": "measured score", "predicted": "predicted in-sample (fit on all)",
+        "loo_predicted": "predicted while held out (out of sample)", "residual": "residual in-sample",
+    })
+
+
+def heldout_table(heldout: pd.DataFrame, model: str, level: float) -> pd.DataFrame:
+    """Held-out rows of ``Evaluation.heldout`` labelled with the model, the interval's level and method."""
+    pct = f"{level:.0%}"
+    return heldout.rename(columns={
+        "score": "measured score", "predicted": f"predicted while held out ('{model}' law)",
+        "lower": f"{pct} interval: lower (jackknife+)", "upper": f"{pct} interval: upper (jackknife+)",
+        "inside": "inside the interval",
+    })
+
+
+RANKING_COLUMNS = {"measured": "measured score", "rank_score": "ranking score (measured if finetuned, else predicted)",
+                   "plus_minus": "± RMSE out of sample (leave one finetuned setting out)"}
+
+
+def recommendation_method(rec: Recommendation, unit: str = "") -> str:
+    """One sentence saying how a recommendation's predictions were made: which law, fitted on what, on which
+    scale, and what its ± band is."""
+    law = "quadratic in A and C (the paper's law)" if rec.feature_set == "ac_poly" else "linear law in A and C"
+    n = int(rec.ranking["finetuned"].sum())
+    return (f"Predicted: OLS {law} refitted on the {n} finetuned settings — in-sample for them, out of sample for "
+            f"the others; ± its leave-one-out RMSE (out of sample). {label(rec.benchmark)} score units"
+            f"{unit and f' ({unit})'}.")
+
+
+def recommendation_table(rec: Recommendation) -> pd.DataFrame:
+    """A recommendation's ranking with labels that say which law predicted and what the ± band is."""
+    law = "quadratic" if rec.feature_set == "ac_poly" else "linear law"
+    return rec.ranking.rename(columns={"predicted": f"predicted score (OLS {law} refitted on the finetuned settings)",
+                                       **RANKING_COLUMNS})
 
 
 def surface(fit: BenchmarkFit, n: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:
