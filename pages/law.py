@@ -164,6 +164,8 @@ def _render_unscored(study, benchmark: str, model: str, level: float) -> None:
                "of its scores), clipped to the valid range shown — none when the scale is unknown.")
     for bench, reason in predictions.skipped.items():
         st.caption(f"{label(bench)} not predicted: {reason}")
+    if predictions.table.empty:
+        return
     table = tables.unscored_table(predictions)
     flagged = table.loc[table["flags"] != "", "setting"].unique().tolist()
     if flagged:
