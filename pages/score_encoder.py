@@ -8,6 +8,7 @@ from engine import pipeline
 from engine.benchmarks import label
 from engine.errors import LawExplorerError
 from engine.law import FLAG_TEXT, LAW_MODELS, fit_ready, too_large_for_app
+from engine.plots import tables
 from pages import _ui
 
 MEASURE, MANUAL = "Measure with background jobs", "Enter A and C by hand"
@@ -172,7 +173,9 @@ def _render_policy(study, setting: str, A: float, C: float, prov, flags: list[st
     if rec.alternative:
         cols[1].markdown(f"**Best predicted not yet finetuned:** `{rec.alternative}` "
                          f"({rec.alternative_predicted:.4g} ± {rec.loo_rmse:.2g})")
-    _ui.show_table(rec.ranking, f"score-policy-{benchmark}", prov)
+    if rec.loo_rmse is not None:
+        st.caption(tables.recommendation_method(rec, tables.score_unit(benchmark, table["score"])))
+    _ui.show_table(tables.recommendation_table(rec), f"score-policy-{benchmark}", prov)
 
 
 def _show_flags(table, scale: str, study_name: str) -> None:

@@ -27,6 +27,7 @@ _FACE: dict[str, str | tuple[str, str]] = {  # name -> module (and the name ther
     "delete_upload": "upload",
     "upload_bytes": "upload",
     "upload_file": "upload",
+    "submit_upload": "upload_background",
     "UPLOAD_KINDS": ("upload", "KINDS"),
 }
 __all__ = sorted(_FACE)

@@ -79,13 +79,19 @@ def _add_prediction_traces(
     )
 
 
+def _method(feature_set: str) -> str:
+    return f"OLS on {FEATURE_SET_LABELS.get(feature_set, feature_set)}"
+
+
 def predicted_vs_actual(
-    preds: pd.DataFrame, families: pd.Series, benchmark: str, r2: float, loo_r2: float, unit: str = ""
+    preds: pd.DataFrame, families: pd.Series, benchmark: str, r2: float, loo_r2: float, unit: str = "",
+    feature_set: str = "ac_poly",
 ) -> go.Figure:
     """Scatter of predicted vs actual score per setting; open markers are leave-one-out predictions."""
     fig = go.Figure()
     _add_prediction_traces(fig, preds, families, unit)
-    title = f"{benchmark}: predicted vs actual (R² in-sample {r2:.3f}, out of sample {loo_r2:.3f})"
+    title = (f"{benchmark}: predicted vs actual, {_method(feature_set)} (R² in-sample {r2:.3f}, "
+             f"out of sample {loo_r2:.3f})")
     suffix = unit and f" ({unit.strip()})"
     fig = finish(fig, title, f"measured score{suffix}", f"predicted score{suffix} (filled: fit on all; open: held out)")
     span = fig.data[0].x  # the y = x segment spans every point: same range on both axes
@@ -132,14 +138,16 @@ def heldout_intervals(
     return fig
 
 
-def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.Series, cols: int = 4) -> go.Figure:
+def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.Series, cols: int = 4,
+                    feature_set: str = "ac_poly") -> go.Figure:
     """Predicted vs actual for several benchmarks, one small panel each (``panels`` = [(label, preds, r2)])."""
     rows = max(1, math.ceil(len(panels) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{label} (R² {r2:.2f})" for label, _, r2 in panels],
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{label} (R² in-sample {r2:.2f})" for label, _, r2 in panels],
                         horizontal_spacing=0.06, vertical_spacing=0.14)
     for i, (_, preds, _) in enumerate(panels):
         _add_prediction_traces(fig, preds, families, "", row=i // cols + 1, col=i % cols + 1)
-    fig = finish(fig, "Predicted vs measured score, every benchmark (filled: fit on all settings; open: held out)",
+    fig = finish(fig, f"Predicted vs measured score, every benchmark, {_method(feature_set)} (filled: fit on all "
+                 "settings, in-sample; open: held out, out of sample; each panel in its benchmark's score units)",
                  "", "", height=300 * rows + 80)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted score", col=1)
@@ -148,7 +156,7 @@ def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.
 
 def surface_contour(
     a_grid: np.ndarray, c_grid: np.ndarray, z: np.ndarray, points: pd.DataFrame, families: pd.Series,
-    benchmark: str, unit: str = "",
+    benchmark: str, unit: str = "", feature_set: str = "ac_poly",
 ) -> go.Figure:
     """The fitted quadratic as a contour over normalised (A, C) with the settings drawn on it.
 
@@ -167,7 +175,8 @@ def surface_contour(
                        hovertext=[f"<b>{r.setting}</b><br>actual {r.score:.4g}" for r in part.itertuples()],
                        hoverinfo="text")
         )
-    fig = finish(fig, f"{benchmark}: fitted law over normalised A and C", "A (min-max normalised)",
+    fig = finish(fig, f"{benchmark}: fitted law over normalised A and C (in-sample fit on all settings, "
+                 f"{_method(feature_set)}; contours: predicted score{unit and f', {unit.strip()}'})", "A (min-max normalised)",
                  "C (min-max normalised)", height=560)
     # legend under the plot: the colour bar takes the right side
     fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.16, "yanchor": "top"}, margin={"b": 110})
@@ -228,7 +237,8 @@ def heldout_small_multiples(
             shown.add(family)
         fig.update_xaxes(range=[lo, hi], **where)
         fig.update_yaxes(range=[lo, hi], **where)
-    fig = finish(fig, f"Out of sample, every benchmark: '{model}' law, {level:.0%} intervals (x = outside)", "", "",
+    fig = finish(fig, f"Out of sample, every benchmark: '{model}' law, {level:.0%} jackknife+ intervals (x = outside; "
+                 "each panel in its benchmark's score units)", "", "",
                  height=300 * rows + 80)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted while held out", col=1)
