@@ -6,7 +6,7 @@ import argparse
 
 import pandas as pd
 
-from engine.cli.common import Output, leaf
+from engine.cli.common import Output, Subparsers, leaf
 
 
 def _list(args: argparse.Namespace) -> Output:
@@ -63,7 +63,7 @@ def _probe(args: argparse.Namespace) -> Output:
     return Output(data=data, text="\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     group = sub.add_parser("encoders", help="List, inspect, upload and probe vision encoders").add_subparsers(dest="cmd", required=True)
     p = leaf(group, "list", _list, "List registered and uploaded encoders")
     p.add_argument("--offline-only", action="store_true", help="only encoders that load without network")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli.common import Output, leaf
+from engine.cli.common import Output, Subparsers, leaf
 from engine.errors import InputError
 from engine.law import (
     DEFAULT_LEVEL,
@@ -121,7 +121,7 @@ def _surface(args: argparse.Namespace) -> Output:
     return Output(data=data, text=f"{args.n}x{args.n} surface of {args.benchmark} (z[c][a], raw score units); use --format json")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     group = sub.add_parser("law", help="Fit the law of vision representation").add_subparsers(dest="cmd", required=True)
     p = leaf(group, "fit", _fit, "Fit the law on every benchmark of a study (R², LOO, random baseline)")
     p.add_argument("--study", required=True, help="paper-v3, a stored study name, or a study file")

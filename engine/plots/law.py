@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from engine.law import FEATURE_SET_LABELS
 from engine.plots.labels import label_annotations, padded_range
-from engine.plots.style import VARIANT_COLORS, family_color, finish
+from engine.plots.style import VARIANT_COLORS, by_family, family_color, family_marker, finish
 
 # Column names of the law tables as a researcher reads them (tables keep machine names for CSV consumers)
 HUMAN_COLUMNS = {
@@ -64,12 +64,10 @@ def _add_prediction_traces(
                    showlegend=False),
         **where,
     )
-    fam = scored["setting"].map(families).fillna("other")
-    for family in sorted(fam.unique()):
-        part = scored[fam == family]
+    for family, part in by_family(scored, families):
         fig.add_trace(
             go.Scatter(x=part["score"], y=part["predicted"], mode="markers", name=family, legendgroup=family,
-                       marker={"color": family_color(family), "size": 10, "line": {"width": 1, "color": "white"}},
+                       marker=family_marker(family, 10),
                        hovertext=_hover(part, unit), hoverinfo="text", showlegend=show_legend),
             **where,
         )
@@ -117,13 +115,10 @@ def heldout_intervals(
     lo, hi = padded_range(values.ravel())
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line={"dash": "dash", "color": "#999"},
                              hoverinfo="skip"))
-    fam = heldout["setting"].map(families).fillna("other")
-    for family in sorted(fam.unique()):
-        part = heldout[fam == family]
+    for family, part in by_family(heldout, families):
         fig.add_trace(go.Scatter(
             x=part["score"], y=part["predicted"], mode="markers", name=family,
-            marker={"color": family_color(family), "size": 10, "line": {"width": 1, "color": "white"},
-                    "symbol": ["circle" if ok else "x" for ok in part["inside"]]},
+            marker=family_marker(family, 10, symbol=["circle" if ok else "x" for ok in part["inside"]]),
             error_y={"type": "data", "symmetric": False, "array": (part["upper"] - part["predicted"]).tolist(),
                      "arrayminus": (part["predicted"] - part["lower"]).tolist(), "color": family_color(family),
                      "thickness": 1},
@@ -173,12 +168,10 @@ def surface_contour(
                    colorbar={"title": {"text": f"predicted{unit and f' ({unit.strip()})'}"}},
                    hovertemplate="A (norm) %{x:.2f}<br>C (norm) %{y:.2f}<br>predicted %{z:.4g}<extra></extra>")
     )
-    fam = points["setting"].map(families).fillna("other")
-    for family in sorted(fam.unique()):
-        part = points[fam == family]
+    for family, part in by_family(points, families):
         fig.add_trace(
             go.Scatter(x=part["A_norm"], y=part["C_norm"], mode="markers", name=family, text=part["setting"],
-                       marker={"color": family_color(family), "size": 11, "line": {"width": 1.5, "color": "white"}},
+                       marker=family_marker(family, 11, outline=1.5),
                        hovertext=[f"<b>{r.setting}</b><br>actual {r.score:.4g}" for r in part.itertuples()],
                        hoverinfo="text")
         )
@@ -231,14 +224,11 @@ def heldout_small_multiples(
         lo, hi = padded_range(part[["score", "lower", "upper"]].to_numpy(dtype=float).ravel())
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dash", "color": "#999"},
                                  hoverinfo="skip", showlegend=False), **where)
-        fam = part["setting"].map(families).fillna("other")
-        for family in sorted(fam.unique()):
-            sub = part[fam == family]
+        for family, sub in by_family(part, families):
             fig.add_trace(go.Scatter(
                 x=sub["score"], y=sub["predicted"], mode="markers", name=family, legendgroup=family,
                 showlegend=family not in shown, text=sub["setting"],
-                marker={"color": family_color(family), "size": 7,
-                        "symbol": ["circle" if ok else "x" for ok in sub["inside"]]},
+                marker=family_marker(family, 7, outline=None, symbol=["circle" if ok else "x" for ok in sub["inside"]]),
                 error_y={"type": "data", "symmetric": False, "array": (sub["upper"] - sub["predicted"]).tolist(),
                          "arrayminus": (sub["predicted"] - sub["lower"]).tolist(), "thickness": 1,
                          "color": family_color(family)},

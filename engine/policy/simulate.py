@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -211,7 +211,7 @@ def _cumulative(success: np.ndarray, metric: str) -> np.ndarray:
     return np.logical_or.accumulate(success, axis=1) if metric == "first-hit" else success
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class BenchmarkPolicy:
     """Policy outcome on one benchmark: success per trial and budget, for the strategy's and random order.
 
@@ -246,7 +246,24 @@ def _first_hit(success: np.ndarray, n: int) -> np.ndarray:
     return np.where(hit, success.argmax(axis=1) + 1, n)
 
 
-@dataclass
+@dataclass(frozen=True)
+class BenchmarkSummary:
+    """Policy outcome on one benchmark at the result's budget: recall (strategy, chance k/n, random order), the
+    best setting, and the finetunes each trial needed until it first ranked in the top-T (mean and histogram)."""
+
+    recall: float
+    random_recall: float
+    random_sampling_recall: float
+    optimum: str
+    mean_runs: float
+    runs_distribution: dict[int, int]
+    n_candidates: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class PolicyResult:
     """AC policy simulation over one or all benchmarks of a study (same seed, same result)."""
 
@@ -262,18 +279,18 @@ class PolicyResult:
     law_model: str = DEFAULT_LAW_MODEL
     level: float = DEFAULT_LEVEL
 
-    def summary(self, benchmark: str) -> dict[str, Any]:
+    def summary(self, benchmark: str) -> BenchmarkSummary:
         res = self.benchmarks[benchmark]
         runs = res.runs_to_hit()
-        return {
-            "recall": res.recall(self.budget, self.metric),
-            "random_recall": self.budget / res.n_candidates,
-            "random_sampling_recall": res.random_sampling_recall(self.budget, self.metric),
-            "optimum": res.optimum,
-            "mean_runs": float(runs.mean()),
-            "runs_distribution": {int(k): int(v) for k, v in zip(*np.unique(runs, return_counts=True), strict=True)},
-            "n_candidates": res.n_candidates,
-        }
+        return BenchmarkSummary(
+            recall=res.recall(self.budget, self.metric),
+            random_recall=self.budget / res.n_candidates,
+            random_sampling_recall=res.random_sampling_recall(self.budget, self.metric),
+            optimum=res.optimum,
+            mean_runs=float(runs.mean()),
+            runs_distribution={int(k): int(v) for k, v in zip(*np.unique(runs, return_counts=True), strict=True)},
+            n_candidates=res.n_candidates,
+        )
 
     def mean_recall(self, budget: int | None = None, metric: str | None = None) -> float:
         """Recall at ``budget`` (default: the result's) averaged over the simulated benchmarks."""
@@ -281,12 +298,13 @@ class PolicyResult:
         return float(np.mean([r.recall(k, metric or self.metric) for r in self.benchmarks.values()]))
 
     def table(self) -> pd.DataFrame:
-        rows = [{"benchmark": b, **{k: v for k, v in self.summary(b).items() if k != "runs_distribution"}} for b in self.benchmarks]
+        rows = [{"benchmark": b, **{k: v for k, v in self.summary(b).to_dict().items() if k != "runs_distribution"}}
+                for b in self.benchmarks]
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict[str, Any]:
         """The CLI JSON of ``policy simulate``."""
-        out = {"study": self.study, "benchmarks": {b: self.summary(b) for b in self.benchmarks}, "budget": self.budget,
+        out = {"study": self.study, "benchmarks": {b: self.summary(b).to_dict() for b in self.benchmarks}, "budget": self.budget,
                "trials": self.trials, "seed": self.seed, "top": self.top, "variant": self.variant,
                "metric": self.metric, "strategy": self.strategy, "mean_recall": self.mean_recall()}
         if self.strategy == "uncertainty":
