@@ -11,7 +11,6 @@ from engine.law import (
     LAW_MODEL_DESCRIPTIONS,
     LAW_MODELS,
     evaluation_if_ready,
-    fit_ready,
     predict_unscored,
     too_large_for_app,
 )
@@ -134,14 +133,6 @@ def _render_predict(study, benchmark: str, model: str, level: float, families) -
         _ui.show_table(tables.heldout_table(held, model, level), f"law-{benchmark}-{model}-heldout-table", prov)
 
 
-@st.fragment(run_every=1.0)
-def _wait_for_fit(study, model: str) -> None:
-    """Polls the background fit of the chosen model (the script thread never waits); redraws when it is ready."""
-    if fit_ready(study, model, wait_s=0.0):
-        st.rerun(scope="app")
-    st.info(f"Fitting the '{model}' law and its leave-one-out refits in the background…", icon=":material/hourglass_top:")
-
-
 def _render_unscored(study, benchmark: str, model: str, level: float) -> None:
     """Settings with A and C but no score: the chosen model's prediction with its out-of-sample interval."""
     scope = None if benchmark == ALL else benchmark
@@ -150,12 +141,7 @@ def _render_unscored(study, benchmark: str, model: str, level: float) -> None:
     if not tables.unscored_count(study, scope):
         st.caption(f"Every setting with A and C has a score on {where}; nothing left to predict.")
         return
-    why = too_large_for_app(study, model)
-    if why:
-        st.info(why[0].upper() + why[1:].replace("law evaluate", "law predict") + ".", icon=":material/terminal:")
-        return
-    if not fit_ready(study, model):
-        _wait_for_fit(study, model)
+    if not _ui.law_fit_ready(study, model):
         return
     predictions = predict_unscored(study, model, level, benchmark=scope)
     st.caption(f"Out of sample: these settings have no score, so the **{MODEL_NAMES[model]}** law, fitted on the "
