@@ -66,10 +66,10 @@ def main() -> int:
     t_match = time.perf_counter() - t0
 
     checks = {
-        "forwards_equal_unique_images": cold["stats"]["images_encoded"] == unique,
-        "cached_rerun_encodes_nothing": warm["stats"]["images_encoded"] == 0,
-        "matching_all_pairs_cached_under_30s": warm["stats"]["seconds"] < 30.0,
-        "cached_rerun_10x_faster": cold["stats"]["seconds"] >= 10.0 * warm["stats"]["seconds"],
+        "forwards_equal_unique_images": cold.stats.images_encoded == unique,
+        "cached_rerun_encodes_nothing": warm.stats.images_encoded == 0,
+        "matching_all_pairs_cached_under_30s": warm.stats.seconds < 30.0,
+        "cached_rerun_10x_faster": cold.stats.seconds >= 10.0 * warm.stats.seconds,
     }
     report = {
         "encoder": args.encoder,
@@ -79,21 +79,21 @@ def main() -> int:
         "unique_images": unique,
         "write_dataset_s": round(t_write, 2),
         "parse_annotations_s": round(t_parse, 2),
-        "cold": cold["stats"],
-        "cached": warm["stats"],
+        "cold": cold.to_dict()["stats"],
+        "cached": warm.to_dict()["stats"],
         "cached_feature_load_s": round(t_load, 2),
         "matching_only_s": round(t_match, 2),
-        "speedup_cached_vs_cold": round(cold["stats"]["seconds"] / max(warm["stats"]["seconds"], 1e-9), 1),
-        "pck_per_image_0.1": cold["pck"]["per_image"]["0.1"],
+        "speedup_cached_vs_cold": round(cold.stats.seconds / max(warm.stats.seconds, 1e-9), 1),
+        "pck_per_image_0.1": cold.pck["per_image"]["0.1"],
         "checks": checks,
     }
     lines = [
         f"correspondence bench: {len(pairs)} pairs over {unique} images, encoder {args.encoder}, {torch.get_num_threads()} torch threads,"
         f" {report['decode_workers']} decode threads",
         f"  dataset write {t_write:.1f} s, annotation parse {t_parse:.1f} s",
-        f"  cold run   {cold['stats']['seconds']:.1f} s ({cold['stats']['images_encoded']} images encoded in {cold['stats']['forwards']} forwards,"
-        f" encoding {cold['stats']['encode_seconds']:.1f} s)",
-        f"  cached run {warm['stats']['seconds']:.1f} s ({warm['stats']['cache_hits']} cache hits, {warm['stats']['images_encoded']} encoded)"
+        f"  cold run   {cold.stats.seconds:.1f} s ({cold.stats.images_encoded} images encoded in {cold.stats.forwards} forwards,"
+        f" encoding {cold.stats.encode_seconds:.1f} s)",
+        f"  cached run {warm.stats.seconds:.1f} s ({warm.stats.cache_hits} cache hits, {warm.stats.images_encoded} encoded)"
         f" -> {report['speedup_cached_vs_cold']}x faster",
         f"  cached features load {t_load:.1f} s; matching all pairs {t_match:.1f} s",
         *[f"  [{'ok' if ok else 'FAIL'}] {name}" for name, ok in checks.items()],

@@ -52,9 +52,11 @@ def forward_images_per_s(encoder, pixels, device: str, precision: str, reps: int
     return reps * pixels.shape[0] / (time.perf_counter() - t0)
 
 
-def end_to_end(result: dict) -> dict:
+def summarise(result: dict, wall: float | None = None) -> dict:
+    """Timings and PCK of one evaluation's JSON (``CEvaluation.to_dict()``); ``wall``: the caller's own clock."""
     stats = result["stats"]
     return {
+        **({} if wall is None else {"wall_s": round(wall, 2)}),
         "pairs": stats["pairs"],
         "images": stats["images"],
         "seconds": round(stats["seconds"], 2),
@@ -62,18 +64,36 @@ def end_to_end(result: dict) -> dict:
         "match_seconds": round(stats["seconds"] - stats["encode_seconds"], 2),
         "images_encoded": stats["images_encoded"],
         "images_per_s": round(stats["images"] / stats["seconds"], 1),
-        "pck_per_image_0.1": round(result["pck"]["per_image"]["0.1"], 4),
+        "pck_per_image_0.1": round(result["pck"]["per_image"]["0.1"], 6),
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_set_args(parser: argparse.ArgumentParser) -> None:
+    """The options both GPU benches share: device, model, the synthetic set's size, batch size."""
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--model", choices=sorted(MODELS), default="clip-l14-336")
     parser.add_argument("--categories", type=int, default=18)
     parser.add_argument("--images-per-category", type=int, default=100)
     parser.add_argument("--pairs", type=int, default=12_234)
     parser.add_argument("--batch-size", type=int, default=64)
+
+
+def register_random_encoder(model: str) -> str:
+    """Register ``MODELS[model]`` with random weights (timing only) in the encoder registry; returns its name."""
+    from engine.encoders.registry import EncoderSpec, register_encoder
+
+    name = f"{model}-random"
+    register_encoder(EncoderSpec(
+        name=name, family="hf-transformers", pretrained=False, source=f"random:{model}",
+        description=f"{model} architecture, random weights (timing only)",
+        params={"config": MODELS[model], "seed": 0},
+    ))  # fmt: skip
+    return name
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_set_args(parser)
     parser.add_argument("--workers", type=int, default=None, help="decode threads (default: engine's choice)")
     parser.add_argument("--reps", type=int, default=5, help="forward-only repetitions")
     parser.add_argument("--sequential", action="store_true", help="also time a cold fp32 run with no decode threads")
@@ -90,14 +110,9 @@ def main() -> int:
     from engine.correspondence.prefetch import default_workers
     from engine.correspondence.synthetic import write_synthetic_spair
     from engine.encoders.preprocess import prepare
-    from engine.encoders.registry import EncoderSpec, build_encoder, register_encoder
+    from engine.encoders.registry import build_encoder
 
-    name = f"{args.model}-random"
-    register_encoder(EncoderSpec(
-        name=name, family="hf-transformers", pretrained=False, source=f"random:{args.model}",
-        description=f"{args.model} architecture, random weights (timing only)",
-        params={"config": MODELS[args.model], "seed": 0},
-    ))  # fmt: skip
+    name = register_random_encoder(args.model)
     root = write_synthetic_spair(scratch / "SPair-71k", args.categories, args.images_per_category, args.pairs)
     spec = f"spair:{root}"
 
@@ -110,11 +125,11 @@ def main() -> int:
     common = {"record": False, "device": args.device, "batch_size": args.batch_size, "workers": args.workers}
     runs = {}
     if args.sequential:
-        runs["cold_fp32_no_decode_threads"] = end_to_end(evaluate(spec, encoder, **{**common, "workers": 0}))
+        runs["cold_fp32_no_decode_threads"] = summarise(evaluate(spec, encoder, **{**common, "workers": 0}).to_dict())
         cache.enforce_limit(limit_bytes=0)
-    runs["cold_fp32"] = end_to_end(evaluate(spec, encoder, **common))
-    runs["cached_fp32"] = end_to_end(evaluate(spec, encoder, **common))
-    runs["cold_bf16"] = end_to_end(evaluate(spec, encoder, precision="bf16", **common))
+    runs["cold_fp32"] = summarise(evaluate(spec, encoder, **common).to_dict())
+    runs["cached_fp32"] = summarise(evaluate(spec, encoder, **common).to_dict())
+    runs["cold_bf16"] = summarise(evaluate(spec, encoder, precision="bf16", **common).to_dict())
     cuda = torch.cuda.is_available() and args.device.startswith("cuda")
     report = {
         "device": args.device,

@@ -27,7 +27,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_gpu_correspondence import MODELS, forward_images_per_s  # noqa: E402
+from bench_gpu_correspondence import (  # noqa: E402
+    add_set_args,
+    forward_images_per_s,
+    register_random_encoder,
+    summarise,
+)
 
 
 def _sync(device: str) -> None:
@@ -82,35 +87,21 @@ def stage_times(spec: str, encoder, device: str, batch_size: int, workers: int) 
     }
 
 
-def summarise(result: dict, wall: float) -> dict:
-    s = result["stats"]
-    return {
-        "wall_s": round(wall, 2),
-        "seconds": round(s["seconds"], 2),
-        "encode_seconds": round(s["encode_seconds"], 2),
-        "match_seconds": round(s["seconds"] - s["encode_seconds"], 2),
-        "images": s["images"],
-        "images_encoded": s["images_encoded"],
-        "images_per_s": round(s["images"] / s["seconds"], 1),
-        "pck_per_image_0.1": round(result["pck"]["per_image"]["0.1"], 6),
-    }
-
-
 OLD_RUN = """
 import json, sys, time
 sys.path.insert(0, {old!r})
 sys.path.insert(0, {bench!r})
-from bench_gpu_correspondence import MODELS
+from bench_gpu_correspondence import register_random_encoder
 sys.path.insert(0, {old!r})  # that module put this repository first: the old engine must win
 import engine
 assert engine.__file__.startswith({old!r}), engine.__file__
 from engine.correspondence.evaluate import evaluate
-from engine.encoders.registry import EncoderSpec, build_encoder, register_encoder
-register_encoder(EncoderSpec(name={name!r}, family="hf-transformers", pretrained=False, source="random",
-    description="timing only", params={{"config": MODELS[{model!r}], "seed": 0}}))
+from engine.encoders.registry import build_encoder
+register_random_encoder({model!r})  # into the old engine's registry (imported on call)
 enc = build_encoder({name!r}, device={device!r})
 t = time.perf_counter()
 r = evaluate({spec!r}, enc, record=False, device={device!r}, batch_size={batch}, precision="bf16")
+r = r.to_dict() if hasattr(r, "to_dict") else r  # an engine from before typed results returns the dict
 print(json.dumps({{"wall": time.perf_counter() - t, "result": r}}))
 """
 
@@ -119,16 +110,14 @@ RAY_RUN = """
 import json, sys, time
 sys.path.insert(0, {repo!r})
 sys.path.insert(0, {repo!r} + "/bench")
-from bench_gpu_correspondence import MODELS
+from bench_gpu_correspondence import register_random_encoder
 from engine.correspondence.evaluate import evaluate
-from engine.encoders.registry import EncoderSpec, register_encoder
-register_encoder(EncoderSpec(name={name!r}, family="hf-transformers", pretrained=False, source="random",
-    description="timing only", params={{"config": MODELS[{model!r}], "seed": 0}}))
+register_random_encoder({model!r})
 out = {{}}
 for label in ("ray_cold_bf16", "ray_cached_bf16"):
     t = time.perf_counter()
     r = evaluate({spec!r}, {name!r}, record=False, device={device!r}, batch_size={batch}, precision="bf16", backend="ray")
-    out[label] = {{"wall": time.perf_counter() - t, "result": r}}
+    out[label] = {{"wall": time.perf_counter() - t, "result": r.to_dict()}}
     print(label, round(time.perf_counter() - t, 2), file=sys.stderr, flush=True)
 print(json.dumps(out))
 """
@@ -136,12 +125,7 @@ print(json.dumps(out))
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--model", choices=sorted(MODELS), default="clip-l14-336")
-    parser.add_argument("--categories", type=int, default=18)
-    parser.add_argument("--images-per-category", type=int, default=100)
-    parser.add_argument("--pairs", type=int, default=12_234)
-    parser.add_argument("--batch-size", type=int, default=64)
+    add_set_args(parser)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--old", default=None, help="folder holding an older engine/ to time the same cold run with")
     parser.add_argument("--no-ray", action="store_true")
@@ -159,14 +143,12 @@ def main() -> int:
     from engine.correspondence.prefetch import default_workers
     from engine.correspondence.synthetic import write_synthetic_spair
     from engine.encoders.preprocess import prepare
-    from engine.encoders.registry import EncoderSpec, build_encoder, register_encoder
+    from engine.encoders.registry import build_encoder
 
     report: dict = {"device": args.device, "torch": torch.__version__, "cpus": os.cpu_count()}
     cuda = args.device.startswith("cuda") and torch.cuda.is_available()
     report["gpu"] = torch.cuda.get_device_name(0) if cuda else None
-    name = f"{args.model}-random"
-    register_encoder(EncoderSpec(name=name, family="hf-transformers", pretrained=False, source=f"random:{args.model}",
-                                 description="timing only", params={"config": MODELS[args.model], "seed": 0}))
+    name = register_random_encoder(args.model)
     t = time.perf_counter()
     root = write_synthetic_spair(scratch / "SPair-71k", args.categories, args.images_per_category, args.pairs)
     report["write_set_s"] = round(time.perf_counter() - t, 1)
@@ -185,10 +167,10 @@ def main() -> int:
     common = {"record": False, "device": args.device, "batch_size": args.batch_size, "precision": "bf16"}
     runs = {}
     t = time.perf_counter()
-    runs["local_cold_bf16"] = summarise(evaluate(spec, encoder, **common), time.perf_counter() - t)
+    runs["local_cold_bf16"] = summarise(evaluate(spec, encoder, **common).to_dict(), time.perf_counter() - t)
     print(json.dumps(runs, indent=1), flush=True)
     t = time.perf_counter()
-    runs["local_cached_bf16"] = summarise(evaluate(spec, encoder, **common), time.perf_counter() - t)
+    runs["local_cached_bf16"] = summarise(evaluate(spec, encoder, **common).to_dict(), time.perf_counter() - t)
     print(json.dumps(runs["local_cached_bf16"]), flush=True)
     if not args.no_ray:  # in a child process group with a deadline: a cluster that hangs cannot eat the run
         cache.enforce_limit(limit_bytes=0)

@@ -56,25 +56,25 @@ def main() -> int:
 
     t = time.perf_counter()
     scored = correct_at(result, pair.trg_bbox, 0.1)
-    fig = mp.pair_matches_figure(result["src_image"], result["trg_image"], result["src_kps"], result["gt_kps"],
-                                 result["pred_kps"], result["visible"], scored["correct"],
+    fig = mp.pair_matches_figure(result.src_image, result.trg_image, result.src_kps, result.gt_kps,
+                                 result.pred_kps, result.visible, scored["correct"],
                                  threshold_px=scored["threshold_px"], alpha=0.1)  # fmt: skip
     rows.append(("matches figure (correct_at + build)", _ms(t)))
     match_kb = len(fig.to_json()) / 1024
 
-    h, w = result["src_image"].shape[:2]
+    h, w = result.src_image.shape[:2]
     points = mp.click_grid(h, w)[:: max(1, len(mp.click_grid(h, w)) // args.clicks)][: args.clicks]
     t = time.perf_counter()
     for xy in points:
         query = query_similarity(result, xy)
     rows.append((f"click: query_similarity (mean of {len(points)})", _ms(t) / len(points)))
     t = time.perf_counter()
-    sim_fig = mp.similarity_figure(result["src_image"], result["trg_image"], query["similarity"], query["query_xy"],
+    sim_fig = mp.similarity_figure(result.src_image, result.trg_image, query["similarity"], query["query_xy"],
                                    query["best_xy"], extent=query["extent"])  # fmt: skip
     rows.append(("similarity figure build", _ms(t)))
     t = time.perf_counter()
     maps = pca_maps(result)
-    pca = mp.pca_figure(maps["src_rgb"], maps["trg_rgb"], result["src_image"], result["trg_image"],
+    pca = mp.pca_figure(maps["src_rgb"], maps["trg_rgb"], result.src_image, result.trg_image,
                         src_extent=maps["src_extent"], trg_extent=maps["trg_extent"])  # fmt: skip
     rows.append(("PCA maps + figure", _ms(t)))
 
@@ -84,7 +84,7 @@ def main() -> int:
     png = figure_to_bytes(fig, "png", prov)
     rows.append(("PNG export (warm kaleido)", _ms(t)))
 
-    print(f"viewer latency — encoder {args.encoder}, pair {args.pair} ({w}x{h} source, {len(result['src_kps'])} kps)")
+    print(f"viewer latency — encoder {args.encoder}, pair {args.pair} ({w}x{h} source, {len(result.src_kps)} kps)")
     for name, value in rows:
         print(f"  {name:<44} {value:9.1f} ms")
     sizes = {"matches": match_kb, "similarity": len(sim_fig.to_json()) / 1024, "pca": len(pca.to_json()) / 1024}

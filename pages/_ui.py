@@ -19,7 +19,7 @@ import streamlit as st
 
 from engine import export, law
 from engine.errors import LawExplorerError, first_line
-from engine.law import fit_study
+from engine.law import fit_ready, fit_study, too_large_for_app
 from engine.study import BUNDLED_NAME, list_studies, load_study
 
 _LOG = logging.getLogger("law_explorer.pages")
@@ -358,3 +358,24 @@ def show_table(table: pd.DataFrame, name: str, provenance: export.Provenance, **
 
 if __name__ == "__main__":  # Streamlit's legacy mode runs every file of pages/ as a page, this one included
     ensure_app_navigation()
+
+
+@st.fragment(run_every=1.0)
+def _wait_for_fit(study, model: str) -> None:
+    """Polls the background fit (the script thread never waits for it); redraws the page when it is ready."""
+    if fit_ready(study, model, wait_s=0.0):
+        st.rerun(scope="app")
+    st.info(f"Fitting the '{model}' law and its leave-one-out refits in the background…", icon=":material/hourglass_top:")
+
+
+def law_fit_ready(study, model: str) -> bool:
+    """Whether the study's ``model`` fit is ready for predictions; otherwise shows why not (too large for the app:
+    the CLI command; still fitting: progress that redraws the page when done)."""
+    why = too_large_for_app(study, model)
+    if why:
+        st.info(why[0].upper() + why[1:].replace("law evaluate", "law predict") + ".", icon=":material/terminal:")
+        return False
+    if not fit_ready(study, model):
+        _wait_for_fit(study, model)
+        return False
+    return True

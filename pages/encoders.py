@@ -20,26 +20,19 @@ KINDS = {
 SELECTED_KEY = "encoders_selected"
 PENDING_SELECT_KEY = "encoders_select_next"
 LAST_UPLOAD_KEY = "encoders_last_upload"
+UPLOAD_FUTURE_KEY = "encoders_upload_future"
+
+
+COLUMNS = {"encoder": "encoder", "name": "name", "family": "family", "pretrained": "pretrained",
+           "offline_available": "offline", "paper_setting": "paper setting", "source": "source", "description": "description"}
 
 
 def _rows(specs: list) -> pd.DataFrame:
     shown = display_names(specs)
-    return pd.DataFrame(
-        [
-            {
-                "encoder": shown[s.name],
-                "name": s.name,
-                "family": s.family,
-                "pretrained": s.pretrained,
-                "offline": s.offline_available(),
-                "paper setting": s.paper_setting or "",
-                "source": s.source,
-                "description": s.description,
-            }
-            for s in specs
-        ],
-        columns=["encoder", "name", "family", "pretrained", "offline", "paper setting", "source", "description"],
-    )
+    rows = [{"encoder": shown[s.name]} | s.as_dict(params=False) for s in specs]
+    table = pd.DataFrame(rows, columns=list(COLUMNS)).rename(columns=COLUMNS)
+    table["paper setting"] = table["paper setting"].fillna("")
+    return table
 
 
 def _provenance(table: pd.DataFrame) -> export.Provenance:
@@ -91,8 +84,8 @@ def _details(specs: list) -> None:
         st.caption(f"Loads offline on this machine. Id: `{spec.name}`")
     else:
         st.warning("Not available offline: its weights are not in the local cache (set HF_HUB_OFFLINE=0 with network).")
-    st.json({"source": spec.source, "paper_setting": spec.paper_setting, "license": spec.license, "params": spec.params},
-            expanded=False)
+    row = spec.as_dict()
+    st.json({k: row[k] for k in ("source", "paper_setting", "license", "params")}, expanded=False)
     if spec.family == "upload" and st.button("Delete this upload", key="encoders_delete", icon=":material/delete:"):
         from engine.encoders import delete_upload
 
@@ -121,7 +114,7 @@ def _next_steps(name: str, shown: str) -> None:
 
 
 def _upload_form(specs: list) -> None:
-    from engine.encoders import upload_bytes
+    from engine.encoders import submit_upload
 
     st.subheader("Upload a checkpoint")
     st.caption("Files are data, never code: safetensors or weights-only torch checkpoints (TorchScript is not "
@@ -136,14 +129,40 @@ def _upload_form(specs: list) -> None:
         options["model_name"] = st.text_input("open_clip model name", placeholder="ViT-B-32", key="upload_model_name") or None
     label = st.text_input("Label", placeholder="my finetuned encoder", key="upload_label") or None
     file = st.file_uploader("Checkpoint file", key="upload_file")
-    if st.button("Upload and validate", key="upload_go", disabled=file is None, icon=":material/upload:"):
-        with _ui.user_errors(), st.spinner("Validating ..."):
-            result = upload_bytes(file.getvalue(), file.name, kind, label=label, **options)
-            verb = "already stored as" if result.existed else "stored as"
-            st.session_state[LAST_UPLOAD_KEY] = f"{file.name} {verb} {result.name}" + (
-                f" ({result.label})" if result.label else "")
-            st.session_state[PENDING_SELECT_KEY] = result.name  # the details panel shows it, with its next steps
-            st.rerun()  # the registry table and every picker now list it
+    validating = UPLOAD_FUTURE_KEY in st.session_state
+    if st.button("Upload and validate", key="upload_go", disabled=file is None or validating, icon=":material/upload:"):
+        # validation builds and runs the model (seconds to minutes for a large checkpoint): off the script thread
+        st.session_state[UPLOAD_FUTURE_KEY] = (file.name, submit_upload(file.getvalue(), file.name, kind, label=label,
+                                                                        **options))
+        st.rerun()  # drawn again with the button disabled and the progress shown
+    _pending_upload()
+
+
+def _pending_upload() -> None:
+    """The upload being validated in the background: its progress while it runs, then its result or error."""
+    pending = st.session_state.get(UPLOAD_FUTURE_KEY)
+    if pending is None:
+        return
+    filename, future = pending
+    if not future.done():
+        st.fragment(_upload_progress, run_every=1.0)(filename)
+        return
+    del st.session_state[UPLOAD_FUTURE_KEY]
+    with _ui.user_errors():
+        result = future.result()
+        verb = "already stored as" if result.existed else "stored as"
+        st.session_state[LAST_UPLOAD_KEY] = f"{filename} {verb} {result.name}" + (
+            f" ({result.label})" if result.label else "")
+        st.session_state[PENDING_SELECT_KEY] = result.name  # the details panel shows it, with its next steps
+        st.rerun()  # the registry table and every picker now list it
+
+
+def _upload_progress(filename: str) -> None:
+    pending = st.session_state.get(UPLOAD_FUTURE_KEY)
+    if pending is None or pending[1].done():
+        st.rerun(scope="app")  # finished: the whole page shows the result and lists the new encoder
+    st.info(f"Validating {filename}: checking the file, building the encoder and running it on a tiny input ...",
+            icon=":material/hourglass_top:")
 
 
 def render() -> None:

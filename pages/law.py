@@ -6,7 +6,14 @@ from __future__ import annotations
 import streamlit as st
 
 from engine.benchmarks import label
-from engine.law import FEATURE_SETS, LAW_MODEL_DESCRIPTIONS, LAW_MODELS, evaluation_if_ready, too_large_for_app
+from engine.law import (
+    FEATURE_SETS,
+    LAW_MODEL_DESCRIPTIONS,
+    LAW_MODELS,
+    evaluation_if_ready,
+    predict_unscored,
+    too_large_for_app,
+)
 from engine.plots import law as plots
 from engine.plots import setting_families, tables
 from pages import _ui
@@ -24,13 +31,9 @@ def _label(name: str) -> str:
 def _render_all(study, report, feature_set: str, families) -> None:
     panels = [(label(b), fits[feature_set].predictions, fits[feature_set].r2) for b, fits in report.fits.items()]
     prov = _ui.provenance(study, feature_set, benchmark=ALL)
-    _ui.show_figure(plots.small_multiples(panels, families), f"law-all-{feature_set}", prov)
+    _ui.show_figure(plots.small_multiples(panels, families, feature_set=feature_set), f"law-all-{feature_set}", prov)
     st.subheader("Fit quality per benchmark")
     _ui.show_table(plots.human_columns(tables.fit_quality(report, feature_set)), f"law-fit-quality-{feature_set}", prov)
-    predictions = report.predictions_table()
-    if len(predictions) and feature_set == "ac_poly":
-        st.subheader("Predictions for settings without a score (± leave-one-out RMSE)")
-        _ui.show_table(predictions, "law-unscored-all", prov)
 
 
 def _render_one(study, report, benchmark: str, feature_set: str, families) -> None:
@@ -48,11 +51,11 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
     cols[3].metric("Settings fitted", fit.n)
     left, right = st.columns(2)
     with left:
-        fig = plots.predicted_vs_actual(fit.predictions, families, name, fit.r2, fit.loo_r2, unit)
+        fig = plots.predicted_vs_actual(fit.predictions, families, name, fit.r2, fit.loo_r2, unit, feature_set)
         _ui.show_figure(fig, f"law-{benchmark}-{feature_set}-pred", prov)
     with right:
         a_grid, c_grid, z, points = tables.surface(fit)
-        fig = plots.surface_contour(a_grid, c_grid, z, points, families, name, unit)
+        fig = plots.surface_contour(a_grid, c_grid, z, points, families, name, unit, feature_set)
         _ui.show_figure(fig, f"law-{benchmark}-{feature_set}-surface", prov)
     st.subheader("Does it take both A and C?")
     comparison = tables.r2_comparison(report, benchmark)
@@ -70,16 +73,9 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
     st.caption("Normalised: on min-max normalised A, C and score. Raw units: the same polynomial in the study's "
                f"A, C and score{unit and f' ({unit})'}.")
     _ui.show_table(tables.coefficients(fit), f"law-{benchmark}-{feature_set}-coefficients", prov)
-    st.subheader("Predictions")
-    unscored = tables.unscored_predictions(study, fit)
-    if unscored.empty:
-        st.caption(f"Every setting with A and C has a {name} score; nothing left to predict.")
-    else:
-        st.markdown(f"**Settings without a {name} score**: prediction of the paper's law ± its out-of-sample "
-                    "(leave-one-out) RMSE; the model's conformal interval is on the Score-an-encoder page")
-        _ui.show_table(unscored, f"law-{benchmark}-{feature_set}-unscored", prov)
-    with st.expander("Fitted settings: predictions and residuals"):
-        _ui.show_table(fit.predictions, f"law-{benchmark}-{feature_set}-predictions", prov)
+    with st.expander(f"Fitted settings: in-sample and held-out predictions ({tables.feature_set_label(feature_set)}, "
+                     f"score units{unit and f': {unit}'})"):
+        _ui.show_table(tables.fitted_predictions(fit), f"law-{benchmark}-{feature_set}-predictions", prov)
 
 
 @st.fragment(run_every=1.0)
@@ -133,8 +129,36 @@ def _render_predict(study, benchmark: str, model: str, level: float, families) -
     held = evaluation.heldout[evaluation.heldout["benchmark"] == benchmark]
     fig = plots.heldout_intervals(held, families, label(benchmark), model, level, tables.score_unit(benchmark, study.table(benchmark)["score"]))
     _ui.show_figure(fig, f"law-{benchmark}-{model}-heldout", prov)
-    with st.expander("Held-out predictions and intervals (table)"):
-        _ui.show_table(held, f"law-{benchmark}-{model}-heldout-table", prov)
+    with st.expander(f"Held-out predictions and {level:.0%} intervals of the '{model}' law (table)"):
+        _ui.show_table(tables.heldout_table(held, model, level), f"law-{benchmark}-{model}-heldout-table", prov)
+
+
+def _render_unscored(study, benchmark: str, model: str, level: float) -> None:
+    """Settings with A and C but no score: the chosen model's prediction with its out-of-sample interval."""
+    scope = None if benchmark == ALL else benchmark
+    where = "any benchmark" if scope is None else label(benchmark)
+    st.subheader(f"Settings without a score on {where}: predicted")
+    if not tables.unscored_count(study, scope):
+        st.caption(f"Every setting with A and C has a score on {where}; nothing left to predict.")
+        return
+    if not _ui.law_fit_ready(study, model):
+        return
+    predictions = predict_unscored(study, model, level, benchmark=scope)
+    st.caption(f"Out of sample: these settings have no score, so the **{MODEL_NAMES[model]}** law, fitted on the "
+               f"scored settings, never saw them. Interval: {level:.0%} jackknife+ (finite-sample guarantee). Scores in "
+               "each benchmark's own units (MME: points out of 2000; accuracies: %; an unknown benchmark: the scale "
+               "of its scores), clipped to the valid range shown — none when the scale is unknown.")
+    for bench, reason in predictions.skipped.items():
+        st.caption(f"{label(bench)} not predicted: {reason}")
+    if predictions.table.empty:
+        return
+    table = tables.unscored_table(predictions)
+    flagged = table.loc[table["flags"] != "", "setting"].unique().tolist()
+    if flagged:
+        st.warning(f"Flagged (see the flags column): {', '.join(flagged)}.", icon=":material/warning:")
+    prov = _ui.provenance(study, "ac_poly", benchmark=benchmark, model=model, level=level,
+                          prediction="out of sample, jackknife+ interval")
+    _ui.show_table(table, f"law-{benchmark}-{model}-unscored", prov)
 
 
 def render() -> None:
@@ -159,6 +183,7 @@ def render() -> None:
     for bench, why in report.skipped.items():
         st.caption(f"{label(bench)} not fitted: {why}")
     _render_predict(study, benchmark, model, level, families)
+    _render_unscored(study, benchmark, model, level)
     st.subheader("The fit on all settings (in-sample)")
     if benchmark == ALL:
         _render_all(study, report, feature_set, families)

@@ -48,7 +48,7 @@ def _encoder_table() -> pd.DataFrame:
     from engine.encoders import list_encoders
 
     specs = list_encoders()
-    return _encoder_rows(tuple((s.name, s.family, str(s.params.get("label", ""))) for s in specs), specs)
+    return _encoder_rows(tuple((s.name, s.family, s.label or "") for s in specs), specs)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -57,12 +57,10 @@ def _encoder_rows(registry: tuple, _specs: list) -> pd.DataFrame:
     from engine.encoders import display_names
 
     shown = display_names(_specs)
-    rows = [
-        {"name": s.name, "label": shown[s.name], "family": s.family, "pretrained": s.pretrained,
-         "offline": s.offline_available(), "description": s.description}
-        for s in _specs
-    ]  # fmt: skip
-    table = pd.DataFrame(rows)
+    columns = {"name": "name", "label": "label", "family": "family", "pretrained": "pretrained",
+               "offline_available": "offline", "description": "description"}
+    rows = [s.as_dict(params=False) | {"label": shown[s.name]} for s in _specs]
+    table = pd.DataFrame(rows, columns=list(columns)).rename(columns=columns)
     # offline-available first, pretrained before random / baseline, registry order otherwise
     order = np.lexsort((np.arange(len(table)), ~table["pretrained"].to_numpy(), ~table["offline"].to_numpy()))
     return table.iloc[order].reset_index(drop=True)
@@ -85,7 +83,7 @@ def _thumbnail(spec: str, split: str, image_id: str, side: int = 160) -> np.ndar
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _predict(encoder_name: str, spec: str, split: str, pair_id: str, protocol: str) -> dict:
+def _predict(encoder_name: str, spec: str, split: str, pair_id: str, protocol: str) -> corr.PairPrediction:
     from engine.correspondence import predict_pair
 
     return predict_pair(_encoder(encoder_name), _dataset(spec, split), pair_id, protocol, split)
@@ -246,8 +244,8 @@ def _matches_view(encoders: list[str], spec: str, split: str, pair: pd.Series, p
             result = _predict(name, spec, split, pair["pair_id"], protocol)
             scored = corr.correct_at(result, pair["trg_bbox"], alpha, protocol)
             fig = mplots.pair_matches_figure(
-                result["src_image"], result["trg_image"], result["src_kps"], result["gt_kps"], result["pred_kps"],
-                result["visible"], scored["correct"], threshold_px=scored["threshold_px"], alpha=alpha,
+                result.src_image, result.trg_image, result.src_kps, result.gt_kps, result.pred_kps,
+                result.visible, scored["correct"], threshold_px=scored["threshold_px"], alpha=alpha,
                 show_threshold=show_circles, title=f"{_label(name)} · {pair['pair_id']}",
             )  # fmt: skip
             _show_image_figure(fig, f"matches-{_file_part(name)}-{pair['pair_id']}".replace("/", "_"),
@@ -255,7 +253,7 @@ def _matches_view(encoders: list[str], spec: str, split: str, pair: pd.Series, p
                                            weights_hash=_weights_hash(name), dataset=spec, split=split,
                                            pair=pair["pair_id"], source_image=pair["src_id"],
                                            target_image=pair["trg_id"], c_protocol=protocol, alpha=alpha))  # fmt: skip
-            per_alpha = ", ".join(f"@{a}: {'–' if v is None else f'{100 * v:.1f} %'}" for a, v in result["pck"].items())
+            per_alpha = ", ".join(f"@{a}: {'–' if v is None else f'{100 * v:.1f} %'}" for a, v in result.pck.items())
             st.caption(f"Pair PCK under protocol {protocol!r} ({per_alpha}); error threshold at α={alpha:g}: "
                        f"{scored['threshold_px']:.1f} px.")  # fmt: skip
 
@@ -293,15 +291,15 @@ def _height(encoders: list[str]) -> int:
 def _similarity_view(encoders: list[str], spec: str, split: str, pair: pd.Series, protocol: str) -> None:
     results = {name: _predict(name, spec, split, pair["pair_id"], protocol) for name in encoders}
     first = results[encoders[0]]
-    src_h, src_w = first["src_image"].shape[:2]
+    src_h, src_w = first.src_image.shape[:2]
     pair_key = f"{spec}|{split}|{pair['pair_id']}"
     if st.session_state.get("mx_query_pair") != pair_key:  # new pair: start at its first visible keypoint
-        visible = np.flatnonzero(first["visible"])
-        start = first["src_kps"][visible[0]] if len(visible) else (src_w / 2, src_h / 2)
+        visible = np.flatnonzero(first.visible)
+        start = first.src_kps[visible[0]] if len(visible) else (src_w / 2, src_h / 2)
         st.session_state["mx_qx"], st.session_state["mx_qy"] = float(start[0]), float(start[1])
         st.session_state["mx_query_pair"] = pair_key
     chart_keys = {name: f"mx-sim-chart-{hash_obj([pair_key, name, protocol])}" for name in encoders}
-    blank = mplots.similarity_figure(first["src_image"], first["trg_image"], np.zeros((1, 1)), None)
+    blank = mplots.similarity_figure(first.src_image, first.trg_image, np.zeros((1, 1)), None)
     grid_trace = next(i for i, t in enumerate(blank.data) if t.name == "click a source point")
     for name in encoders:
         clicked = _selected_query(chart_keys[name], grid_trace)
@@ -314,15 +312,15 @@ def _similarity_view(encoders: list[str], spec: str, split: str, pair: pd.Series
     cols[3].caption("Click a grid dot on a source (or type x / y): each target shows the cosine similarity of the "
                     "query's feature cell to every target cell. Star: the query; diamond: the best match the "
                     "protocol would predict; magenta ring: the true match of an annotated keypoint.")  # fmt: skip
-    gap = np.linalg.norm(first["src_kps"] - np.array([qx, qy]), axis=1)
-    on_kp = np.flatnonzero(first["visible"] & (gap < 1.0))
+    gap = np.linalg.norm(first.src_kps - np.array([qx, qy]), axis=1)
+    on_kp = np.flatnonzero(first.visible & (gap < 1.0))
     for name, cell in zip(encoders, _side_by_side(encoders), strict=True):
         with cell, _ui.user_errors():
             result = results[name]
             query = _query(name, spec, split, pair["pair_id"], protocol, (float(qx), float(qy)))
             fig = mplots.similarity_figure(
-                result["src_image"], result["trg_image"], query["similarity"], query["query_xy"], query["best_xy"],
-                gt_xy=result["gt_kps"][on_kp[0]] if len(on_kp) else None, extent=query["extent"], opacity=opacity,
+                result.src_image, result.trg_image, query["similarity"], query["query_xy"], query["best_xy"],
+                gt_xy=result.gt_kps[on_kp[0]] if len(on_kp) else None, extent=query["extent"], opacity=opacity,
                 height_px=_height(encoders), title=f"{_label(name)}: best match ({query['best_xy'][0]:.0f}, {query['best_xy'][1]:.0f}), "
                       f"cosine {query['best_score']:.3f}",
             )  # fmt: skip
@@ -341,7 +339,7 @@ def _pca_view(encoders: list[str], spec: str, split: str, pair: pd.Series, proto
         with cell, _ui.user_errors():
             result = _predict(name, spec, split, pair["pair_id"], protocol)
             maps = _pca(name, spec, split, pair["pair_id"], protocol)
-            fig = mplots.pca_figure(maps["src_rgb"], maps["trg_rgb"], result["src_image"], result["trg_image"],
+            fig = mplots.pca_figure(maps["src_rgb"], maps["trg_rgb"], result.src_image, result.trg_image,
                                     src_extent=maps["src_extent"], trg_extent=maps["trg_extent"],
                                     height_px=_height(encoders), title=f"{_label(name)}: joint PCA of the features (3 components → RGB)")  # fmt: skip
             st.plotly_chart(fig, width="content", key=f"chart-pca-{_file_part(name)}", theme=None)

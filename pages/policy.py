@@ -27,8 +27,6 @@ from pages import _ui
 ALL = "all"
 RECALL_COLUMNS = {"strategy": "finetune order", "metric": "success counted", "budget": "settings finetuned (k)",
                   "recall": "Recall@T (simulated)", "chance": "chance (k / n)", "benchmark": "benchmark"}
-RANKING_COLUMNS = {"predicted": "predicted score", "plus_minus": "± LOO RMSE", "rank_score": "ranking score",
-                   "measured": "measured score"}
 
 
 def _label(name: str) -> str:
@@ -140,13 +138,16 @@ def _render_recommender(study, benchmark: str, top: int) -> None:
     cols[1].metric("Best predicted, not finetuned", rec.alternative or "—",
                    delta=None if rec.alternative_predicted is None else f"{rec.alternative_predicted:.4g} predicted",
                    delta_color="off", help="The greedy strategy's next finetune")
-    cols[2].metric("Uncertainty (LOO RMSE)", "—" if rec.loo_rmse is None else f"± {rec.loo_rmse:.3g}")
+    cols[2].metric("Uncertainty: RMSE out of sample", "—" if rec.loo_rmse is None else f"± {rec.loo_rmse:.3g}",
+                   help="Leave-one-out RMSE of the law refitted on the finetuned settings, in score units")
     if rec.top_settings:
         st.markdown(f"**Current top {top}:** " + ", ".join(f"`{s}`" for s in rec.top_settings))
     else:
         st.caption("Finetune at least 2 settings to rank the rest by the law.")
-    prov = _ui.provenance(study, "ac_poly", benchmark=benchmark, finetuned=",".join(finetuned))
-    _ui.show_table(rec.ranking.rename(columns=RANKING_COLUMNS), f"policy-recommend-{benchmark}", prov)
+    if rec.loo_rmse is not None:
+        st.caption(tables.recommendation_method(rec, tables.score_unit(benchmark, table["score"])))
+    prov = _ui.provenance(study, rec.feature_set, benchmark=benchmark, finetuned=",".join(finetuned))
+    _ui.show_table(tables.recommendation_table(rec), f"policy-recommend-{benchmark}", prov)
 
 
 def _recall_reached(comparison, ctl: dict, n_cand: int, budget: int) -> tuple[str, float] | None:

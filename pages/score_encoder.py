@@ -7,7 +7,8 @@ import streamlit as st
 from engine import pipeline
 from engine.benchmarks import label
 from engine.errors import LawExplorerError
-from engine.law import FLAG_TEXT, LAW_MODELS, fit_ready, too_large_for_app
+from engine.law import FLAG_TEXT, LAW_MODELS
+from engine.plots import tables
 from pages import _ui
 
 MEASURE, MANUAL = "Measure with background jobs", "Enter A and C by hand"
@@ -172,7 +173,9 @@ def _render_policy(study, setting: str, A: float, C: float, prov, flags: list[st
     if rec.alternative:
         cols[1].markdown(f"**Best predicted not yet finetuned:** `{rec.alternative}` "
                          f"({rec.alternative_predicted:.4g} ± {rec.loo_rmse:.2g})")
-    _ui.show_table(rec.ranking, f"score-policy-{benchmark}", prov)
+    if rec.loo_rmse is not None:
+        st.caption(tables.recommendation_method(rec, tables.score_unit(benchmark, table["score"])))
+    _ui.show_table(tables.recommendation_table(rec), f"score-policy-{benchmark}", prov)
 
 
 def _show_flags(table, scale: str, study_name: str) -> None:
@@ -186,14 +189,6 @@ def _show_flags(table, scale: str, study_name: str) -> None:
             st.warning(f"{FLAG_TEXT[flag][0].upper()}{FLAG_TEXT[flag][1:]}: {', '.join(names)}.", icon=":material/warning:")
 
 
-@st.fragment(run_every=1.0)
-def _wait_for_fit(study, model: str) -> None:
-    """Polls the background fit (the script thread never waits for it); redraws the page when it is ready."""
-    if fit_ready(study, model, wait_s=0.0):
-        st.rerun(scope="app")
-    st.info(f"Fitting the '{model}' law and its leave-one-out refits in the background…", icon=":material/hourglass_top:")
-
-
 def _render_placement(study, setting: str, A: float, C: float, scale: str, target: str,
                       methods: dict | None = None) -> None:
     cols = st.columns([2, 1])
@@ -201,12 +196,7 @@ def _render_placement(study, setting: str, A: float, C: float, scale: str, targe
                               help="paper: the paper's quadratic; auto: chosen by nested CV (see the law page)")
     level = cols[1].select_slider("Interval level", [0.5, 0.6, 0.7, 0.8, 0.9, 0.95], value=0.8, key="score_level",
                                   format_func=lambda v: f"{v:.0%}")
-    why = too_large_for_app(study, model)
-    if why:
-        st.info(why[0].upper() + why[1:].replace("law evaluate", "law predict") + ".", icon=":material/terminal:")
-        return
-    if not fit_ready(study, model):
-        _wait_for_fit(study, model)
+    if not _ui.law_fit_ready(study, model):
         return
     table = pipeline.place_on_law(study, setting, A, C, model, level, scale=scale, **(methods or {}))
     flags = pipeline.placement_flags(table)

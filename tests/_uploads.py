@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from concurrent.futures import wait
 from pathlib import Path
 
 
@@ -21,3 +22,12 @@ def tiny_hf_zip(folder: Path, top: str = "my-model", name: str = "model.zip") ->
         for f in saved.iterdir():
             zf.write(f, f"{top}/{f.name}")
     return archive
+
+
+def finish_upload(at, timeout_s: float = 300.0):
+    """Wait for the Encoders page's background validation (if one is pending) and rerun the page to show its end."""
+    key = "encoders_upload_future"
+    if key in at.session_state:
+        wait([at.session_state[key][1]], timeout=timeout_s)
+        at.run()
+    return at

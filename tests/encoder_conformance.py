@@ -72,7 +72,7 @@ def registered(specs: Iterable[EncoderSpec] = (), families: Iterable[tuple[str, 
         for name, old in old_families:
             registry.unregister_family(name)
             if old is not None:
-                registry.register_family(old.name, old.build, old.offline_available)
+                registry.register_family(old.name, old.build, old.offline_available, old.params)
 
 
 def random_images(n: int, seed: int = 0) -> list[np.ndarray]:

@@ -170,3 +170,27 @@ def test_background_job_with_two_processes_relays_metrics(tmp_path):
     assert record.status == "done", record.error
     assert record.result["num_processes"] == 2 and os.path.isfile(record.result["checkpoint"])
     assert [m["value"] for m in record.metrics if m["name"] == "loss"] == pytest.approx(record.result["losses"])
+
+
+def test_a_run_the_process_state_does_not_fit_trains_in_a_child_process(tmp_path):
+    """accelerate fixes its state per process at the first Accelerator: after a bf16 one, a full-precision CPU run
+    must not train under bf16 (nor fail): it trains in a child process, as it would in a fresh one."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    params = {**DEMO, "max_steps": 3}
+    code = (
+        "import json, sys\n"
+        "from accelerate import Accelerator\n"
+        "from engine.alignment.jobctx import LocalContext\n"
+        "from engine.alignment.train import run_job\n"
+        "Accelerator(cpu=True, mixed_precision='bf16')\n"
+        f"result = run_job({params!r}, LocalContext(sys.argv[1]))\n"
+        "print(json.dumps(result))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": repo}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "child")], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    child = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert child["mixed_precision"] == "no" and child["num_processes"] == 1 and os.path.isfile(child["checkpoint"])
+    here = run_job(params, LocalContext(tmp_path / "here"))
+    assert child["losses"] == pytest.approx(here["losses"], rel=1e-6)

@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import torch
+from _uploads import finish_upload
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "encoders.py")
@@ -45,7 +46,7 @@ def test_upload_and_refusal(isolated_home, tmp_path):
     torch.save(build_encoder("efficientnet-lite0-random").module.state_dict(), buf)
     at.text_input(key="upload_label").set_value("page conv").run()
     at.file_uploader(key="upload_file").set_value(("conv.pt", buf.getvalue(), "application/octet-stream")).run()
-    at.button(key="upload_go").click().run()
+    finish_upload(at.button(key="upload_go").click().run())
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("stored as upload:" in s.value for s in at.success)
     at = _page()
@@ -57,6 +58,35 @@ def test_upload_and_refusal(isolated_home, tmp_path):
     assert not at.exception and not any(n.startswith("upload:") for n in at.dataframe[0].value["name"])
     at.selectbox(key="upload_kind").set_value("hf-zip").run()
     at.file_uploader(key="upload_file").set_value(("bad.zip", b"not a zip", "application/zip")).run()
-    at.button(key="upload_go").click().run()
+    finish_upload(at.button(key="upload_go").click().run())
     assert not at.exception
     assert any("bad.zip: not a zip archive" in e.value for e in at.error)
+
+
+def test_validation_runs_off_the_script_thread(isolated_home, monkeypatch):
+    """The page run returns while the upload is still validating (showing progress), then shows its result."""
+    import threading
+
+    import engine.encoders.upload_background as background
+    from engine.errors import InputError
+
+    release, threads = threading.Event(), []
+
+    def slow_upload(data, filename, kind, **options):
+        threads.append(threading.current_thread().name)
+        assert release.wait(60)
+        raise InputError(f"{filename}: refused after validation")
+
+    monkeypatch.setattr(background, "upload_bytes", slow_upload)
+    at = _page()
+    at.selectbox(key="upload_kind").set_value("hf-zip").run()
+    at.file_uploader(key="upload_file").set_value(("slow.zip", b"PK", "application/zip")).run()
+    at.button(key="upload_go").click().run()  # returns although the validation has not finished
+    assert not at.exception and not at.error
+    assert any("Validating slow.zip" in i.value for i in at.info)
+    assert at.button(key="upload_go").disabled  # no second upload while one validates
+    release.set()
+    finish_upload(at)
+    assert threads and threads[0] != threading.current_thread().name
+    assert any("slow.zip: refused after validation" in e.value for e in at.error)
+    assert not any("Validating" in i.value for i in at.info)

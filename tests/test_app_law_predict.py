@@ -73,8 +73,9 @@ def test_law_page_fit_vs_predict_for_the_chosen_model():
 
     ridge = evaluate_study(study, "ridge", 0.8).benchmarks["mme"]
     assert _metric(at, "R² out of sample") == f"{ridge.loo_r2:.3f}"
-    held = next(df.value for df in at.dataframe if "inside" in df.value.columns)
-    assert len(held) == 15 and (held["lower"] <= held["predicted"]).all()
+    held = next(df.value for df in at.dataframe if "inside the interval" in df.value.columns)
+    lower, predicted = held["80% interval: lower (jackknife+)"], held["predicted while held out ('ridge' law)"]
+    assert len(held) == 15 and (lower <= predicted).all()
 
 
 def test_score_page_separates_an_extrapolated_demo_setting_and_keeps_its_flags(jobs_home):
@@ -148,3 +149,57 @@ def test_law_page_all_benchmarks_shows_held_out_panels_and_means():
     assert "Mean R² out of sample: vision 0.703" in text and "paper ×15" in text
     table = next(df.value for df in at.dataframe if "R² out of sample (leave one setting out)" in df.value.columns)
     assert len(table) == 8
+
+
+def _study_with_unscored():
+    from dataclasses import replace
+
+    from engine.law.background import fit_ready
+
+    base = load_study("paper-v3").with_setting("new-inside", A=-1.95, C=18.0).with_setting("new-far", A=-1.0, C=30.0)
+    study = save_study(replace(base, name="holes"))
+    for model in ("paper", "ridge"):
+        evaluation_future(study, model, 0.8).result(timeout=300)
+        assert fit_ready(study, model, wait_s=300)
+    return study
+
+
+def test_law_page_predicts_unscored_settings_with_the_chosen_models_interval():
+    from engine.law import predict_setting
+
+    study = _study_with_unscored()
+    at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT)
+    at.session_state["study_name"] = "holes"
+    at.query_params["benchmark"] = "ok_vqa"
+    at.query_params["model"] = "ridge"
+    at.run()
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "flags" in df.value.columns)
+    predicted = "predicted score ('ridge' law, out of sample)"
+    lower, upper = "80% interval: lower (jackknife+)", "80% interval: upper (jackknife+)"
+    assert {predicted, lower, upper, "valid range (score units)"} <= set(table.columns)
+    assert sorted(table["setting"]) == ["new-far", "new-inside"] and set(table["benchmark"]) == {"OK-VQA"}
+    rows = table.set_index("setting")
+    for name, (a, c) in {"new-inside": (-1.95, 18.0), "new-far": (-1.0, 30.0)}.items():
+        oracle = predict_setting(study, a, c, "ridge", 0.8).table.set_index("benchmark").loc["ok_vqa"]
+        got = rows.loc[name]
+        assert (got[predicted], got[lower], got[upper]) == pytest.approx((oracle["predicted"], oracle["lower"], oracle["upper"]))
+        assert got["valid range (score units)"] == "0–100"
+    assert "extrapolation" in rows.loc["new-far", "flags"] and rows.loc["new-inside", "flags"] == ""
+    assert any("jackknife+" in c.value and "Out of sample" in c.value for c in at.caption)
+    assert any("new-far" in w.value for w in at.warning)
+    assert not any("leave-one-out RMSE" in m.value for m in at.markdown)  # the old ± LOO RMSE band is gone
+    at.select_slider(key="law_level").set_value(0.9).run()
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "flags" in df.value.columns)
+    assert "90% interval: lower (jackknife+)" in table.columns
+
+
+def test_law_page_all_benchmarks_lists_every_unscored_pair():
+    _study_with_unscored()
+    at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT)
+    at.session_state["study_name"] = "holes"
+    at.run()
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "flags" in df.value.columns)
+    assert len(table) == 2 * 8 and "predicted score ('paper' law, out of sample)" in table.columns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -89,11 +90,42 @@ def test_law_page_predicts_unscored_settings_of_a_stored_study():
     at.run()
     _assert_clean(at)
     fit = fit_benchmark(study, "mme")
-    unscored = next(df.value for df in at.dataframe if "plus_minus" in df.value.columns)
+    unscored = next(df.value for df in at.dataframe if "flags" in df.value.columns)
     assert unscored["setting"].tolist() == ["SD3"]
-    assert unscored["predicted"].iloc[0] == pytest.approx(float(fit.predict(-4.13, 3.09)))
-    assert unscored["plus_minus"].iloc[0] == pytest.approx(fit.loo_rmse)
+    assert unscored["predicted score ('paper' law, out of sample)"].iloc[0] == pytest.approx(float(fit.predict(-4.13, 3.09)))
+    lower, upper = _sklearn_jackknife_plus(study.table("mme").dropna(subset=["score"]), -4.13, 3.09, 0.8)
+    assert unscored["80% interval: lower (jackknife+)"].iloc[0] == pytest.approx(lower)
+    assert unscored["80% interval: upper (jackknife+)"].iloc[0] == pytest.approx(upper)
     assert _metric(at, "Settings fitted") == "14"
+
+
+def _sklearn_jackknife_plus(table, a, c, level):
+    """Jackknife+ interval (Barber et al. 2021) of the paper's law at (a, c) from sklearn leave-one-out refits."""
+    import math
+    from fractions import Fraction
+
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import PolynomialFeatures
+
+    def fit(rows):
+        part = table.iloc[rows]
+        lo = part[["A", "C", "score"]].min()
+        span = part[["A", "C", "score"]].max() - lo
+        poly = PolynomialFeatures(2)
+        model = LinearRegression().fit(poly.fit_transform((part[["A", "C"]] - lo[["A", "C"]]) / span[["A", "C"]]),
+                                       (part["score"] - lo["score"]) / span["score"])
+        return lambda x: lo["score"] + span["score"] * model.predict(
+            poly.transform((np.atleast_2d(x) - lo[["A", "C"]].to_numpy()) / span[["A", "C"]].to_numpy()))[0]
+
+    n = len(table)
+    lows, highs = [], []
+    for i in range(n):
+        f = fit([r for r in range(n) if r != i])
+        resid = abs(table["score"].iloc[i] - f(table[["A", "C"]].iloc[i].to_numpy()))
+        lows.append(f([a, c]) - resid)
+        highs.append(f([a, c]) + resid)
+    level = Fraction(str(level))  # exact: (1 - 0.8) * 15 is 2.9999999999999996 in floating point
+    return sorted(lows)[math.floor((1 - level) * (n + 1)) - 1], sorted(highs)[math.ceil(level * (n + 1)) - 1]
 
 
 def test_policy_page_controls_and_recommender():
@@ -116,6 +148,13 @@ def test_policy_page_controls_and_recommender():
     expected = recommend(study, "mme", {s: float(scores[s]) for s in ["CLIP336", "DINOv2", "SD3"]}, top=2)
     assert _metric(at, "Next finetune (region rule)") == expected.next_setting
     assert _metric(at, "Best predicted, not finetuned") == expected.alternative
+    ranking = next(df.value for df in at.dataframe if "measured score" in df.value.columns)
+    predicted = "predicted score (OLS quadratic refitted on the finetuned settings)"
+    assert predicted in ranking.columns and "± RMSE out of sample (leave one finetuned setting out)" in ranking.columns
+    best = ranking.set_index("setting").loc[expected.alternative, predicted]
+    assert best == pytest.approx(expected.alternative_predicted)
+    assert any("refitted on the 3 finetuned settings" in c.value and "out of sample" in c.value and "MME" in c.value
+               for c in at.caption)
     at.number_input(key="cost_budget").set_value(5).run()
     _assert_clean(at)
     cost = next(df.value for df in at.dataframe if "gpu_hours" in df.value.columns)

@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from _uploads import tiny_hf_zip
+from _uploads import finish_upload, tiny_hf_zip
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def _upload(tmp_path: Path) -> tuple[AppTest, str]:
     at.selectbox(key="upload_kind").set_value("hf-zip").run()
     at.text_input(key="upload_label").set_value(LABEL).run()
     at.file_uploader(key="upload_file").set_value(("model.zip", _tiny_hf_zip(tmp_path), "application/zip")).run()
-    at.button(key="upload_go").click().run()
+    finish_upload(at.button(key="upload_go").click().run())
     assert not at.exception and not at.error, [e.value for e in at.error]
     from engine.encoders.registry import list_encoders
 

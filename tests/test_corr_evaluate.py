@@ -45,25 +45,25 @@ class TinyPatchEncoder(VisionEncoder):
 def test_second_evaluation_encodes_nothing(isolated_home):
     enc = TinyPatchEncoder()
     first = ev.evaluate("builtin", enc, limit=20)
-    assert first["stats"]["images_encoded"] == first["stats"]["images"] == enc.images_seen > 0
-    assert first["stats"]["cache_hits"] == 0
-    assert set(first["pck"]) >= {"per_image", "per_point", "per_category"}
-    assert set(first["pck"]["per_image"]) == {"0.05", "0.1", "0.15"}
-    assert first["protocol"]["name"] == "default" and first["protocol"]["hash"]
+    assert first.stats.images_encoded == first.stats.images == enc.images_seen > 0
+    assert first.stats.cache_hits == 0
+    assert set(first.pck) >= {"per_image", "per_point", "per_category"}
+    assert set(first.pck["per_image"]) == {"0.05", "0.1", "0.15"}
+    assert first.protocol["name"] == "default" and first.protocol["hash"]
     seen = enc.images_seen
     second = ev.evaluate("builtin", enc, limit=20)
     assert enc.images_seen == seen
-    assert second["stats"]["images_encoded"] == 0 and second["stats"]["cache_hits"] == first["stats"]["images"]
-    assert second["pck"] == first["pck"]
+    assert second.stats.images_encoded == 0 and second.stats.cache_hits == first.stats.images
+    assert second.pck == first.pck
     summary = cache.cache_summary()
-    assert summary["entries"] == first["stats"]["images"] and summary["bytes"] > 0
+    assert summary["entries"] == first.stats.images and summary["bytes"] > 0
 
 
 def test_flip_pairs_are_matched_well_by_raw_patches(isolated_home):
     out = ev.evaluate("builtin", TinyPatchEncoder(), record=False)
-    hflip = [k for k in out["pck"]["per_category"]]
+    hflip = [k for k in out.pck["per_category"]]
     assert hflip  # categories present
-    assert 0.2 < out["pck"]["per_image"]["0.1"] <= 1.0
+    assert 0.2 < out.pck["per_image"]["0.1"] <= 1.0
 
 
 def test_resume_computes_only_the_remaining_pairs(isolated_home, tmp_path, monkeypatch):
@@ -79,9 +79,9 @@ def test_resume_computes_only_the_remaining_pairs(isolated_home, tmp_path, monke
     done = len(list(work.glob("*-chunk*.json")))
     assert done == 3
     resumed = ev.evaluate("builtin", enc, limit=40, work_dir=work)
-    assert resumed["stats"]["pairs_resumed"] == 24 and resumed["stats"]["pairs_computed"] == 16
+    assert resumed.stats.pairs_resumed == 24 and resumed.stats.pairs_computed == 16
     fresh = ev.evaluate("builtin", enc, limit=40, work_dir=tmp_path / "other")
-    assert fresh["pck"] == resumed["pck"]
+    assert fresh.pck == resumed.pck
 
 
 def test_run_job_inline_resumes_from_work_dir(isolated_home, tmp_path):
@@ -98,16 +98,16 @@ def test_run_job_inline_resumes_from_work_dir(isolated_home, tmp_path):
 def test_results_table_and_attach(isolated_home, monkeypatch):
     res = ev.evaluate("builtin", TinyPatchEncoder(), limit=10, protocol="paper-compat")
     rows = results.list_results()
-    assert [r["id"] for r in rows] == [res["result_id"]]
-    assert rows[0]["protocol_name"] == "paper-compat" and rows[0]["protocol_hash"] == res["protocol"]["hash"]
-    assert rows[0]["pck"] == res["pck"]
+    assert [r["id"] for r in rows] == [res.result_id]
+    assert rows[0]["protocol_name"] == "paper-compat" and rows[0]["protocol_hash"] == res.protocol["hash"]
+    assert rows[0]["pck"] == res.pck
     calls = []
     fake = types.ModuleType("engine.study")
     fake.set_setting_scores = lambda study, setting, **scores: calls.append((study, setting, scores))
     monkeypatch.setitem(sys.modules, "engine.study", fake)
-    value = results.attach_c_to_study(res["result_id"], "s1", "tiny")
-    assert calls == [("s1", "tiny", {"C": pytest.approx(100 * res["pck"]["per_image"]["0.1"])})]
-    assert value == pytest.approx(100 * res["pck"]["per_image"]["0.1"])
+    value = results.attach_c_to_study(res.result_id, "s1", "tiny")
+    assert calls == [("s1", "tiny", {"C": pytest.approx(100 * res.pck["per_image"]["0.1"])})]
+    assert value == pytest.approx(100 * res.pck["per_image"]["0.1"])
     table = results.per_category_table(res, rows[0])
     assert table.shape[1] == 2 and "overall (per_image)" in table.index
 
@@ -122,11 +122,11 @@ def test_cache_limit_evicts_least_recently_used(isolated_home, monkeypatch):
 
 def test_predict_pair_and_feature_pca(isolated_home):
     out = predict_pair(TinyPatchEncoder(), "builtin", "astronaut:hflip")
-    n = len(out["src_kps"])
-    assert out["pred_kps"].shape == (n, 2) and out["gt_kps"].shape == (n, 2) and len(out["visible"]) == n
-    assert set(out["correct"]) == {"0.05", "0.1", "0.15"} and len(out["correct"]["0.1"]) == n
-    assert out["src_image"].dtype == np.uint8 and out["src_features"].shape[0] == 192
-    a, b = feature_pca_rgb(out["src_features"], out["trg_features"])
+    n = len(out.src_kps)
+    assert out.pred_kps.shape == (n, 2) and out.gt_kps.shape == (n, 2) and len(out.visible) == n
+    assert set(out.correct) == {"0.05", "0.1", "0.15"} and len(out.correct["0.1"]) == n
+    assert out.src_image.dtype == np.uint8 and out.src_features.shape[0] == 192
+    a, b = feature_pca_rgb(out.src_features, out.trg_features)
     assert a.shape == (8, 8, 3) and b.shape == (8, 8, 3) and a.dtype == np.uint8
     with pytest.raises(Exception, match="no pair"):
         predict_pair(TinyPatchEncoder(), "builtin", "nope")
@@ -148,7 +148,7 @@ def test_a_torn_cache_file_is_re_encoded(isolated_home):
     victim = sorted((isolated_home / "features").rglob("*.npy"))[0]
     victim.write_bytes(b"not an array")
     again = ev.evaluate("builtin", enc, limit=3, record=False)
-    assert again["stats"]["images_encoded"] == 1 and again["pck"] == first["pck"]
+    assert again.stats.images_encoded == 1 and again.pck == first.pck
 
 
 def test_resize_knob_switches_preprocessing():

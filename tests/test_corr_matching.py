@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from engine.correspondence.matching import (
+    MatchRule,
     frame_transform,
     make_grid_map,
     match_cells,
@@ -52,7 +53,7 @@ def test_upsampled_map_refines_between_cells():
     trg[0, :, 0, 2] = torch.tensor([0.0, 1.0])
     cells = torch.zeros(1, 1, 2, dtype=torch.long)
     coarse = match_cells(src, trg, cells)[0, 0]
-    fine = match_cells(src, trg, cells, matching="upsampled_map", upsample=8)[0, 0]
+    fine = match_cells(src, trg, cells, MatchRule("upsampled_map", upsample=8))[0, 0]
     assert coarse[1].item() in (1.0, 2.0)
     assert 1.0 < fine[1].item() < 2.0
 

@@ -195,3 +195,91 @@ def test_protocol_and_a_definition_are_compared_with_the_study(tmp_path, capsys,
                           "--format", "json"], tmp_path, capsys, monkeypatch)
     data = json.loads(proc.stdout)
     assert proc.returncode == 0 and "method_mismatch" in data["flags"] and data["comparable"] is False
+
+
+# Exact linear laws on a 3 x 3 grid of (A, C): the quadratic fits them exactly, every leave-one-out refit too, so the
+# prediction at any (A, C) is the formula's value and the jackknife+ interval collapses onto it (hand-computable).
+GRID_A, GRID_C = np.repeat([0.0, 1.0, 2.0], 3), np.tile([0.0, 5.0, 10.0], 3)
+LAWS = {
+    "my_frac": lambda a, c: 0.1 + 0.1 * a + 0.02 * c,  # scores 0.1 .. 0.5: a fraction, range [0, 1]
+    "my_pct": lambda a, c: 10 + 10 * a + 2 * c,  # 10 .. 50: percent, range [0, 100]
+    "my_elo": lambda a, c: 1000 + 100 * a + 10 * c,  # 1000 .. 1300: points, no known bound
+    "my_delta": lambda a, c: -1 + 0.5 * a + 0.1 * c,  # -1 .. 1: signed, no known bound
+}
+UNSCORED = {"U_in": (1.5, 2.5), "U_far": (10.0, 10.0)}  # inside the grid; far right of it (extrapolated)
+
+
+def _exact_study():
+    import pandas as pd
+
+    from engine.study import make_study
+
+    names = [f"S{i}" for i in range(9)] + list(UNSCORED)
+    a = np.r_[GRID_A, [v[0] for v in UNSCORED.values()]]
+    c = np.r_[GRID_C, [v[1] for v in UNSCORED.values()]]
+    scores = pd.DataFrame({b: np.r_[f(GRID_A, GRID_C), [np.nan] * len(UNSCORED)] for b, f in LAWS.items()}, index=names)
+    return make_study("exact", pd.DataFrame({"setting": names, "A": a, "C": c}), scores)
+
+
+# hand-computed: (predicted, clipped, valid range) per (setting, benchmark)
+EXPECTED = {
+    ("U_in", "my_frac"): (0.30, False, (0.0, 1.0)), ("U_far", "my_frac"): (1.0, True, (0.0, 1.0)),  # 1.3 -> 1
+    ("U_in", "my_pct"): (30.0, False, (0.0, 100.0)), ("U_far", "my_pct"): (100.0, True, (0.0, 100.0)),  # 130 -> 100
+    ("U_in", "my_elo"): (1175.0, False, None), ("U_far", "my_elo"): (2100.0, False, None),
+    ("U_in", "my_delta"): (0.0, False, None), ("U_far", "my_delta"): (5.0, False, None),
+}
+
+
+@pytest.mark.parametrize("model", ["paper", "linear"])
+def test_unknown_benchmarks_clip_only_on_a_bounded_scale(model):
+    from engine.law import predict_unscored
+
+    result = predict_unscored(_exact_study(), model, level=0.8)
+    table = result.table.set_index(["setting", "benchmark"])
+    assert set(table.index) == set(EXPECTED)
+    for key, (value, clipped, bounds) in EXPECTED.items():
+        row = table.loc[key]
+        assert row["predicted"] == pytest.approx(value, abs=1e-6), key
+        assert row["lower"] == pytest.approx(value, abs=1e-6) and row["upper"] == pytest.approx(value, abs=1e-6), key
+        assert bool(row["clipped"]) is clipped, key
+        assert bool(row["extrapolated"]) is (key[0] == "U_far"), key
+        assert (row["range_low"], row["range_high"]) == (bounds or (-np.inf, np.inf)), key
+        assert (row["model"], row["level"]) == (model, 0.8)
+    one = predict_unscored(_exact_study(), model, benchmark="my_pct").table
+    assert sorted(one["setting"]) == ["U_far", "U_in"] and set(one["benchmark"]) == {"my_pct"}
+
+
+def test_placement_reports_the_valid_range_and_null_when_unbounded():
+    placed = predict_setting(_exact_study(), 10.0, 10.0, "paper")
+    out = placed.to_dict()["benchmarks"]
+    assert out["my_frac"]["valid_range"] == [0.0, 1.0] and out["my_frac"]["predicted"] == pytest.approx(1.0)
+    assert out["my_elo"]["valid_range"] == [None, None] and out["my_elo"]["predicted"] == pytest.approx(2100.0)
+    assert out["my_delta"]["valid_range"] == [None, None] and not out["my_delta"]["clipped"]
+    assert out["my_pct"]["clipped"] and "clipped" in placed.flags
+
+
+def test_unscored_predictions_equal_predict_setting_at_their_a_and_c():
+    from engine.law import predict_unscored
+
+    study = load_study("paper-v3")
+    names = study.setting_names[:2]
+    scores = study.long.copy()
+    scores.loc[scores["setting"].isin(names) & (scores["benchmark"] == "ok_vqa"), "score"] = np.nan
+    from dataclasses import replace
+
+    holed = replace(study, long=scores)
+    table = predict_unscored(holed, "ridge", level=0.7).table
+    assert sorted(table["setting"]) == sorted(names) and set(table["benchmark"]) == {"ok_vqa"}
+    for row in table.itertuples():
+        one = predict_setting(holed, row.A, row.C, "ridge", level=0.7).table.set_index("benchmark").loc["ok_vqa"]
+        assert (row.predicted, row.lower, row.upper) == pytest.approx((one["predicted"], one["lower"], one["upper"]))
+
+
+@pytest.mark.parametrize(("scores", "expected"), [
+    ([0.2, 0.7], (0.0, 1.0)), ([0.0, 1.0], (0.0, 1.0)), ([12.0, 70.0], (0.0, 100.0)), ([0.5, 100.0], (0.0, 100.0)),
+    ([-1.0, 1.0], None), ([-5.0, 100.0], None), ([-0.3, 0.4], None), ([900.0, 1210.0], None), ([3.0, 100.5], None),
+    ([], None)])
+def test_valid_range_of_an_unknown_benchmark_is_bounded_only_on_a_bounded_scale(scores, expected):
+    from engine.law import valid_range
+
+    assert valid_range("my_bench", scores) == (expected or (float("-inf"), float("inf")))

@@ -71,13 +71,13 @@ def test_budget_all_settings_measured_recall_is_one():
     study = bundled_study()
     result = simulate(study, budget=15, trials=50, seed=0, variant="measured")
     for bench in study.benchmarks:
-        assert result.summary(bench)["recall"] == 1.0
-        assert result.summary(bench)["random_recall"] == 1.0
+        assert result.summary(bench).recall == 1.0
+        assert result.summary(bench).random_recall == 1.0
 
 
 def test_top_covering_all_settings_gives_recall_one():
     result = simulate(bundled_study(), budget=2, trials=30, top=15)
-    assert all(result.summary(b)["recall"] == 1.0 for b in result.benchmarks)
+    assert all(result.summary(b).recall == 1.0 for b in result.benchmarks)
 
 
 def test_exact_quadratic_is_found_in_paper_variant():
@@ -88,8 +88,8 @@ def test_exact_quadratic_is_found_in_paper_variant():
     score = 1 + 2 * a + 3 * c - a * a + 0.5 * a * c - 2 * c * c
     study = _toy([(float(x), float(y), float(s)) for x, y, s in zip(a, c, score, strict=True)])
     result = simulate(study, budget=6, trials=40, top=1, variant="paper")
-    assert result.summary("mme")["recall"] == 1.0
-    assert result.summary("mme")["optimum"] == f"S{int(np.argmax(score))}"
+    assert result.summary("mme").recall == 1.0
+    assert result.summary("mme").optimum == f"S{int(np.argmax(score))}"
 
 
 def test_recall_curve_and_runs():
@@ -102,7 +102,7 @@ def test_recall_curve_and_runs():
     res = simulate(study, budget=3, trials=100, seed=0, variant="measured")
     for bench in study.benchmarks:
         s = res.summary(bench)
-        assert 2 <= s["mean_runs"] <= 15 and sum(s["runs_distribution"].values()) == 100
+        assert 2 <= s.mean_runs <= 15 and sum(s.runs_distribution.values()) == 100
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -98,3 +98,51 @@ def test_cli_uncertainty_flags(tmp_path, capsys, monkeypatch):
         assert main(["policy", "curve", "--study", "paper-v3", "--strategy", "uncertainty", *bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error:") and needle in err[0]
+
+
+def _plain_next(model_name: str, a, c, y, taken: list[int], level: float) -> int:
+    """The optimistic pick without any saving: the model refitted from scratch on the finetuned rows."""
+    from engine.law import get_law_model
+
+    rows = sorted(taken)
+    pred = get_law_model(model_name).fit(a[rows, None], c[rows, None], y[rows, None]).predict(a[:, None], c[:, None], level)
+    free = [i for i in range(len(a)) if i not in taken]
+    return max(free, key=lambda i: (pred.upper[i, 0], pred.mean[i, 0], -i))
+
+
+@pytest.mark.parametrize(("model_name", "level"), [("auto", 0.8), ("ridge", 0.5), ("multitask", 0.9), ("linear", 0.7)])
+def test_memoised_optimistic_order_equals_the_plain_refit(model_name, level):
+    study = _toy(7, 11)
+    cand = candidates(study, "mme")
+    orders, _ = strategy_orders(cand, "uncertainty", 10, 4, model_name, level)
+    for order in orders:
+        for k in range(2, 7):
+            assert order[k] == _plain_next(model_name, cand.a_norm, cand.c_norm, cand.score, list(order[:k]), level)
+
+
+@pytest.mark.parametrize(("n_rows", "level", "infinite"), [(2, 0.8, True), (3, 0.8, True), (4, 0.8, False),
+                                                          (8, 0.9, True), (9, 0.9, False), (1, 0.5, False),
+                                                          (2, 0.7, True), (3, 0.7, False)])
+def test_upper_bound_is_infinite_below_the_hand_computed_size(n_rows, level, infinite):
+    # jackknife+ upper = the ceil(level (n + 1))-th smallest of n values, infinite when that rank exceeds n:
+    # 0.8: ceil(2.4) = 3 > 2, ceil(3.2) = 4 > 3, ceil(4.0) = 4; 0.9: ceil(8.1) = 9 > 8, ceil(9.0) = 9;
+    # 0.5: ceil(1.0) = 1; 0.7: ceil(2.1) = 3 > 2, ceil(2.8) = 3
+    from engine.policy.simulate import _upper_is_infinite
+
+    assert _upper_is_infinite(n_rows, level) is infinite
+
+
+def test_a_rerun_with_other_trials_reuses_the_picks(monkeypatch):
+    from engine.law.models.base import LawModel
+
+    study = _toy(8, 3)
+    cand = candidates(study, "mme")
+    first, _ = strategy_orders(cand, "uncertainty", 30, 1, "ridge", 0.8)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("refitted although every finetuned set was already picked from")
+
+    monkeypatch.setattr(LawModel, "select", refuse)
+    again, _ = strategy_orders(cand, "uncertainty", 30, 1, "ridge", 0.8)
+    fewer, _ = strategy_orders(cand, "uncertainty", 10, 1, "ridge", 0.8)
+    assert (again == first).all() and (fewer == first[:10]).all()

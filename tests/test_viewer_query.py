@@ -26,9 +26,9 @@ def pair_and_result():
 def test_clicking_a_keypoint_gives_the_evaluated_prediction(pair_and_result, protocol):
     pair, _ = pair_and_result
     result = predict_pair(ENCODER, open_dataset("builtin"), pair.pair_id, protocol)
-    for k in np.flatnonzero(result["visible"])[:6]:
-        query = query_similarity(result, result["src_kps"][k], protocol)
-        assert query["best_xy"] == pytest.approx(tuple(result["pred_kps"][k]), abs=1e-2)
+    for k in np.flatnonzero(result.visible)[:6]:
+        query = query_similarity(result, result.src_kps[k], protocol)
+        assert query["best_xy"] == pytest.approx(tuple(result.pred_kps[k]), abs=1e-2)
         assert query["similarity"].ndim == 2 and query["best_score"] <= 1.0 + 1e-5
 
 
@@ -40,10 +40,10 @@ def test_query_outside_the_source_is_an_input_error(pair_and_result):
 
 def test_correct_at_matches_the_protocol_alphas(pair_and_result):
     pair, result = pair_and_result
-    for alpha_key, flags in result["correct"].items():
+    for alpha_key, flags in result.correct.items():
         scored = correct_at(result, pair.trg_bbox, float(alpha_key))
         assert scored["correct"].tolist() == flags
-        assert scored["pck"] == pytest.approx(result["pck"][alpha_key])
+        assert scored["pck"] == pytest.approx(result.pck[alpha_key])
     bbox = pair.trg_bbox
     assert correct_at(result, bbox, 0.2)["threshold_px"] == pytest.approx(0.2 * max(bbox[2] - bbox[0], bbox[3] - bbox[1]))
     loose, tight = correct_at(result, bbox, 0.5)["correct"], correct_at(result, bbox, 0.01)["correct"]
@@ -69,5 +69,5 @@ def test_pca_maps_are_rgb_over_the_image_cells(pair_and_result):
     _, result = pair_and_result
     maps = pca_maps(result)
     assert maps["src_rgb"].dtype == np.uint8 and maps["src_rgb"].shape[-1] == 3
-    assert maps["src_rgb"].shape[:2] == result["src_features"].shape[1:]
+    assert maps["src_rgb"].shape[:2] == result.src_features.shape[1:]
     assert maps["trg_extent"] == pytest.approx((0, 0, 144, 96))

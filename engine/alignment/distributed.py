@@ -1,9 +1,10 @@
 """Accelerate plumbing for projector training: the Accelerator, data sharding, and an N-process launcher with relay.
 
 ``launch`` starts ``python -m torch.distributed.run --standalone --nproc_per_node N -m
-engine.alignment.rank SPEC`` (the entry point lives in ``rank.py``) (CPU: gloo, CUDA: NCCL through accelerate) and forwards the main
-rank's progress, metrics and logs to the calling job context; a cancel of that context is passed to
-the ranks through a ``cancel.request`` file in the run folder, so every rank stops after the same step.
+engine.alignment.rank SPEC`` (the entry point lives in ``rank.py``) (CPU: gloo, CUDA: NCCL through accelerate), or
+``python -m engine.alignment.rank SPEC`` for one process, and forwards the main rank's progress, metrics and logs to
+the calling job context; a cancel of that context is passed to the ranks through a ``cancel.request`` file in the run
+folder, so every rank stops after the same step.
 """
 
 from __future__ import annotations
@@ -37,20 +38,33 @@ def wants_cuda(device: str) -> bool:
     return device in ("auto", "cuda") and torch.cuda.is_available()
 
 
-def make_accelerator(device: str):
-    """An ``accelerate.Accelerator``: bf16 autocast on CUDA when supported, full precision on CPU.
-
-    Outside a distributed launch the singleton state is reset first, so consecutive jobs in one
-    process (e.g. a CPU run then a CUDA run) each get their own device / precision.
-    """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
+def accelerate_settings(device: str) -> tuple[bool, str]:
+    """``(cuda, mixed_precision)`` of a training on ``device``: bf16 autocast on CUDA when supported, else full precision."""
     cuda = wants_cuda(device)
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    if world_size_from_env() == 1:
-        AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no")
+    return cuda, "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+
+
+def fits_this_process(device: str) -> bool:
+    """Whether a training on ``device`` can run in this process.
+
+    accelerate keeps one state per process, fixed by its first ``Accelerator``; a training whose device or precision
+    differs from it (e.g. a CUDA run after a CPU run in one worker) runs in a process of its own (``launch``).
+    """
+    from accelerate.state import AcceleratorState, is_initialized
+
+    if not is_initialized():
+        return True
+    cuda, precision = accelerate_settings(device)
+    state = AcceleratorState()
+    return (state.device.type == "cuda") == cuda and state.mixed_precision == precision
+
+
+def make_accelerator(device: str):
+    """An ``accelerate.Accelerator`` for ``device`` (see ``accelerate_settings``; check ``fits_this_process`` first)."""
+    from accelerate import Accelerator
+
+    cuda, precision = accelerate_settings(device)
+    return Accelerator(cpu=not cuda, mixed_precision=precision)
 
 
 def shard(batch_idx: Sequence[int], rank: int, world: int) -> list[int]:
@@ -94,15 +108,16 @@ class RelayContext:
 
 
 def launch(params: dict, ctx, num_processes: int) -> dict:
-    """Run ``train.train_loop`` in ``num_processes`` ranks; returns the main rank's loop result."""
+    """Run ``train.run_loop`` in ``num_processes`` ranks (one: a plain child process); returns the main rank's loop
+    result."""
     work = Path(params["run_dir"])
     work.mkdir(parents=True, exist_ok=True)
     (work / CANCEL_FILE).unlink(missing_ok=True)
     spec = work / "launch.json"
     spec.write_text(json.dumps(params))
     log_file = work / "ranks.log"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(num_processes)}",
-           "-m", "engine.alignment.rank", str(spec)]
+    ranks = ["torch.distributed.run", "--standalone", f"--nproc_per_node={int(num_processes)}", "-m"]
+    cmd = [sys.executable, "-m", *(ranks if num_processes > 1 else []), "engine.alignment.rank", str(spec)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     result, cancelled = None, False
     with open(log_file, "w") as err:

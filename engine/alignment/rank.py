@@ -1,4 +1,4 @@
-"""The torchrun entry point: one rank of an N-process projector training, started by ``distributed.launch``."""
+"""The entry point of one rank of a projector training started by ``distributed.launch`` (torchrun, or one child)."""
 
 from __future__ import annotations
 

@@ -95,7 +95,8 @@ def run_job(params: dict, ctx) -> dict:
     """Train (or resume training) a stage-1 projector; returns loss_first/last, steps, checkpoint path.
 
     ``num_processes > 1`` (outside an existing launch) starts that many data-parallel ranks through
-    ``torch.distributed.run`` and relays their progress; under ``accelerate launch`` / ``torchrun``
+    ``torch.distributed.run`` and relays their progress; a one-process run whose device or precision differs from
+    this process's accelerate state runs in a child process the same way; under ``accelerate launch`` / ``torchrun``
     each rank runs the loop itself and only the main rank stores the projector.
     """
     launched = distributed.world_size_from_env() > 1
@@ -106,7 +107,7 @@ def run_job(params: dict, ctx) -> dict:
     if p["threads"]:
         torch.set_num_threads(int(p["threads"]))
     try:
-        if int(p["num_processes"]) > 1 and not launched:
+        if not launched and (int(p["num_processes"]) > 1 or not distributed.fits_this_process(p["device"])):
             gpus = torch.cuda.device_count() if distributed.wants_cuda(p["device"]) else 0
             if 0 < gpus < int(p["num_processes"]):
                 raise InputError(f"num_processes {p['num_processes']} exceeds the {gpus} visible GPU(s); use at most {gpus} or --device cpu")

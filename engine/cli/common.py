@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -65,15 +65,24 @@ non_negative_int = _bounded_int(0)
 COMMANDS: dict[str, argparse.ArgumentParser] = {}
 
 
+class Subparsers(Protocol):
+    """What ``ArgumentParser.add_subparsers()`` returns (argparse keeps its class private)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
+
+
 def leaf(
-    subparsers: argparse._SubParsersAction,
+    subparsers: Subparsers,
     name: str,
     func: Callable[[argparse.Namespace], Output],
     help: str,
+    formats: Sequence[str] = ("text", "json"),
+    format_help: str = "output format (default: text)",
 ) -> argparse.ArgumentParser:
-    """Add a leaf command with the shared ``--format text|json`` option."""
+    """Add a leaf command with the shared ``--format text|json`` option (``formats``: a command whose ``--format``
+    also names an input file's format)."""
     parser = subparsers.add_parser(name, help=help, description=help)
-    parser.add_argument("--format", choices=["text", "json"], default="text", help="output format (default: text)")
+    parser.add_argument("--format", choices=list(formats), default="text", help=format_help)
     parser.set_defaults(func=func)
     COMMANDS[parser.prog.removeprefix("python -m engine ")] = parser
     return parser

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.cli.common import Output, leaf, non_negative_int, positive_int
+from engine.cli.common import Output, Subparsers, leaf, non_negative_int, positive_int
 from engine.errors import InputError
 from engine.jobs.progress import tqdm_progress
 from engine.userfiles import read_json_file
@@ -53,14 +53,14 @@ def _evaluate(args: argparse.Namespace) -> Output:
                              progress=update, batch_size=args.batch_size, device=args.device,
                              precision=args.precision, workers=args.workers, backend=choice.name,
                              ray_address=choice.address)
-    stats = result["stats"]
+    stats = result.stats
     text = (
-        f"{result['encoder']['name']} on {result['dataset']['spec']} ({result['dataset']['split']}), protocol "
-        f"{result['protocol']['name']} [{result['protocol']['hash']}]: {stats['pairs']} pairs, "
-        f"{stats['images_encoded']} images encoded, {stats['cache_hits']} cache hits, {stats['seconds']:.1f} s; "
-        f"result id {result['result_id']}"
+        f"{result.encoder.name} on {result.dataset.spec} ({result.dataset.split}), protocol "
+        f"{result.protocol['name']} [{result.protocol['hash']}]: {stats.pairs} pairs, "
+        f"{stats.images_encoded} images encoded, {stats.cache_hits} cache hits, {stats.seconds:.1f} s; "
+        f"result id {result.result_id}"
     )
-    return Output(data=result, text=text, tables=[("PCK (%)", _pck_table(result["pck"]))])
+    return Output(data=result.to_dict(), text=text, tables=[("PCK (%)", _pck_table(result.pck))])
 
 
 def _load_predictions(path: str) -> list:
@@ -149,7 +149,7 @@ def _attach(args: argparse.Namespace) -> Output:
     return Output(data=data, text=f"set C = {value:.2f} for setting {args.setting!r} of study {args.study!r}")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     group = sub.add_parser("correspondence", help="C: zero-shot keypoint correspondence (PCK) of vision encoders").add_subparsers(
         dest="cmd", required=True
     )

@@ -6,27 +6,13 @@ import argparse
 
 import pandas as pd
 
-from engine.cli.common import Output, leaf
-
-
-def _row(spec) -> dict:
-    return {
-        "name": spec.name,
-        "family": spec.family,
-        "pretrained": spec.pretrained,
-        "offline_available": spec.offline_available(),
-        "description": spec.description,
-        "source": spec.source,
-        "paper_setting": spec.paper_setting,
-        "license": spec.license,
-        "label": spec.params.get("label") if spec.family == "upload" else None,
-    }
+from engine.cli.common import Output, Subparsers, leaf
 
 
 def _list(args: argparse.Namespace) -> Output:
-    from engine.encoders.registry import list_encoders
+    from engine.encoders import list_encoders
 
-    rows = [_row(s) for s in list_encoders()]
+    rows = [s.as_dict(params=False) for s in list_encoders()]
     if args.offline_only:
         rows = [r for r in rows if r["offline_available"]]
     table = pd.DataFrame(rows, columns=["name", "family", "pretrained", "offline_available", "paper_setting", "source"])
@@ -34,16 +20,15 @@ def _list(args: argparse.Namespace) -> Output:
 
 
 def _show(args: argparse.Namespace) -> Output:
-    from engine.encoders.registry import get_spec
+    from engine.encoders import get_spec
 
-    spec = get_spec(args.name)
-    data = _row(spec) | {"params": spec.params}
+    data = get_spec(args.name).as_dict()
     text = "\n".join(f"{k}: {v}" for k, v in data.items())
     return Output(data=data, text=text)
 
 
 def _upload(args: argparse.Namespace) -> Output:
-    from engine.encoders.upload import upload_file
+    from engine.encoders import upload_file
 
     result = upload_file(args.path, args.kind, arch=args.arch, model_name=args.model_name, label=args.label)
     data = {"name": result.name, "hash": result.hash, "label": result.label, "kind": result.kind, "existed": result.existed, "describe": result.describe}
@@ -52,7 +37,7 @@ def _upload(args: argparse.Namespace) -> Output:
 
 
 def _delete(args: argparse.Namespace) -> Output:
-    from engine.encoders.upload import delete_upload
+    from engine.encoders import delete_upload
 
     delete_upload(args.name)
     return Output(data={"deleted": args.name}, text=f"deleted {args.name}")
@@ -78,7 +63,7 @@ def _probe(args: argparse.Namespace) -> Output:
     return Output(data=data, text="\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     group = sub.add_parser("encoders", help="List, inspect, upload and probe vision encoders").add_subparsers(dest="cmd", required=True)
     p = leaf(group, "list", _list, "List registered and uploaded encoders")
     p.add_argument("--offline-only", action="store_true", help="only encoders that load without network")

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from engine import jobs
-from engine.cli.common import Output, leaf
+from engine.cli.common import Output, Subparsers, leaf
 from engine.errors import InputError
 from engine.jobs import demo, runner
 from engine.jobs import state as jobstate
@@ -88,7 +88,7 @@ def _submit_demo(args: argparse.Namespace) -> Output:
     return _one(jobs.get_job(job_id))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     group = sub.add_parser("jobs", help="Background jobs: list, inspect, cancel, resume").add_subparsers(
         dest="cmd", required=True
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli.common import Output, leaf
+from engine.cli.common import Output, Subparsers, leaf
 from engine.errors import InputError
 from engine.law import (
     DEFAULT_LEVEL,
@@ -16,6 +16,7 @@ from engine.law import (
     response_surface,
 )
 from engine.law.models import check_level
+from engine.law.predict import range_text
 from engine.study import load_study
 
 
@@ -32,7 +33,9 @@ def _fit(args: argparse.Namespace) -> Output:
               ("Mean R² by group", report.mean_table().set_index("group").round(4))]
     preds = report.predictions_table()
     if len(preds):
-        tables.append(("Predicted scores for unscored settings (± LOO RMSE)", preds.round(3)))
+        tables.append(("Predicted scores for unscored settings (out of sample: the paper's OLS quadratic fitted on the "
+                       "scored settings; ± its leave-one-out RMSE; score units; for a model's jackknife+ interval use "
+                       "`law predict`)", preds.round(3)))
     text = f"Law fit on study '{report.study}' ({report.n_settings} settings)"
     if interpolating:
         text += ("\nINTERPOLATING (no more settings than the 6 parameters of the quadratic; in-sample R² is meaningless, "
@@ -93,8 +96,11 @@ def _predict(args: argparse.Namespace) -> Output:
                              a_method=args.a_method, c_method=args.c_method, a_definition=args.a_definition,
                              c_protocol=args.c_protocol)
     table = placed.table.set_index("benchmark")[["predicted", "lower", "upper", "clipped", "extrapolated", "interpolating"]]
+    table = table.assign(valid_range=[range_text(lo, hi) for lo, hi in
+                                      zip(placed.table["range_low"], placed.table["range_high"], strict=True)])
     a_text = f"{placed.A:g}" if isinstance(placed.A, float) else "per benchmark"
-    text = f"Predicted scores at A = {a_text}, C = {placed.C:g} on study '{placed.study}' ('{placed.model}' law, {level:.0%} interval)"
+    text = (f"Predicted scores at A = {a_text}, C = {placed.C:g} on study '{placed.study}' ('{placed.model}' law, "
+            f"{level:.0%} jackknife+ interval, out of sample; score units, clipped to the valid range)")
     for reason in placed.mismatch:
         text += f"\nNOT COMPARABLE: {reason}"
     if placed.flags:
@@ -115,7 +121,7 @@ def _surface(args: argparse.Namespace) -> Output:
     return Output(data=data, text=f"{args.n}x{args.n} surface of {args.benchmark} (z[c][a], raw score units); use --format json")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     group = sub.add_parser("law", help="Fit the law of vision representation").add_subparsers(dest="cmd", required=True)
     p = leaf(group, "fit", _fit, "Fit the law on every benchmark of a study (R², LOO, random baseline)")
     p.add_argument("--study", required=True, help="paper-v3, a stored study name, or a study file")

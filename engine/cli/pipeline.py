@@ -90,6 +90,15 @@ def _plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setting", default=None, help="setting name (default: the encoder name)")
 
 
+def _setting_ac_args(p: argparse.ArgumentParser, setting_required: bool, demo_help: str) -> None:
+    """The study, setting, measured A and C of ``place`` and ``add``."""
+    p.add_argument("--study", default=BUNDLED_NAME)
+    p.add_argument("--setting", required=setting_required, default=None)
+    p.add_argument("--A", type=float, required=True)
+    p.add_argument("--C", type=float, required=True)
+    p.add_argument("--demo-scale", action="store_true", help=demo_help)
+
+
 def register(sub) -> None:
     group = sub.add_parser("pipeline", help="Score an encoder end to end (C, A, the law)").add_subparsers(
         dest="cmd", required=True)
@@ -99,17 +108,9 @@ def register(sub) -> None:
     p.add_argument("--wait", type=float, default=0.0, help="follow the jobs up to this many seconds")
     _plan_args(leaf(group, "status", _status, "Each step's state, job and progress"))
     p = leaf(group, "place", _place, "Predicted score per benchmark of given A and C on a study's law")
-    p.add_argument("--study", default=BUNDLED_NAME)
-    p.add_argument("--setting", default=None)
-    p.add_argument("--A", type=float, required=True)
-    p.add_argument("--C", type=float, required=True)
+    _setting_ac_args(p, setting_required=False, demo_help="A/C measured at demo scale: flagged as not comparable")
     p.add_argument("--model", default="paper", help="law model (see `law evaluate`; default paper)")
     p.add_argument("--level", type=float, default=0.8, help="interval level in (0, 1) (default 0.8)")
-    p.add_argument("--demo-scale", action="store_true", help="A/C measured at demo scale: flagged as not comparable")
     p = leaf(group, "add", _add, "Store A and C of a setting in a user study (bundled studies are copied first)")
-    p.add_argument("--study", default=BUNDLED_NAME)
-    p.add_argument("--setting", required=True)
-    p.add_argument("--A", type=float, required=True)
-    p.add_argument("--C", type=float, required=True)
-    p.add_argument("--demo-scale", action="store_true", help="goes into <study>-demo")
+    _setting_ac_args(p, setting_required=True, demo_help="goes into <study>-demo")
     p.add_argument("--meta", action="append", metavar="KEY=VALUE", help="llm, projector, recipe, a_method, ...")

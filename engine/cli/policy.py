@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from engine.cli.common import Output, leaf
+from engine.cli.common import Output, Subparsers, leaf
 from engine.errors import InputError
 from engine.law import DEFAULT_LEVEL, LAW_MODELS
 from engine.policy import (
@@ -131,7 +131,7 @@ def _add_law_model_args(p: argparse.ArgumentParser) -> None:
                    help="prediction-interval level of the uncertainty strategy, in (0, 1) (default 0.8)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     group = sub.add_parser("policy", help="The AC policy: simulate, recommend, cost").add_subparsers(dest="cmd", required=True)
     p = leaf(group, "simulate", _simulate, "Recall of the AC policy over seeded region-sampling trials")
     p.add_argument("--budget", type=int, default=3)

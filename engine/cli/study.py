@@ -9,7 +9,7 @@ import pandas as pd
 
 from engine.atomic import write_text_atomic
 from engine.benchmarks import parse_group_assignments
-from engine.cli.common import Output, leaf
+from engine.cli.common import Output, Subparsers, leaf
 from engine.errors import InputError, first_line
 from engine.export import csv_safe
 from engine.study import (
@@ -102,20 +102,19 @@ def _add_lmms_eval(args: argparse.Namespace) -> Output:
                   + ", ".join(f"{b}={v:g}" for b, v in scores.items()))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     group = sub.add_parser("study", help="Manage studies (settings with A, C and scores)").add_subparsers(dest="cmd", required=True)
     leaf(group, "list", _list, "List studies (the bundled paper-v3 and stored ones)")
     p = leaf(group, "show", _show, "Show one study")
     p.add_argument("name")
-    p = leaf(group, "import", _import, "Import a study file (CSV released/tidy/paper, or JSON export)")
+    # `--format auto|released|tidy|paper|json` names the file format (text output)
+    p = leaf(group, "import", _import, "Import a study file (CSV released/tidy/paper, or JSON export)",
+             formats=["text", "json", *[f for f in FORMATS if f != "json"]],
+             format_help="output format text|json, or the input file format auto|released|tidy|paper")
     p.add_argument("path")
     p.add_argument("--name", required=True)
     p.add_argument("--input-format", dest="input_format", choices=list(FORMATS), default="auto",
                    help="file format (default: auto-detect)")
-    for action in p._actions:  # `--format auto|released|tidy|paper|json` names the file format (text output)
-        if action.dest == "format":
-            action.choices = ["text", "json", *[f for f in FORMATS if f != "json"]]
-            action.help = "output format text|json, or the input file format auto|released|tidy|paper"
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--group", action="append", default=None, metavar="BENCH=GROUP[,BENCH=GROUP...]",
                    help="put benchmarks in groups, e.g. gqa=vision,docvqa_val=ocr (repeatable; default: the "

@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 
-from engine.cli.common import Output, leaf, positive_int
+from engine.cli.common import Output, Subparsers, leaf, positive_int
 from engine.errors import InputError, LawExplorerError
 
 
@@ -112,7 +112,7 @@ def _cancel(args: argparse.Namespace) -> Output:
     return Output(data=status, text=_text(status), tables=[("encoders", _table(status))])
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     group = sub.add_parser("sweep", help="C of many encoders in one resumable job (local or on a Ray cluster)").add_subparsers(
         dest="cmd", required=True
     )

@@ -5,15 +5,26 @@ call ``from engine.correspondence.evaluate import evaluate``.
 """
 
 from engine.correspondence.datasets import Dataset, Pair, SPairDataset, open_dataset
-from engine.correspondence.matching import GridMap, make_grid_map, match_cells, similarity_map, transfer_keypoints
+from engine.correspondence.matching import (
+    GridMap,
+    MatchRule,
+    make_grid_map,
+    match_cells,
+    similarity_map,
+    transfer_keypoints,
+)
 from engine.correspondence.pck import pck_from_predictions
 from engine.correspondence.protocols import Protocol, alpha_key, get_protocol, list_protocols, register_protocol
+from engine.correspondence.result_types import CEvaluation, PairPrediction
 
 __all__ = [
+    "CEvaluation",
     "Dataset",
     "EvalOptions",
     "GridMap",
+    "MatchRule",
     "Pair",
+    "PairPrediction",
     "Protocol",
     "SPairDataset",
     "alpha_key",

@@ -22,6 +22,7 @@ from engine.correspondence.features import FeatureGeometry, FeatureProvider, pro
 from engine.correspondence.matching import GridMap, make_grid_map, transfer_keypoints
 from engine.correspondence.pck import pck_from_predictions
 from engine.correspondence.protocols import Protocol, get_protocol
+from engine.correspondence.result_types import CEvaluation, EvalDataset, EvalEncoder, EvalStats
 from engine.encoders.base import VisionEncoder
 from engine.errors import InputError
 from engine.hashing import hash_obj
@@ -262,7 +263,7 @@ def evaluate(
     cancelled: Callable[[], bool] | None = None,
     work_dir: str | Path | None = None,
     **overrides: Any,
-) -> dict[str, Any]:
+) -> CEvaluation:
     """Zero-shot keypoint-transfer PCK of one encoder on one dataset split under one protocol.
 
     ``options`` (an ``EvalOptions``; any of its fields may also be given as a keyword, e.g. ``limit=20``) say
@@ -270,8 +271,7 @@ def evaluate(
     every input under ``<home>/correspondence/runs``) and skipped on rerun; features come from the cache: the
     images of every pending chunk are encoded first, in one pipelined pass, then the chunks are matched (on
     ``device`` when it is CUDA). ``backend="ray"`` encodes the missing images on Ray actors, this process writes
-    the cache and matches (same result as local). Returns
-    ``{"pck", "protocol", "stats", "encoder", "dataset", "result_id"}`` (PCK values are fractions).
+    the cache and matches (same result as local). Returns a ``CEvaluation`` (PCK values are fractions).
     """
     started = time.perf_counter()
     proto = get_protocol(protocol)
@@ -308,33 +308,29 @@ def _evaluate(dataset: Dataset, pairs: list[Pair], encoder_name: str | VisionEnc
     pck = pck_from_predictions(all_records, proto.alphas, proto.normalizer, proto.comparison, proto.averaging)
     provider.flush()
     evicted = cache.enforce_limit(protect=provider.used_keys)
-    result = {
-        "pck": pck,
-        "protocol": proto.describe(),
-        "stats": {
-            "pairs": len(pairs),
-            "pairs_computed": computed,
-            "pairs_resumed": resumed,
-            "images": len({p.src_id for p in pairs} | {p.trg_id for p in pairs}),
-            "images_encoded": provider.stats.images_encoded,
-            "forwards": provider.stats.forwards,
-            "cache_hits": provider.stats.cache_hits,
-            "cache_evicted": evicted,
-            "seconds": round(time.perf_counter() - started, 3),
-            "encode_seconds": round(encoded_at - started, 3),  # setup + encoding the missing features
-            "device": str(provider.device) if opts.backend == "local" else opts.device,
-            "precision": provider.precision,
-            "backend": opts.backend,
-        },
-        "encoder": {
-            "name": encoder.name,
-            "weights_hash": provider.weights_hash,
-            "layer": str(getattr(encoder, "layer", "default")),
-            "precision": provider.precision,
-        },
-        "dataset": {"spec": dataset.name, "key": dataset.key, "split": opts.split, "limit": opts.limit},
-        "result_id": key,
-    }
+    result = CEvaluation(
+        pck=pck,
+        protocol=proto.describe(),
+        stats=EvalStats(
+            pairs=len(pairs),
+            pairs_computed=computed,
+            pairs_resumed=resumed,
+            images=len({p.src_id for p in pairs} | {p.trg_id for p in pairs}),
+            images_encoded=provider.stats.images_encoded,
+            forwards=provider.stats.forwards,
+            cache_hits=provider.stats.cache_hits,
+            cache_evicted=evicted,
+            seconds=round(time.perf_counter() - started, 3),
+            encode_seconds=round(encoded_at - started, 3),
+            device=str(provider.device) if opts.backend == "local" else opts.device,
+            precision=provider.precision,
+            backend=opts.backend,
+        ),
+        encoder=EvalEncoder(encoder.name, provider.weights_hash, str(getattr(encoder, "layer", "default")),
+                            provider.precision),
+        dataset=EvalDataset(dataset.name, dataset.key, opts.split, opts.limit),
+        result_id=key,
+    )
     if opts.record:
         results.record_result(result)
     if default_dir:
@@ -361,10 +357,11 @@ def _ray_encoding(
 
 def run_job(params: dict, ctx) -> dict:
     """Job function (``engine.correspondence.evaluate:run_job``): params ``dataset``, ``encoder``, ``protocol``,
-    ``split``, ``limit`` (optional ``device``, ``precision``); resumes from checkpoints in ``ctx.work_dir``."""
+    ``split``, ``limit`` (optional ``device``, ``precision``); resumes from checkpoints in ``ctx.work_dir``; returns
+    the ``CEvaluation``'s JSON."""
     if "dataset" not in params or "encoder" not in params:
         raise InputError("a correspondence job needs 'dataset' and 'encoder' parameters")
-    return evaluate(
+    result = evaluate(
         params["dataset"],
         params["encoder"],
         protocol=params.get("protocol", "default"),
@@ -378,6 +375,7 @@ def run_job(params: dict, ctx) -> dict:
         backend=params.get("backend", "local"),
         ray_address=params.get("ray_address"),
     )
+    return result.to_dict()
 
 
 def submit_evaluation(

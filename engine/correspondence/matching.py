@@ -134,41 +134,45 @@ def hard_argmax_2d(sim: torch.Tensor) -> torch.Tensor:
     return torch.stack([best // w, best % w], dim=1).float().reshape(*lead, 2)
 
 
-def locate(
-    sim: torch.Tensor,
-    matching: str = "nn_feature",
-    argmax: str = "argmax",
-    soft_window: int = 5,
-    soft_beta: float = 0.02,
-    upsample: int = 1,
-) -> torch.Tensor:
+@dataclass(frozen=True)
+class MatchRule:
+    """How a similarity map becomes a match: a protocol's ``matching``, ``argmax``, ``soft_window`` and ``soft_beta``
+    (see ``Protocol``), and the ``upsample`` factor of an ``upsampled_map``."""
+
+    matching: str = "nn_feature"
+    argmax: str = "argmax"
+    soft_window: int = 5
+    soft_beta: float = 0.02
+    upsample: int = 1
+
+    @classmethod
+    def of(cls, protocol: Protocol, upsample: int = 1) -> MatchRule:
+        return cls(protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample)
+
+
+def locate(sim: torch.Tensor, rule: MatchRule = MatchRule()) -> torch.Tensor:
     """K x h x w similarity maps -> K x 2 continuous cell coordinates (i, j) of the match."""
-    if matching == "nn_feature" or upsample <= 1:
-        if matching not in ("nn_feature", "upsampled_map"):
-            raise InputError(f"unknown matching {matching!r}")
-        return soft_argmax_2d(sim, soft_window, soft_beta) if argmax == "soft_argmax" else hard_argmax_2d(sim)
-    if matching != "upsampled_map":
-        raise InputError(f"unknown matching {matching!r}")
+    if rule.matching not in ("nn_feature", "upsampled_map"):
+        raise InputError(f"unknown matching {rule.matching!r}")
+
+    def peak(maps: torch.Tensor) -> torch.Tensor:
+        return soft_argmax_2d(maps, rule.soft_window, rule.soft_beta) if rule.argmax == "soft_argmax" else hard_argmax_2d(maps)
+
+    if rule.matching == "nn_feature" or rule.upsample <= 1:
+        return peak(sim)
     k, h, w = sim.shape
+    up_by = rule.upsample
     out = torch.empty(k, 2, device=sim.device)
-    chunk = max(1, _MAX_UPSAMPLED_ELEMENTS // max(1, h * w * upsample * upsample))
+    chunk = max(1, _MAX_UPSAMPLED_ELEMENTS // max(1, h * w * up_by * up_by))
     for start in range(0, k, chunk):
         part = sim[start : start + chunk]
-        up = F.interpolate(part[:, None], scale_factor=upsample, mode="bilinear", align_corners=False)[:, 0]
-        pix = soft_argmax_2d(up, soft_window, soft_beta) if argmax == "soft_argmax" else hard_argmax_2d(up)
-        out[start : start + part.shape[0]] = (pix + 0.5) / upsample - 0.5
+        up = F.interpolate(part[:, None], scale_factor=up_by, mode="bilinear", align_corners=False)[:, 0]
+        out[start : start + part.shape[0]] = (peak(up) + 0.5) / up_by - 0.5
     return out
 
 
 def match_cells(
-    src_feats: torch.Tensor,
-    trg_feats: torch.Tensor,
-    src_cells: torch.Tensor,
-    matching: str = "nn_feature",
-    argmax: str = "argmax",
-    soft_window: int = 5,
-    soft_beta: float = 0.02,
-    upsample: int = 1,
+    src_feats: torch.Tensor, trg_feats: torch.Tensor, src_cells: torch.Tensor, rule: MatchRule = MatchRule()
 ) -> torch.Tensor:
     """Transfer cells from source to target grids, batched.
 
@@ -184,7 +188,7 @@ def match_cells(
     index = (src_cells[..., 0] * ws + src_cells[..., 1]).long()  # B x N
     vectors = torch.gather(src, 2, index[:, None, :].expand(b, c, index.shape[1])).transpose(1, 2)  # B x N x C
     sim = torch.bmm(vectors, trg).reshape(-1, ht, wt)  # (B * N) x ht x wt
-    return locate(sim, matching, argmax, soft_window, soft_beta, upsample).reshape(b, -1, 2)
+    return locate(sim, rule).reshape(b, -1, 2)
 
 
 def transfer_keypoints(
@@ -255,7 +259,7 @@ def _grouped_cells(src_feats, trg_feats, groups, src_kps, all_cells, unit_of, pr
                 raise InputError("source and target features must have the same channel count")
             vectors.append(src[:, cells[:, 0], cells[:, 1]].T)
         sim = (torch.cat(vectors) @ trg.reshape(c, ht * wt)).reshape(-1, ht, wt)
-        predictions.append(locate(sim, protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample))
+        predictions.append(locate(sim, MatchRule.of(protocol, upsample)))
     return torch.cat(predictions)
 
 
@@ -284,7 +288,7 @@ def _batched_cells(src_feats, trg_feats, groups, order, src_kps, all_cells, unit
     padded = vectors.new_zeros(g, width, c)
     padded[group_of, slot] = vectors
     sim = torch.bmm(padded, trg.reshape(g, c, ht * wt))[group_of, slot].reshape(-1, ht, wt)
-    return locate(sim, protocol.matching, protocol.argmax, protocol.soft_window, protocol.soft_beta, upsample)
+    return locate(sim, MatchRule.of(protocol, upsample))
 
 
 def similarity_map(

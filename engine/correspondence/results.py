@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
 from engine import store
+from engine.correspondence.result_types import CEvaluation
 from engine.errors import InputError
 
 store.register_schema(
@@ -32,25 +35,25 @@ store.register_schema(
 )
 
 
-def record_result(result: dict[str, Any]) -> str:
+def record_result(result: CEvaluation) -> str:
     """Insert (or replace: same inputs, same id) one evaluation; returns its id."""
     row = (
-        result["result_id"],
-        result["encoder"]["name"],
-        result["encoder"].get("weights_hash"),
-        result["dataset"]["spec"],
-        result["dataset"]["key"],
-        result["dataset"]["split"],
-        result["dataset"].get("limit"),
-        result["protocol"]["name"],
-        result["protocol"]["hash"],
-        json.dumps(result["pck"]),
-        json.dumps(result.get("stats", {})),
+        result.result_id,
+        result.encoder.name,
+        result.encoder.weights_hash,
+        result.dataset.spec,
+        result.dataset.key,
+        result.dataset.split,
+        result.dataset.limit,
+        result.protocol["name"],
+        result.protocol["hash"],
+        json.dumps(result.pck),
+        json.dumps(asdict(result.stats)),
         datetime.now(UTC).replace(tzinfo=None),
     )
     with store.connect() as con:
         con.execute("INSERT OR REPLACE INTO corr_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-    return result["result_id"]
+    return result.result_id
 
 
 def _row_to_dict(row: tuple, columns: list[str]) -> dict[str, Any]:
@@ -85,13 +88,16 @@ def get_result(result_id: str) -> dict[str, Any]:
     return _row_to_dict(row, columns)
 
 
-def c_value(result: dict[str, Any], alpha: str = "0.1", averaging: str = "per_image") -> float | None:
-    """The paper's C: PCK@0.10 (per image by default) x 100; None when the result does not hold it."""
-    value = (result.get("pck") or {}).get(averaging, {}).get(alpha)
+def c_value(result: CEvaluation | Mapping[str, Any], alpha: str = "0.1", averaging: str = "per_image") -> float | None:
+    """The paper's C: PCK@0.10 (per image by default) x 100; None when the result does not hold it.
+
+    ``result``: an evaluation, or its JSON (a job's result, a stored row from ``get_result``/``list_results``)."""
+    pck = result.pck if isinstance(result, CEvaluation) else result.get("pck")
+    value = (pck or {}).get(averaging, {}).get(alpha)
     return None if value is None else float(value) * 100.0
 
 
-def c_score(result: dict[str, Any], alpha: str = "0.1", averaging: str = "per_image") -> float:
+def c_score(result: CEvaluation | Mapping[str, Any], alpha: str = "0.1", averaging: str = "per_image") -> float:
     """``c_value`` of a result that must hold it (InputError otherwise)."""
     value = c_value(result, alpha, averaging)
     if value is None:
@@ -99,8 +105,8 @@ def c_score(result: dict[str, Any], alpha: str = "0.1", averaging: str = "per_im
     return value
 
 
-def attach_c_to_study(result: str | dict[str, Any], study_name: str, setting: str) -> float:
-    """Set C (= per-image PCK@0.10 x 100) of a study setting from a recorded result id or an evaluation dict."""
+def attach_c_to_study(result: str | CEvaluation | Mapping[str, Any], study_name: str, setting: str) -> float:
+    """Set C (= per-image PCK@0.10 x 100) of a study setting from a recorded result id, an evaluation or its JSON."""
     data = get_result(result) if isinstance(result, str) else result
     value = c_score(data)
     try:
@@ -111,10 +117,11 @@ def attach_c_to_study(result: str | dict[str, Any], study_name: str, setting: st
     return value
 
 
-def per_category_table(*results: dict[str, Any], alpha: str = "0.1") -> pd.DataFrame:
-    """Categories x evaluations table of PCK@alpha (x 100), with an ``overall`` row per averaging."""
+def per_category_table(*results: CEvaluation | Mapping[str, Any], alpha: str = "0.1") -> pd.DataFrame:
+    """Categories x evaluations (or stored rows) table of PCK@alpha (x 100), with an ``overall`` row per averaging."""
     columns: dict[str, dict[str, float | None]] = {}
-    for res in results:
+    for result in results:
+        res = result.to_dict() if isinstance(result, CEvaluation) else result
         enc = res.get("encoder")
         label = enc["name"] if isinstance(enc, dict) else str(enc)
         proto = res.get("protocol")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -12,6 +10,7 @@ from engine.correspondence.evaluate import _grid_map, predict_pairs, resolve_enc
 from engine.correspondence.features import FeatureProvider, protocol_preprocessing
 from engine.correspondence.pck import pair_correct
 from engine.correspondence.protocols import Protocol, alpha_key, get_protocol
+from engine.correspondence.result_types import PairPrediction
 from engine.encoders.base import VisionEncoder
 from engine.errors import InputError
 
@@ -22,14 +21,8 @@ def predict_pair(
     pair_id: str,
     protocol: str | Protocol | dict = "default",
     split: str = "test",
-) -> dict[str, Any]:
-    """One pair through the same code path as ``evaluate`` (features from the cache).
-
-    Returns ``pair_id, category, src_image, trg_image`` (uint8 RGB), ``src_kps, gt_kps, pred_kps`` (N x 2 original
-    pixels), ``visible`` (N bools), ``src_bbox``/``trg_bbox``, ``correct`` ({alpha: N bools, False where not visible}), ``pck`` ({alpha: f}),
-    ``src_features, trg_features`` (C x h x w float32), ``src_map, trg_map`` (GridMap, for ``similarity_map``),
-    ``protocol`` (its description).
-    """
+) -> PairPrediction:
+    """One pair through the same code path as ``evaluate`` (features from the cache), as a ``PairPrediction``."""
     proto = get_protocol(protocol)
     dataset = dataset_spec if isinstance(dataset_spec, Dataset) else open_dataset(dataset_spec, split)
     matches = [p for p in dataset.pairs(split) if p.pair_id == pair_id]
@@ -50,25 +43,25 @@ def predict_pair(
         full[visible & np.isfinite(np.asarray(pair.trg_kps)).all(axis=1)] = correct_vis[row]
         correct[alpha_key(alpha)] = full.tolist()
         pck[alpha_key(alpha)] = float(correct_vis[row].mean()) if correct_vis.shape[1] else None
-    return {
-        "pair_id": pair.pair_id,
-        "category": pair.category,
-        "src_image": dataset.load_image(pair.src_id),
-        "trg_image": dataset.load_image(pair.trg_id),
-        "src_kps": np.asarray(pair.src_kps, dtype=np.float64),
-        "gt_kps": np.asarray(pair.trg_kps, dtype=np.float64),
-        "pred_kps": np.asarray(record["pred_kps"], dtype=np.float64),
-        "visible": visible,
-        "src_bbox": [float(v) for v in pair.src_bbox],
-        "trg_bbox": [float(v) for v in pair.trg_bbox],
-        "correct": correct,
-        "pck": pck,
-        "src_features": feats[pair.src_id].features.astype(np.float32),
-        "trg_features": feats[pair.trg_id].features.astype(np.float32),
-        "src_map": _grid_map(pair.src_size, feats[pair.src_id], provider.preprocessing, proto),
-        "trg_map": _grid_map(pair.trg_size, feats[pair.trg_id], provider.preprocessing, proto),
-        "protocol": proto.describe(),
-    }
+    return PairPrediction(
+        pair_id=pair.pair_id,
+        category=pair.category,
+        src_image=dataset.load_image(pair.src_id),
+        trg_image=dataset.load_image(pair.trg_id),
+        src_kps=np.asarray(pair.src_kps, dtype=np.float64),
+        gt_kps=np.asarray(pair.trg_kps, dtype=np.float64),
+        pred_kps=np.asarray(record["pred_kps"], dtype=np.float64),
+        visible=visible,
+        src_bbox=[float(v) for v in pair.src_bbox],
+        trg_bbox=[float(v) for v in pair.trg_bbox],
+        correct=correct,
+        pck=pck,
+        src_features=feats[pair.src_id].features.astype(np.float32),
+        trg_features=feats[pair.trg_id].features.astype(np.float32),
+        src_map=_grid_map(pair.src_size, feats[pair.src_id], provider.preprocessing, proto),
+        trg_map=_grid_map(pair.trg_size, feats[pair.trg_id], provider.preprocessing, proto),
+        protocol=proto.describe(),
+    )
 
 
 def feature_pca_rgb(features_src: np.ndarray, features_trg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.correspondence.matching import GridMap, match_cells, similarity_map
+from engine.correspondence.matching import GridMap, MatchRule, match_cells, similarity_map
 from engine.correspondence.pck import normalizer_length
 from engine.correspondence.protocols import Protocol, get_protocol
+from engine.correspondence.result_types import PairPrediction
 from engine.errors import InputError
 
 Extent = tuple[float, float, float, float]
@@ -49,7 +50,7 @@ def _image_wh(image: np.ndarray) -> tuple[int, int]:
     return int(image.shape[1]), int(image.shape[0])
 
 
-def query_similarity(result: dict[str, Any], query_xy: Sequence[float], protocol: str | Protocol = "default") -> dict[str, Any]:
+def query_similarity(result: PairPrediction, query_xy: Sequence[float], protocol: str | Protocol = "default") -> dict[str, Any]:
     """Similarity of every target cell to the source cell under ``query_xy`` (source pixels), and the best match.
 
     The best match goes through ``match_cells`` with the protocol's matching / argmax settings, exactly
@@ -58,19 +59,18 @@ def query_similarity(result: dict[str, Any], query_xy: Sequence[float], protocol
     """
     proto = get_protocol(protocol)
     query = np.asarray(query_xy, dtype=np.float64).reshape(2)
-    src_w, src_h = _image_wh(result["src_image"])
+    src_w, src_h = _image_wh(result.src_image)
     if not (0 <= query[0] <= src_w and 0 <= query[1] <= src_h):
         raise InputError(f"query point ({query[0]:.0f}, {query[1]:.0f}) lies outside the {src_w}x{src_h} source image")
-    src_map: GridMap = result["src_map"]
-    trg_map: GridMap = result["trg_map"]
-    sim = similarity_map(result["src_features"], result["trg_features"], query, src_map)
+    src_map, trg_map = result.src_map, result.trg_map
+    sim = similarity_map(result.src_features, result.trg_features, query, src_map)
     cell = torch.from_numpy(src_map.to_cell(query[None]))[None]
     upsample = max(1, round(trg_map.stride)) if proto.matching == "upsampled_map" else 1
-    src_f = torch.from_numpy(np.asarray(result["src_features"], dtype=np.float32))[None]
-    trg_f = torch.from_numpy(np.asarray(result["trg_features"], dtype=np.float32))[None]
-    best_ij = match_cells(src_f, trg_f, cell, proto.matching, proto.argmax, proto.soft_window, proto.soft_beta, upsample)
+    src_f = torch.from_numpy(np.asarray(result.src_features, dtype=np.float32))[None]
+    trg_f = torch.from_numpy(np.asarray(result.trg_features, dtype=np.float32))[None]
+    best_ij = match_cells(src_f, trg_f, cell, MatchRule.of(proto, upsample))
     best_xy = trg_map.from_cell(best_ij[0].numpy())[0]
-    rows, cols, extent = grid_extent(trg_map, _image_wh(result["trg_image"]))
+    rows, cols, extent = grid_extent(trg_map, _image_wh(result.trg_image))
     return {
         "similarity": sim[rows, cols],
         "extent": extent,
@@ -80,20 +80,20 @@ def query_similarity(result: dict[str, Any], query_xy: Sequence[float], protocol
     }
 
 
-def pca_maps(result: dict[str, Any]) -> dict[str, Any]:
+def pca_maps(result: PairPrediction) -> dict[str, Any]:
     """Joint 3-component PCA colours of the source and target features, over the cells inside each image only."""
     from engine.correspondence.viewer import feature_pca_rgb
 
-    src_rows, src_cols, src_extent = grid_extent(result["src_map"], _image_wh(result["src_image"]))
-    trg_rows, trg_cols, trg_extent = grid_extent(result["trg_map"], _image_wh(result["trg_image"]))
+    src_rows, src_cols, src_extent = grid_extent(result.src_map, _image_wh(result.src_image))
+    trg_rows, trg_cols, trg_extent = grid_extent(result.trg_map, _image_wh(result.trg_image))
     src_rgb, trg_rgb = feature_pca_rgb(
-        np.asarray(result["src_features"])[:, src_rows, src_cols], np.asarray(result["trg_features"])[:, trg_rows, trg_cols]
+        np.asarray(result.src_features)[:, src_rows, src_cols], np.asarray(result.trg_features)[:, trg_rows, trg_cols]
     )
     return {"src_rgb": src_rgb, "trg_rgb": trg_rgb, "src_extent": src_extent, "trg_extent": trg_extent}
 
 
 def correct_at(
-    result: dict[str, Any], trg_bbox: Sequence[float], alpha: float, protocol: str | Protocol = "default"
+    result: PairPrediction, trg_bbox: Sequence[float], alpha: float, protocol: str | Protocol = "default"
 ) -> dict[str, Any]:
     """Per-keypoint correctness at any ``alpha`` with the protocol's normaliser and comparison.
 
@@ -103,10 +103,10 @@ def correct_at(
     proto = get_protocol(protocol)
     if not 0 < float(alpha) < 1:
         raise InputError(f"alpha must be a fraction in (0, 1), got {alpha}")
-    gt = np.asarray(result["gt_kps"], dtype=np.float64).reshape(-1, 2)
-    pred = np.asarray(result["pred_kps"], dtype=np.float64).reshape(-1, 2)
-    visible = np.asarray(result["visible"], dtype=bool) & np.isfinite(gt).all(axis=1)
-    w, h = _image_wh(result["trg_image"])
+    gt = np.asarray(result.gt_kps, dtype=np.float64).reshape(-1, 2)
+    pred = np.asarray(result.pred_kps, dtype=np.float64).reshape(-1, 2)
+    visible = np.asarray(result.visible, dtype=bool) & np.isfinite(gt).all(axis=1)
+    w, h = _image_wh(result.trg_image)
     record = {"trg_bndbox": list(trg_bbox), "trg_imsize": [w, h]}
     threshold = float(alpha) * normalizer_length(record, proto.normalizer)
     error = np.linalg.norm(pred - gt, axis=1)

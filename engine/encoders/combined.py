@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from engine.encoders.base import Preprocessing, VisionEncoder
+from engine.encoders.params import FamilyParams
 from engine.encoders.registry import (
     COMBINE_SEP,
     EncoderSpec,
     build_encoder,
-    register_combination,
+    get_spec,
     register_combiner,
     register_family,
 )
+from engine.errors import InputError
 from engine.hashing import hash_obj
 
 CODE_VERSION = "combined-v1"
+
+
+@dataclass(frozen=True)
+class CombinedParams(FamilyParams):
+    """The names of the combined encoders, the first one's grid first."""
+
+    family = "combined"
+    parts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(self.parts))
+        if not self.parts or not all(isinstance(p, str) and p.strip() for p in self.parts):
+            raise InputError(f"{self.family} encoder parameter parts must be encoder names, got {list(self.parts)!r}")
 
 
 class CombinedEncoder(VisionEncoder):
@@ -103,25 +120,19 @@ def combination_spec(name: str, specs: list[EncoderSpec]) -> EncoderSpec:
         description="Combination of " + ", ".join(s.name for s in specs) + " (L2-normalised, concatenated on the first grid)",
         pretrained=all(s.pretrained for s in specs),
         source=COMBINE_SEP.join(s.source for s in specs),
-        params={"parts": [s.name for s in specs]},
+        params=CombinedParams(tuple(s.name for s in specs)),
         paper_setting=COMBINE_SEP.join(papers) if all(papers) else None,
         license=None,
     )
 
 
 def _build(spec: EncoderSpec, layer: str | None) -> CombinedEncoder:
-    return CombinedEncoder(spec.name, [build_encoder(part, layer=None) for part in spec.params["parts"]])
+    return CombinedEncoder(spec.name, [build_encoder(part, layer=None) for part in CombinedParams.of(spec.params).parts])
 
 
 def _offline(spec: EncoderSpec) -> bool:
-    from engine.encoders.registry import get_spec
-
-    return all(get_spec(p).offline_available() for p in spec.params["parts"])
+    return all(get_spec(p).offline_available() for p in CombinedParams.of(spec.params).parts)
 
 
-register_family("combined", _build, _offline)
+register_family("combined", _build, _offline, CombinedParams)
 register_combiner(combination_spec)
-
-
-for _combo in ("CLIP224+DINOv2", "CLIP336+DINOv2"):
-    register_combination(_combo, paper_setting=_combo)

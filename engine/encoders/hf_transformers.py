@@ -10,11 +10,38 @@ import torch
 
 from engine.encoders.base import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from engine.encoders.common import ModuleEncoder, hf_cached, parse_layer, require_hub, tokens_to_grid
-from engine.encoders.registry import EncoderSpec, register_encoder, register_family
+from engine.encoders.params import FamilyParams, check_int, check_mapping, check_text, check_view
+from engine.encoders.registry import EncoderSpec, register_family
 from engine.errors import InputError, NotAvailableError, first_line
 
 HALF = (0.5, 0.5, 0.5)
 DEFAULT_LAYER = -2  # LLaVA's mm_vision_select_layer: output of the second-to-last block
+
+
+@dataclass(frozen=True)
+class HFParams(FamilyParams):
+    """Where the tower comes from (a hub ``repo``, a local ``path``, or a ``config`` dict with ``model_type`` for a
+    seeded random init) and how it is read (input side, hidden-state index, resize strategy)."""
+
+    family = "hf-transformers"
+    repo: str | None = None
+    path: str | None = None
+    config: dict | None = None
+    seed: int | None = None
+    image_size: int | None = None
+    layer: int | str | None = None
+    resize: str | None = None
+
+    def __post_init__(self) -> None:
+        check_text(self.family, "repo", self.repo)
+        check_text(self.family, "path", self.path)
+        check_mapping(self.family, "config", self.config)
+        if self.config is not None and "model_type" not in self.config:
+            raise InputError(f"{self.family} encoder parameter config needs a model_type")
+        if self.config is None and not self.path and not self.repo:
+            raise InputError(f"{self.family} encoder parameters name neither a config, a local path nor a hub repo")
+        check_int(self.family, "seed", self.seed)
+        check_view(self.family, self.image_size, self.layer, self.resize)
 
 
 @dataclass(frozen=True)
@@ -103,26 +130,24 @@ def load_tower(spec: EncoderSpec) -> tuple[torch.nn.Module, str, dict]:
     """The vision tower module, its model_type and its preprocessor config, from config dict, local dir or hub id."""
     import transformers
 
-    params = spec.params
-    if "config" in params:  # random init from a config dict (tests, random controls)
-        cfg_dict = dict(params["config"])
+    params = HFParams.of(spec.params)
+    if params.config is not None:  # random init from a config dict (tests, random controls)
+        cfg_dict = dict(params.config)
         model_type = cfg_dict.pop("model_type")
         arch = _arch(model_type)
         cfg = getattr(transformers, arch.config_class)(**cfg_dict)
-        torch.manual_seed(int(params.get("seed", 0)))
+        torch.manual_seed(params.seed or 0)
         return getattr(transformers, arch.model_class)(cfg), model_type, {}
-    source = params.get("path") or params.get("repo")
-    if not source:
-        raise InputError(f"encoder {spec.name!r} names neither a config, a local path nor a hub repo")
-    if params.get("path") and not Path(source).is_dir():
+    source = params.path or params.repo
+    if params.path and not Path(source).is_dir():
         raise NotAvailableError(f"the model directory {source} of encoder {spec.name!r} does not exist")
-    if not params.get("path"):
+    if not params.path:
         require_hub(source, f"encoder {spec.name!r}")
     try:
         cfg = transformers.AutoConfig.from_pretrained(source)
         arch = _arch(cfg.model_type)
         model_cls = getattr(transformers, arch.model_class)
-        model = model_cls.from_pretrained(source, dtype=torch.float32, use_safetensors=True if params.get("path") else None)
+        model = model_cls.from_pretrained(source, dtype=torch.float32, use_safetensors=True if params.path else None)
     except (InputError, NotAvailableError):
         raise
     except OSError as exc:
@@ -132,16 +157,19 @@ def load_tower(spec: EncoderSpec) -> tuple[torch.nn.Module, str, dict]:
     return model, cfg.model_type, _read_preprocessor(source)
 
 
-def encoder_from_tower(spec: EncoderSpec, model: torch.nn.Module, model_type: str, pre_cfg: dict, layer: str | None) -> ModuleEncoder:
-    """Wrap a loaded tower in the dense-feature contract (layer selection, prefix dropping, preprocessing)."""
+def encoder_from_tower(
+    spec: EncoderSpec, model: torch.nn.Module, model_type: str, pre_cfg: dict, layer: str | None, view: FamilyParams
+) -> ModuleEncoder:
+    """Wrap a loaded tower in the dense-feature contract (layer selection, prefix dropping, preprocessing);
+    ``view`` holds ``image_size``, ``layer`` and ``resize`` (``HFParams`` or a wrapping family's own parameters)."""
     arch = ARCHS[model_type]
     cfg = model.config
     patch = int(cfg.patch_size)
-    size = _input_size(pre_cfg, cfg, spec.params.get("image_size"))
+    size = _input_size(pre_cfg, cfg, view.image_size)
     mean = tuple(pre_cfg.get("image_mean", arch.mean))
     std = tuple(pre_cfg.get("image_std", arch.std))
     prefix = _prefix_tokens(model_type, cfg)
-    index = parse_layer(layer if layer is not None else spec.params.get("layer"), DEFAULT_LAYER)
+    index = parse_layer(layer if layer is not None else view.layer, DEFAULT_LAYER)
     n_states = int(cfg.num_hidden_layers) + 1
     if not -n_states <= index < n_states:
         raise InputError(f"layer {index} out of range for {spec.name!r} ({cfg.num_hidden_layers} blocks; hidden states 0..{n_states - 1})")
@@ -166,7 +194,7 @@ def encoder_from_tower(spec: EncoderSpec, model: torch.nn.Module, model_type: st
         family=spec.family,
         module=model,
         forward=forward,
-        preprocessing=Preprocessing((size, size), spec.params.get("resize", "stretch"), mean, std),
+        preprocessing=Preprocessing((size, size), view.resize or "stretch", mean, std),
         patch_size=patch,
         stride=patch,
         embed_dim=int(cfg.hidden_size),
@@ -178,31 +206,16 @@ def encoder_from_tower(spec: EncoderSpec, model: torch.nn.Module, model_type: st
 
 def _build(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
     model, model_type, pre_cfg = load_tower(spec)
-    return encoder_from_tower(spec, model, model_type, pre_cfg, layer)
+    return encoder_from_tower(spec, model, model_type, pre_cfg, layer, HFParams.of(spec.params))
 
 
 def _offline(spec: EncoderSpec) -> bool:
-    if "config" in spec.params:
+    params = HFParams.of(spec.params)
+    if params.config is not None:
         return True
-    if spec.params.get("path"):
-        return (Path(spec.params["path"]) / "config.json").exists()
-    return hf_cached(spec.params["repo"])
+    if params.path:
+        return (Path(params.path) / "config.json").exists()
+    return hf_cached(params.repo)
 
 
-register_family("hf-transformers", _build, _offline)
-
-_HUB = [
-    ("CLIP224", "openai/clip-vit-large-patch14", "CLIP ViT-L/14 at 224 px (OpenAI), LLaVA-1.5's encoder family", "CLIP224", None),
-    ("CLIP336", "openai/clip-vit-large-patch14-336", "CLIP ViT-L/14 at 336 px (OpenAI), LLaVA-1.5's encoder", "CLIP336", None),
-    ("OpenCLIP", "laion/CLIP-ViT-L-14-laion2B-s32B-b82K", "OpenCLIP ViT-L/14 trained on LAION-2B (s32B-b82K), 224 px", "OpenCLIP", None),
-    ("SigLIP-B", "google/siglip-base-patch16-224", "SigLIP ViT-B/16 at 224 px", "SigLIP (base)", None),
-    ("SigLIP-L", "google/siglip-large-patch16-384", "SigLIP ViT-L/16 at 384 px", "SigLIP (large)", None),
-    ("SigLIP2-L", "google/siglip2-large-patch16-384", "SigLIP2 ViT-L/16 at 384 px (fixed resolution)", "SigLIP2", None),
-    ("DINOv2", "facebook/dinov2-large", "DINOv2 ViT-L/14 (self-supervised), 224 px input", "DINOv2", 224),
-    ("dinov2-s14", "facebook/dinov2-small", "DINOv2 ViT-S/14 (self-supervised), 224 px input", None, 224),
-]
-for _name, _repo, _desc, _paper, _size in _HUB:
-    _params = {"repo": _repo} | ({"image_size": _size} if _size else {})
-    register_encoder(
-        EncoderSpec(_name, "hf-transformers", _desc, True, f"hf:{_repo}", _params, paper_setting=_paper, license=None)
-    )
+register_family("hf-transformers", _build, _offline, HFParams)

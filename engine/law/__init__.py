@@ -26,7 +26,14 @@ from engine.law.groups import benchmark_groups, valid_range
 from engine.law.models import DESCRIPTIONS as LAW_MODEL_DESCRIPTIONS
 from engine.law.models import LAW_MODELS, FittedLaw, LawModel, LawPrediction, get_law_model
 from engine.law.ols import ols_batch, ols_fit, r2_score
-from engine.law.predict import DEFAULT_LEVEL, FLAG_TEXT, Placement, predict_setting
+from engine.law.predict import (
+    DEFAULT_LEVEL,
+    FLAG_TEXT,
+    Placement,
+    UnscoredPredictions,
+    predict_setting,
+    predict_unscored,
+)
 from engine.law.report import LawReport, fit_study, random_baseline, random_null
 
 # Bump when the fit's definition changes (normalisation, features, solver): part of cache keys and exports.
@@ -50,6 +57,7 @@ __all__ = [
     "LawReport",
     "Placement",
     "StudyMatrices",
+    "UnscoredPredictions",
     "benchmark_groups",
     "evaluate_study",
     "evaluation_if_ready",
@@ -65,6 +73,7 @@ __all__ = [
     "ols_batch",
     "ols_fit",
     "predict_setting",
+    "predict_unscored",
     "r2_score",
     "random_baseline",
     "random_null",

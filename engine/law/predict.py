@@ -125,12 +125,25 @@ class Placement:
     def to_dict(self) -> dict[str, Any]:
         benchmarks = {
             row.benchmark: {"predicted": row.predicted, "lower": row.lower, "upper": row.upper, "clipped": bool(row.clipped),
-                            "extrapolated": bool(row.extrapolated), "interpolating": bool(row.interpolating)}
+                            "extrapolated": bool(row.extrapolated), "interpolating": bool(row.interpolating),
+                            "valid_range": valid_range_json(row.range_low, row.range_high)}
             for row in self.table.itertuples()
         }
         return {"study": self.study, "model": self.model, "level": self.level, "A": self.A, "C": self.C,
                 "benchmarks": benchmarks, "flags": self.flags, "mismatch": self.mismatch, "comparable": self.comparable,
                 "chosen": self.chosen, "skipped": self.skipped}
+
+
+def valid_range_json(low: float, high: float) -> list[float | None]:
+    """A valid score range for JSON: ``[low, high]``, ``null`` for an unbounded side (unknown scale: not clipped)."""
+    return [float(v) if math.isfinite(v) else None for v in (low, high)]
+
+
+def range_text(low: float, high: float) -> str:
+    """A valid score range as a reader sees it: ``0–100``, or why nothing was clipped."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "none: scale unknown, not clipped"
+    return f"{low:g}–{high:g}"
 
 
 def _finite(value: Any, what: str) -> float:
@@ -192,24 +205,75 @@ def predict_setting(
     fitted, m, skipped = fitted_study_model(study, model)
     B = len(m.benchmarks)
     a_values = _a_per_benchmark(A, m.benchmarks, study)
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = fitted.predict(a_values[None], np.full((1, B), c_value), level=level)
-    if not np.isfinite(out.mean).all():
+    placed = _place(fitted, m, a_values[None], np.full((1, B), c_value), level)
+    if not np.isfinite(placed["predicted"]).all():
         raise InputError(f"A = {A} and C = {c_value:g} are so far outside the settings of study '{study.name}' that the "
                          "law cannot be evaluated there (overflow)")
+    rows = [{"benchmark": bench, "label": label(bench), **{k: v[0, j].item() for k, v in placed.items()},
+             "n": int(m.scored[:, j].sum())} for j, bench in enumerate(m.benchmarks)]
+    table = pd.DataFrame(rows)[["benchmark", "label", "predicted", "lower", "upper", "n", "clipped", "extrapolated",
+                                "interpolating", "range_low", "range_high"]]
+    a_out = float(a_values[0]) if not isinstance(A, Mapping) else {b: float(v) for b, v in zip(m.benchmarks, a_values, strict=True)}
+    return Placement(study.name, model, level, a_out, c_value, table,
+                     method_mismatch(study, a_method, c_method, a_definition, c_protocol), fitted.params, skipped)
+
+
+def _place(fitted: Any, m: Any, a_values: np.ndarray, c_values: np.ndarray, level: float) -> dict[str, np.ndarray]:
+    """Mean and interval of the fitted law at (k, B) raw A, C, clipped to each benchmark's valid range (the one
+    place predictions are clipped for users), with the flags: clipped, outside the benchmark's A-C hull,
+    interpolating fit; ``range_low`` / ``range_high`` are the valid range used (infinite: the scale is unknown, so
+    nothing was clipped)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = fitted.predict(a_values, c_values, level=level)
     lo, hi = m.bounds()
-    mean, c1 = clip(out.mean[0], lo, hi)
-    lower, c2 = clip(out.lower[0], lo, hi)
-    upper, c3 = clip(out.upper[0], lo, hi)
-    rows = []
-    for j, bench in enumerate(m.benchmarks):
+    mean, c1 = clip(out.mean, lo, hi)
+    lower, c2 = clip(out.lower, lo, hi)
+    upper, c3 = clip(out.upper, lo, hi)
+    k, B = mean.shape
+    outside = np.zeros((k, B), dtype=bool)
+    for j in range(B):
         ok = m.scored[:, j]
         points = np.column_stack([m.a[ok, j], m.c[ok, j]])
-        rows.append({"benchmark": bench, "label": label(bench), "predicted": float(mean[j]), "lower": float(lower[j]),
-                     "upper": float(upper[j]), "n": int(ok.sum()),
-                     "clipped": bool(c1[j] or c2[j] or c3[j]),
-                     "extrapolated": not inside_hull(points, np.array([a_values[j], c_value])),
-                     "interpolating": bool(fitted.interpolating[j])})
-    a_out = float(a_values[0]) if not isinstance(A, Mapping) else {b: float(v) for b, v in zip(m.benchmarks, a_values, strict=True)}
-    return Placement(study.name, model, level, a_out, c_value, pd.DataFrame(rows),
-                     method_mismatch(study, a_method, c_method, a_definition, c_protocol), fitted.params, skipped)
+        outside[:, j] = [not inside_hull(points, np.array([a_values[i, j], c_values[i, j]])) for i in range(k)]
+    return {"predicted": mean, "lower": lower, "upper": upper, "clipped": c1 | c2 | c3, "extrapolated": outside,
+            "interpolating": np.broadcast_to(np.asarray(fitted.interpolating, dtype=bool), (k, B)),
+            "range_low": np.broadcast_to(lo, (k, B)), "range_high": np.broadcast_to(hi, (k, B))}
+
+
+@dataclass(frozen=True)
+class UnscoredPredictions:
+    """Out-of-sample predictions for a study's settings that have A and C but no score on a benchmark."""
+
+    study: str
+    model: str
+    level: float
+    table: pd.DataFrame  # setting, benchmark, label, A, C, predicted, lower, upper, clipped, extrapolated, ...
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def predict_unscored(study: Any, model: str = "paper", level: float = DEFAULT_LEVEL,
+                     benchmark: str | None = None) -> UnscoredPredictions:
+    """Every (setting, benchmark) with A and C but no score, predicted by the ``model`` law fitted on the scored
+    settings, with its ``level`` jackknife+ interval: the same fit, clipping and flags as ``predict_setting``
+    (these settings never entered the fit, so the prediction is out of sample). ``benchmark`` limits the table
+    to one benchmark."""
+    level = check_level(level)
+    fitted, m, skipped = fitted_study_model(study, model)
+    todo = np.isfinite(m.a) & np.isfinite(m.c) & ~np.isfinite(m.y)
+    columns = ["setting", "benchmark", "label", "A", "C", "predicted", "lower", "upper", "level", "model", "clipped",
+               "extrapolated", "interpolating", "range_low", "range_high"]
+    rows_of = np.flatnonzero(todo.any(axis=1))
+    if benchmark is not None:
+        skipped = {b: r for b, r in skipped.items() if b == benchmark}
+    records = []
+    if len(rows_of):
+        a_values = np.where(todo[rows_of], m.a[rows_of], np.nanmean(m.a, axis=0))  # filler where not predicted
+        c_values = np.where(todo[rows_of], m.c[rows_of], np.nanmean(m.c, axis=0))
+        placed = _place(fitted, m, a_values, c_values, level)
+        for r, i in enumerate(rows_of):
+            for j, bench in enumerate(m.benchmarks):
+                if todo[i, j] and (benchmark is None or bench == benchmark):
+                    records.append({"setting": m.settings[i], "benchmark": bench, "label": label(bench),
+                                    "A": float(m.a[i, j]), "C": float(m.c[i, j]), "level": level, "model": model,
+                                    **{k: v[r, j].item() for k, v in placed.items()}})
+    return UnscoredPredictions(study.name, model, level, pd.DataFrame(records, columns=columns), skipped)

@@ -69,9 +69,10 @@ def prediction_bars(table: pd.DataFrame, setting: str, scale: str, study_scores:
                            f"{'<br>extrapolated' if row.extrapolated else ''}{'<br>clipped to the valid range' if row.clipped else ''}"
                            "<extra></extra>"),
         ), row=r, col=c)
-        values = [row.lower, row.upper, *([] if scores is None else scores["score"])]
+        values = [row.predicted, row.lower, row.upper, *([] if scores is None else scores["score"])]
         if not math.isnan(row.actual):
             values.append(row.actual)
+        values = [v for v in values if math.isfinite(v)]  # an unbounded interval (too few settings) has no end
         pad = 0.08 * (max(values) - min(values) or 1.0)
         fig.update_yaxes(range=[min(values) - pad, max(values) + pad], row=r, col=c)  # zoom: bars need not start at 0
         if not math.isnan(row.actual):

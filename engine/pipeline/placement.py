@@ -31,7 +31,8 @@ def place_on_law(
     Columns: ``setting, benchmark, label, predicted, lower, upper, level, model, actual, clipped, extrapolated``
     (outside the A-C convex hull of the study's settings), ``interpolating``, ``method_mismatch`` (A or C measured
     on another scale or with another method than the study's: ``scale`` other than "paper", or recorded methods
-    that differ) and ``comparable`` (none of extrapolated, interpolating, method_mismatch).
+    that differ), ``comparable`` (none of extrapolated, interpolating, method_mismatch) and ``range_low``,
+    ``range_high``: the valid range clipped to (infinite: an unknown benchmark of unknown scale, not clipped).
     """
     from engine.law import predict_setting
 
@@ -49,7 +50,7 @@ def place_on_law(
     table.attrs["mismatch"] = placed.mismatch + ([f"A/C measured at {scale} scale"] if scale != "paper" else [])
     table["comparable"] = ~(table["extrapolated"] | table["interpolating"] | table["method_mismatch"])
     return table[["setting", "benchmark", "label", "predicted", "lower", "upper", "level", "model", "actual", "clipped",
-                  "extrapolated", "interpolating", "method_mismatch", "comparable"]]
+                  "extrapolated", "interpolating", "method_mismatch", "comparable", "range_low", "range_high"]]
 
 
 def placement_flags(table: pd.DataFrame) -> list[str]:

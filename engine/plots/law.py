@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from engine.law import FEATURE_SET_LABELS
 from engine.plots.labels import label_annotations, padded_range
-from engine.plots.style import VARIANT_COLORS, family_color, finish
+from engine.plots.style import VARIANT_COLORS, by_family, family_color, family_marker, finish
 
 # Column names of the law tables as a researcher reads them (tables keep machine names for CSV consumers)
 HUMAN_COLUMNS = {
@@ -64,12 +64,10 @@ def _add_prediction_traces(
                    showlegend=False),
         **where,
     )
-    fam = scored["setting"].map(families).fillna("other")
-    for family in sorted(fam.unique()):
-        part = scored[fam == family]
+    for family, part in by_family(scored, families):
         fig.add_trace(
             go.Scatter(x=part["score"], y=part["predicted"], mode="markers", name=family, legendgroup=family,
-                       marker={"color": family_color(family), "size": 10, "line": {"width": 1, "color": "white"}},
+                       marker=family_marker(family, 10),
                        hovertext=_hover(part, unit), hoverinfo="text", showlegend=show_legend),
             **where,
         )
@@ -81,13 +79,19 @@ def _add_prediction_traces(
     )
 
 
+def _method(feature_set: str) -> str:
+    return f"OLS on {FEATURE_SET_LABELS.get(feature_set, feature_set)}"
+
+
 def predicted_vs_actual(
-    preds: pd.DataFrame, families: pd.Series, benchmark: str, r2: float, loo_r2: float, unit: str = ""
+    preds: pd.DataFrame, families: pd.Series, benchmark: str, r2: float, loo_r2: float, unit: str = "",
+    feature_set: str = "ac_poly",
 ) -> go.Figure:
     """Scatter of predicted vs actual score per setting; open markers are leave-one-out predictions."""
     fig = go.Figure()
     _add_prediction_traces(fig, preds, families, unit)
-    title = f"{benchmark}: predicted vs actual (R² in-sample {r2:.3f}, out of sample {loo_r2:.3f})"
+    title = (f"{benchmark}: predicted vs actual, {_method(feature_set)} (R² in-sample {r2:.3f}, "
+             f"out of sample {loo_r2:.3f})")
     suffix = unit and f" ({unit.strip()})"
     fig = finish(fig, title, f"measured score{suffix}", f"predicted score{suffix} (filled: fit on all; open: held out)")
     span = fig.data[0].x  # the y = x segment spans every point: same range on both axes
@@ -111,13 +115,10 @@ def heldout_intervals(
     lo, hi = padded_range(values.ravel())
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x", line={"dash": "dash", "color": "#999"},
                              hoverinfo="skip"))
-    fam = heldout["setting"].map(families).fillna("other")
-    for family in sorted(fam.unique()):
-        part = heldout[fam == family]
+    for family, part in by_family(heldout, families):
         fig.add_trace(go.Scatter(
             x=part["score"], y=part["predicted"], mode="markers", name=family,
-            marker={"color": family_color(family), "size": 10, "line": {"width": 1, "color": "white"},
-                    "symbol": ["circle" if ok else "x" for ok in part["inside"]]},
+            marker=family_marker(family, 10, symbol=["circle" if ok else "x" for ok in part["inside"]]),
             error_y={"type": "data", "symmetric": False, "array": (part["upper"] - part["predicted"]).tolist(),
                      "arrayminus": (part["predicted"] - part["lower"]).tolist(), "color": family_color(family),
                      "thickness": 1},
@@ -137,14 +138,16 @@ def heldout_intervals(
     return fig
 
 
-def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.Series, cols: int = 4) -> go.Figure:
+def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.Series, cols: int = 4,
+                    feature_set: str = "ac_poly") -> go.Figure:
     """Predicted vs actual for several benchmarks, one small panel each (``panels`` = [(label, preds, r2)])."""
     rows = max(1, math.ceil(len(panels) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{label} (R² {r2:.2f})" for label, _, r2 in panels],
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{label} (R² in-sample {r2:.2f})" for label, _, r2 in panels],
                         horizontal_spacing=0.06, vertical_spacing=0.14)
     for i, (_, preds, _) in enumerate(panels):
         _add_prediction_traces(fig, preds, families, "", row=i // cols + 1, col=i % cols + 1)
-    fig = finish(fig, "Predicted vs measured score, every benchmark (filled: fit on all settings; open: held out)",
+    fig = finish(fig, f"Predicted vs measured score, every benchmark, {_method(feature_set)} (filled: fit on all "
+                 "settings, in-sample; open: held out, out of sample; each panel in its benchmark's score units)",
                  "", "", height=300 * rows + 80)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted score", col=1)
@@ -153,7 +156,7 @@ def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.
 
 def surface_contour(
     a_grid: np.ndarray, c_grid: np.ndarray, z: np.ndarray, points: pd.DataFrame, families: pd.Series,
-    benchmark: str, unit: str = "",
+    benchmark: str, unit: str = "", feature_set: str = "ac_poly",
 ) -> go.Figure:
     """The fitted quadratic as a contour over normalised (A, C) with the settings drawn on it.
 
@@ -165,16 +168,15 @@ def surface_contour(
                    colorbar={"title": {"text": f"predicted{unit and f' ({unit.strip()})'}"}},
                    hovertemplate="A (norm) %{x:.2f}<br>C (norm) %{y:.2f}<br>predicted %{z:.4g}<extra></extra>")
     )
-    fam = points["setting"].map(families).fillna("other")
-    for family in sorted(fam.unique()):
-        part = points[fam == family]
+    for family, part in by_family(points, families):
         fig.add_trace(
             go.Scatter(x=part["A_norm"], y=part["C_norm"], mode="markers", name=family, text=part["setting"],
-                       marker={"color": family_color(family), "size": 11, "line": {"width": 1.5, "color": "white"}},
+                       marker=family_marker(family, 11, outline=1.5),
                        hovertext=[f"<b>{r.setting}</b><br>actual {r.score:.4g}" for r in part.itertuples()],
                        hoverinfo="text")
         )
-    fig = finish(fig, f"{benchmark}: fitted law over normalised A and C", "A (min-max normalised)",
+    fig = finish(fig, f"{benchmark}: fitted law over normalised A and C (in-sample fit on all settings, "
+                 f"{_method(feature_set)}; contours: predicted score{unit and f', {unit.strip()}'})", "A (min-max normalised)",
                  "C (min-max normalised)", height=560)
     # legend under the plot: the colour bar takes the right side
     fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.16, "yanchor": "top"}, margin={"b": 110})
@@ -222,14 +224,11 @@ def heldout_small_multiples(
         lo, hi = padded_range(part[["score", "lower", "upper"]].to_numpy(dtype=float).ravel())
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"dash": "dash", "color": "#999"},
                                  hoverinfo="skip", showlegend=False), **where)
-        fam = part["setting"].map(families).fillna("other")
-        for family in sorted(fam.unique()):
-            sub = part[fam == family]
+        for family, sub in by_family(part, families):
             fig.add_trace(go.Scatter(
                 x=sub["score"], y=sub["predicted"], mode="markers", name=family, legendgroup=family,
                 showlegend=family not in shown, text=sub["setting"],
-                marker={"color": family_color(family), "size": 7,
-                        "symbol": ["circle" if ok else "x" for ok in sub["inside"]]},
+                marker=family_marker(family, 7, outline=None, symbol=["circle" if ok else "x" for ok in sub["inside"]]),
                 error_y={"type": "data", "symmetric": False, "array": (sub["upper"] - sub["predicted"]).tolist(),
                          "arrayminus": (sub["predicted"] - sub["lower"]).tolist(), "thickness": 1,
                          "color": family_color(family)},
@@ -238,7 +237,8 @@ def heldout_small_multiples(
             shown.add(family)
         fig.update_xaxes(range=[lo, hi], **where)
         fig.update_yaxes(range=[lo, hi], **where)
-    fig = finish(fig, f"Out of sample, every benchmark: '{model}' law, {level:.0%} intervals (x = outside)", "", "",
+    fig = finish(fig, f"Out of sample, every benchmark: '{model}' law, {level:.0%} jackknife+ intervals (x = outside; "
+                 "each panel in its benchmark's score units)", "", "",
                  height=300 * rows + 80)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted while held out", col=1)

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.plots.labels import label_annotations, padded_range
-from engine.plots.style import VARIANT_COLORS, family_color, finish
+from engine.plots.style import VARIANT_COLORS, by_family, family_marker, finish
 
 
 def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
@@ -29,12 +29,10 @@ def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
 def ac_scatter(settings: pd.DataFrame, families: pd.Series, a_label: str = "A", c_label: str = "C") -> go.Figure:
     """Each setting at its (A, C), coloured by encoder family (``settings``: setting, A, C), labelled without overlap."""
     fig = go.Figure()
-    fam = settings["setting"].map(families).fillna("other")
-    for family in sorted(fam.unique()):
-        part = settings[fam == family]
+    for family, part in by_family(settings, families):
         fig.add_trace(
             go.Scatter(x=part["A"], y=part["C"], mode="markers", name=family, text=part["setting"],
-                       marker={"color": family_color(family), "size": 11, "line": {"width": 1, "color": "white"}},
+                       marker=family_marker(family, 11),
                        hovertemplate="<b>%{text}</b><br>A %{x:.3g}<br>C %{y:.3g}<extra></extra>")
         )
     x_range, y_range = padded_range(settings["A"]), padded_range(settings["C"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -60,6 +62,21 @@ def setting_families(settings: pd.DataFrame) -> pd.Series:
 
 def family_color(family: str) -> str:
     return FAMILY_COLORS.get(family, FAMILY_COLORS["other"])
+
+
+def by_family(frame: pd.DataFrame, families: pd.Series) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(family, rows)`` of ``frame`` (a ``setting`` column) per encoder family, in name order ('other' if unknown)."""
+    fam = frame["setting"].map(families).fillna("other")
+    for family in sorted(fam.unique()):
+        yield family, frame[fam == family]
+
+
+def family_marker(family: str, size: int, outline: float | None = 1.0, **extra: object) -> dict:
+    """The marker of a family's points: its colour, ``size``, a white ``outline`` of that width (None: no outline)."""
+    marker: dict = {"color": family_color(family), "size": size}
+    if outline is not None:
+        marker["line"] = {"width": outline, "color": "white"}
+    return {**marker, **extra}
 
 
 def finish(fig: go.Figure, title: str, x_title: str, y_title: str, height: int = 480) -> go.Figure:

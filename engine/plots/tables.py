@@ -9,7 +9,17 @@ import numpy as np
 import pandas as pd
 
 from engine.benchmarks import benchmark_info, label
-from engine.law import FEATURE_SET_LABELS, FEATURE_SETS, BenchmarkFit, LawReport, minmax, response_surface
+from engine.law import (
+    FEATURE_SET_LABELS,
+    FEATURE_SETS,
+    BenchmarkFit,
+    LawReport,
+    UnscoredPredictions,
+    minmax,
+    response_surface,
+)
+from engine.law.predict import range_text
+from engine.policy.recommend import Recommendation
 from engine.study import BUNDLED_NAME, Study
 
 # Headline R² (x100, mean over the group's benchmarks) as printed in the paper, per study it reproduces.
@@ -90,15 +100,69 @@ def coefficients(fit: BenchmarkFit) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def unscored_predictions(study: Study, fit: BenchmarkFit) -> pd.DataFrame:
-    """Settings with A and C but no score on the fit's benchmark: prediction ± the fit's LOO RMSE."""
-    table = study.table(fit.benchmark)
-    values = table[["A", "C", "score"]].to_numpy(dtype=float)
-    todo = np.isfinite(values[:, :2]).all(axis=1) & ~np.isfinite(values[:, 2])
-    predicted = fit.predict(values[todo, 0], values[todo, 1])
-    return pd.DataFrame({"setting": table["setting"][todo].tolist(), "A": values[todo, 0], "C": values[todo, 1],
-                         "predicted": predicted, "plus_minus": fit.loo_rmse, "low": predicted - fit.loo_rmse,
-                         "high": predicted + fit.loo_rmse})
+def unscored_count(study: Study, benchmark: str | None = None) -> int:
+    """How many (setting, benchmark) pairs have A and C but no score (on ``benchmark`` only, when given)."""
+    long = study.long if benchmark is None else study.long[study.long["benchmark"] == benchmark]
+    return int((long["A"].notna() & long["C"].notna() & long["score"].isna()).sum())
+
+
+def unscored_table(predictions: UnscoredPredictions) -> pd.DataFrame:
+    """``predict_unscored`` as a researcher reads it: the prediction of the chosen law model with its
+    out-of-sample interval (level and model in the column names), the valid range it was clipped to, and flags."""
+    t = predictions.table
+    level, model = f"{predictions.level:.0%}", predictions.model
+    flags = [
+        "; ".join(text for flag, text in (("extrapolated", "outside the A–C hull: extrapolation"),
+                                          ("clipped", "clipped to the valid range"),
+                                          ("interpolating", "interpolating fit: interval unreliable")) if row[flag])
+        for _, row in t.iterrows()
+    ]
+    return pd.DataFrame({
+        "setting": t["setting"], "benchmark": t["label"], "A": t["A"], "C": t["C"],
+        f"predicted score ('{model}' law, out of sample)": t["predicted"],
+        f"{level} interval: lower (jackknife+)": t["lower"], f"{level} interval: upper (jackknife+)": t["upper"],
+        "valid range (score units)": [range_text(lo, hi) for lo, hi in zip(t["range_low"], t["range_high"], strict=True)],
+        "flags": flags,
+    })
+
+
+def fitted_predictions(fit: BenchmarkFit) -> pd.DataFrame:
+    """A fit's settings with their in-sample prediction, the prediction while held out and the residual, labelled."""
+    return fit.predictions.rename(columns={
+        "score": "measured score", "predicted": "predicted in-sample (fit on all)",
+        "loo_predicted": "predicted while held out (out of sample)", "residual": "residual in-sample",
+    })
+
+
+def heldout_table(heldout: pd.DataFrame, model: str, level: float) -> pd.DataFrame:
+    """Held-out rows of ``Evaluation.heldout`` labelled with the model, the interval's level and method."""
+    pct = f"{level:.0%}"
+    return heldout.rename(columns={
+        "score": "measured score", "predicted": f"predicted while held out ('{model}' law)",
+        "lower": f"{pct} interval: lower (jackknife+)", "upper": f"{pct} interval: upper (jackknife+)",
+        "inside": "inside the interval",
+    })
+
+
+RANKING_COLUMNS = {"measured": "measured score", "rank_score": "ranking score (measured if finetuned, else predicted)",
+                   "plus_minus": "± RMSE out of sample (leave one finetuned setting out)"}
+
+
+def recommendation_method(rec: Recommendation, unit: str = "") -> str:
+    """One sentence saying how a recommendation's predictions were made: which law, fitted on what, on which
+    scale, and what its ± band is."""
+    law = "quadratic in A and C (the paper's law)" if rec.feature_set == "ac_poly" else "linear law in A and C"
+    n = int(rec.ranking["finetuned"].sum())
+    return (f"Predicted: OLS {law} refitted on the {n} finetuned settings — in-sample for them, out of sample for "
+            f"the others; ± its leave-one-out RMSE (out of sample). {label(rec.benchmark)} score units"
+            f"{unit and f' ({unit})'}.")
+
+
+def recommendation_table(rec: Recommendation) -> pd.DataFrame:
+    """A recommendation's ranking with labels that say which law predicted and what the ± band is."""
+    law = "quadratic" if rec.feature_set == "ac_poly" else "linear law"
+    return rec.ranking.rename(columns={"predicted": f"predicted score (OLS {law} refitted on the finetuned settings)",
+                                       **RANKING_COLUMNS})
 
 
 def surface(fit: BenchmarkFit, n: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.DataFrame]:

@@ -15,7 +15,9 @@ budget <= k.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,7 @@ from engine.errors import InputError
 from engine.hashing import hash_obj
 from engine.law import DEFAULT_LEVEL, get_law_model
 from engine.law.fit import features, minmax
-from engine.law.models import check_level
+from engine.law.models import check_level, jackknife_plus
 from engine.law.ols import ols_batch
 from engine.policy.sampling import level_cells, region_sequence
 from engine.policy.subsets import SubsetSolver, prefix_masks
@@ -120,18 +122,38 @@ def optimistic_continuation(cand: Candidates, starts: np.ndarray, law_model: str
     """Complete each start (P, w) into a full order (P, n): next is always the not-yet-finetuned setting with the
     highest upper bound of ``law_model``'s ``level`` prediction interval, fitted on the finetuned settings; where
     the bound is infinite (too few finetunes for the level) the higher predicted mean decides, then the lower
-    index. Fits are memoised on the finetuned set, which many runs reach by different paths."""
+    index.
+
+    Three savings leave every pick unchanged: picks are memoised on the finetuned set (many runs reach it by
+    different paths, and later calls on the same candidates, model and level reuse them); the model's selections
+    are memoised on their set of rows, so a jackknife+ refit without setting i is computed once for every
+    finetuned set that contains the same other settings; and no interval is computed where it cannot be finite
+    (then only the mean fit is needed) nor where one setting is left."""
     model = get_law_model(law_model)
     a, c, y = cand.a_norm[:, None], cand.c_norm[:, None], cand.score[:, None]
     n = len(cand.names)
-    memo: dict[frozenset[int], int] = {}
+    memo = _pick_memo(cand, law_model, level)
+    selections: dict[tuple[int, ...], Any] = {}
+
+    def select(rows: np.ndarray) -> Any:
+        key = tuple(int(i) for i in rows)
+        if key not in selections:
+            selections[key] = model.select(a[rows], c[rows], y[rows])
+        return selections[key]
 
     def pick(taken: frozenset[int]) -> int:
         if taken not in memo:
-            rows = sorted(taken)
-            pred = model.fit(a[rows], c[rows], y[rows]).predict(a, c, level)
+            rows = np.array(sorted(taken), dtype=np.int64)
             free = np.array([i for i in range(n) if i not in taken])
-            key = np.lexsort((-free, pred.mean[free, 0], pred.upper[free, 0]))
+            if len(free) == 1:
+                memo[taken] = int(free[0])
+                return memo[taken]
+            if _upper_is_infinite(len(rows), level):
+                mean, upper = select(rows).predictor.predict(a, c)[:, 0], np.full(n, np.inf)
+            else:
+                pred = model.fit_rows(a, c, y, rows, select).predict(a, c, level)
+                mean, upper = pred.mean[:, 0], pred.upper[:, 0]
+            key = np.lexsort((-free, mean[free], upper[free]))
             memo[taken] = int(free[key[-1]])
         return memo[taken]
 
@@ -142,6 +164,28 @@ def optimistic_continuation(cand: Candidates, starts: np.ndarray, law_model: str
             order.append(pick(frozenset(order)))
         orders.append(order)
     return np.array(orders, dtype=np.int64).reshape(len(orders), n)
+
+
+_PICKS: OrderedDict[str, dict[frozenset[int], int]] = OrderedDict()
+_PICKS_LOCK = threading.Lock()
+MAX_PICK_MEMOS = 64
+
+
+def _pick_memo(cand: Candidates, law_model: str, level: float) -> dict[frozenset[int], int]:
+    """The optimistic picks already made on these candidates (A, C, scores) with this model and level: a pick
+    depends on nothing else, so a rerun with other trials, seed, budget, top or metric reuses them."""
+    key = hash_obj([cand.a_norm.tolist(), cand.c_norm.tolist(), cand.score.tolist(), law_model, float(level)])
+    with _PICKS_LOCK:
+        memo = _PICKS.setdefault(key, {})
+        _PICKS.move_to_end(key)
+        while len(_PICKS) > MAX_PICK_MEMOS:
+            _PICKS.popitem(last=False)
+    return memo
+
+
+def _upper_is_infinite(n_rows: int, level: float) -> bool:
+    """Whether a jackknife+ upper bound from ``n_rows`` leave-one-out refits is infinite whatever the data."""
+    return bool(np.isinf(jackknife_plus(np.zeros((n_rows, 1, 1)), np.zeros((n_rows, 1)), level)[1]).all())
 
 
 def strategy_orders(cand: Candidates, strategy: str, trials: int, seed: int, law_model: str = DEFAULT_LAW_MODEL,
@@ -167,7 +211,7 @@ def _cumulative(success: np.ndarray, metric: str) -> np.ndarray:
     return np.logical_or.accumulate(success, axis=1) if metric == "first-hit" else success
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class BenchmarkPolicy:
     """Policy outcome on one benchmark: success per trial and budget, for the strategy's and random order.
 
@@ -202,7 +246,24 @@ def _first_hit(success: np.ndarray, n: int) -> np.ndarray:
     return np.where(hit, success.argmax(axis=1) + 1, n)
 
 
-@dataclass
+@dataclass(frozen=True)
+class BenchmarkSummary:
+    """Policy outcome on one benchmark at the result's budget: recall (strategy, chance k/n, random order), the
+    best setting, and the finetunes each trial needed until it first ranked in the top-T (mean and histogram)."""
+
+    recall: float
+    random_recall: float
+    random_sampling_recall: float
+    optimum: str
+    mean_runs: float
+    runs_distribution: dict[int, int]
+    n_candidates: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class PolicyResult:
     """AC policy simulation over one or all benchmarks of a study (same seed, same result)."""
 
@@ -218,18 +279,18 @@ class PolicyResult:
     law_model: str = DEFAULT_LAW_MODEL
     level: float = DEFAULT_LEVEL
 
-    def summary(self, benchmark: str) -> dict[str, Any]:
+    def summary(self, benchmark: str) -> BenchmarkSummary:
         res = self.benchmarks[benchmark]
         runs = res.runs_to_hit()
-        return {
-            "recall": res.recall(self.budget, self.metric),
-            "random_recall": self.budget / res.n_candidates,
-            "random_sampling_recall": res.random_sampling_recall(self.budget, self.metric),
-            "optimum": res.optimum,
-            "mean_runs": float(runs.mean()),
-            "runs_distribution": {int(k): int(v) for k, v in zip(*np.unique(runs, return_counts=True), strict=True)},
-            "n_candidates": res.n_candidates,
-        }
+        return BenchmarkSummary(
+            recall=res.recall(self.budget, self.metric),
+            random_recall=self.budget / res.n_candidates,
+            random_sampling_recall=res.random_sampling_recall(self.budget, self.metric),
+            optimum=res.optimum,
+            mean_runs=float(runs.mean()),
+            runs_distribution={int(k): int(v) for k, v in zip(*np.unique(runs, return_counts=True), strict=True)},
+            n_candidates=res.n_candidates,
+        )
 
     def mean_recall(self, budget: int | None = None, metric: str | None = None) -> float:
         """Recall at ``budget`` (default: the result's) averaged over the simulated benchmarks."""
@@ -237,12 +298,13 @@ class PolicyResult:
         return float(np.mean([r.recall(k, metric or self.metric) for r in self.benchmarks.values()]))
 
     def table(self) -> pd.DataFrame:
-        rows = [{"benchmark": b, **{k: v for k, v in self.summary(b).items() if k != "runs_distribution"}} for b in self.benchmarks]
+        rows = [{"benchmark": b, **{k: v for k, v in self.summary(b).to_dict().items() if k != "runs_distribution"}}
+                for b in self.benchmarks]
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict[str, Any]:
         """The CLI JSON of ``policy simulate``."""
-        out = {"study": self.study, "benchmarks": {b: self.summary(b) for b in self.benchmarks}, "budget": self.budget,
+        out = {"study": self.study, "benchmarks": {b: self.summary(b).to_dict() for b in self.benchmarks}, "budget": self.budget,
                "trials": self.trials, "seed": self.seed, "top": self.top, "variant": self.variant,
                "metric": self.metric, "strategy": self.strategy, "mean_recall": self.mean_recall()}
         if self.strategy == "uncertainty":
