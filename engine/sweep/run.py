@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import config
 from engine.errors import InputError, LawExplorerError
@@ -20,6 +20,9 @@ from engine.hashing import hash_obj
 from engine.jobs import state as jobstate
 from engine.jobs import targets
 from engine.jobs.context import JobCancelled
+
+if TYPE_CHECKING:
+    from engine.correspondence.result_types import CEvaluation
 
 JOB_TARGET = targets.SWEEP
 STATE_VERSION = 1
@@ -375,7 +378,7 @@ class _SweepRun:
         self.say(f"{name}: reused result {entry.result_id} (C = {entry.C:.2f})")
         return True
 
-    def evaluate(self, name: str, ray_actors: int | None = None) -> dict[str, Any]:
+    def evaluate(self, name: str, ray_actors: int | None = None) -> CEvaluation:
         """The C evaluation of one encoder (on the ray backend in one of several threads); its result is returned
         to the caller, which records it."""
         from engine.correspondence.evaluate import evaluate
@@ -419,17 +422,17 @@ class _SweepRun:
                 save_state(self.state)
             raise
 
-    def record(self, name: str, result: dict[str, Any]) -> None:
+    def record(self, name: str, result: CEvaluation) -> None:
         """Store a finished evaluation in the state file and attach its C to the study (this thread only)."""
         from engine.correspondence import results
 
         entry = self.state.encoders[name]
         with self.lock:
-            entry.status, entry.result_id = EncoderStatus.DONE, result["result_id"]
+            entry.status, entry.result_id = EncoderStatus.DONE, result.result_id
             entry.C = results.c_score(result)
-            entry.images_encoded = int(result["stats"]["images_encoded"])
-            entry.seconds = float(result["stats"]["seconds"])
-            entry.message = f"{result['stats']['pairs']} pairs"
+            entry.images_encoded = int(result.stats.images_encoded)
+            entry.seconds = float(result.stats.seconds)
+            entry.message = f"{result.stats.pairs} pairs"
             save_state(self.state)
         shutil.rmtree(_work_dir(self.state.key, name), ignore_errors=True)  # checkpoints of a recorded result
         if self.spec.study:
