@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -73,14 +73,6 @@ class CEvaluation:
         return cls(pck=dict(data["pck"]), protocol=dict(data["protocol"]), stats=EvalStats(**data["stats"]),
                    encoder=EvalEncoder(**data["encoder"]), dataset=EvalDataset(**data["dataset"]),
                    result_id=str(data["result_id"]))  # fmt: skip
-
-    def __getitem__(self, key: str) -> Any:
-        """Read-only mapping access, as the dict this result used to be, for callers not yet on attributes
-        (``engine/sweep/run.py``); new code reads attributes."""
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        value = getattr(self, key)
-        return asdict(value) if is_dataclass(value) else value
 
 
 @dataclass(frozen=True, eq=False)
