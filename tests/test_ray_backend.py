@@ -336,3 +336,56 @@ def test_sweep_with_a_attaches_a_and_c_and_a_resubmission_trains_nothing(isolate
     again = run_sweep(spec)
     assert again["images_encoded"] == 0 and again["encoders"][0]["A"] == row["A"]
     assert len(list_a_scores("v3")) == 1  # nothing was trained or scored again
+
+
+@pytest.mark.slow  # several minutes on 2 loaded cores: two demo projectors trained locally, then again on Ray
+def test_a_ray_sweep_with_a_trains_each_encoder_in_a_ray_task_like_local_and_a_resubmission_trains_nothing(
+    ray_cluster, tmp_path, monkeypatch
+):
+    import re
+    import shutil
+
+    from engine.alignment.records import list_a_scores, list_projectors
+    from engine.study import copy_study, load_study
+    from engine.sweep import EncoderStatus, SweepSpec, run_sweep
+
+    encoders = ("pixels-8", "efficientnet-lite0-random")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    _use_home(monkeypatch, tmp_path / "local")
+    copy_study("paper-v3", "with-a")
+    local = run_sweep(SweepSpec(encoders=encoders, dataset="builtin", limit=2, study="with-a", with_a="demo"))
+    local_rows = {r["encoder"]: r for r in local["encoders"]}
+
+    _use_home(monkeypatch, tmp_path / "ray")
+    copy_study("paper-v3", "with-a")
+    # the demo data and demo LLM the local run built (inputs, not results: the token caches and projectors are not
+    # copied), so both runs train on the same files and this test does not spend a minute rebuilding them
+    shutil.copytree(tmp_path / "local" / "alignment", tmp_path / "ray" / "alignment")
+    spec = SweepSpec(encoders=encoders, dataset="builtin", limit=2, study="with-a", with_a="demo", backend="ray")
+    log: list[str] = []
+    first = run_sweep(spec, log=log.append)
+    ran_in = {m.group(1): int(m.group(2)) for m in map(re.compile(r"(\S+): A ran in process (\d+)").match, log) if m}
+    assert set(ran_in) == set(encoders), log
+    assert os.getpid() not in ran_in.values()  # trained and scored in Ray worker processes, not in this driver
+    settings = load_study("with-a").settings.set_index("setting")
+    for row in first["encoders"]:
+        mine = local_rows[row["encoder"]]
+        assert row["status"] == row["a_status"] == EncoderStatus.DONE
+        assert row["C"] == pytest.approx(mine["C"], abs=1e-4)
+        # the same seeded training and scoring on one CPU thread in both processes: equal up to float rounding
+        assert row["A"] == pytest.approx(mine["A"], rel=1e-9, abs=1e-9)
+        assert settings.loc[row["encoder"], "A"] == pytest.approx(row["A"])
+        assert settings.loc[row["encoder"], "C"] == pytest.approx(row["C"])
+    # the driver inserted what the tasks recorded: one projector and one A score per encoder, nothing else
+    scores, projectors = list_a_scores("v3"), list_projectors()
+    assert sorted(scores["encoder"]) == sorted(encoders) and sorted(projectors["encoder"]) == sorted(encoders)
+    for row in first["encoders"]:
+        assert float(scores.loc[scores["encoder"] == row["encoder"], "a"].iloc[0]) == pytest.approx(row["A"])
+    assert all(Path(p).is_file() for p in projectors["path"])
+
+    log.clear()
+    again = run_sweep(spec, log=log.append)
+    assert not [line for line in log if "A ran in process" in line]  # no task: nothing trained or scored
+    assert again["images_encoded"] == 0 and again["reused"] == 2
+    assert [r["A"] for r in again["encoders"]] == [r["A"] for r in first["encoders"]]
+    assert len(list_a_scores("v3")) == 2 and len(list_projectors()) == 2

@@ -105,3 +105,16 @@ def list_projectors() -> pd.DataFrame:
     """Stored projectors (imported or trained), newest first."""
     with store.connect(read_only=True) as con:
         return con.execute("SELECT * FROM alignment_projectors ORDER BY created DESC").df()
+
+
+def insert_records(projectors: list[dict] | tuple[dict, ...] = (), scores: list[dict] | tuple[dict, ...] = ()) -> None:
+    """Store projector and A-score rows recorded elsewhere (a sweep's A task on Ray, in a DuckDB file of its own),
+    as they are: same ids and values, in one transaction (a projector row replaces one with its id)."""
+    with store.connect() as con:
+        for table, rows in (("alignment_projectors", projectors), ("alignment_scores", scores)):
+            for row in rows:
+                names = list(row)
+                if table == "alignment_projectors":
+                    con.execute("DELETE FROM alignment_projectors WHERE id = ?", [row["id"]])
+                con.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                            [row[n] for n in names])

@@ -307,7 +307,7 @@ class _SweepRun:
     def concurrently_on_ray(self) -> None:
         """C of the encoders not finished yet, several at once on the cluster (each evaluation's actors ask for one
         GPU, or one CPU, each; as many evaluations at a time as the cluster has GPUs or CPUs); then, with
-        ``--with-a``, each encoder's A on this machine, one after another."""
+        ``--with-a``, the A pipelines not finished yet, one Ray task per encoder, several at once."""
         todo = []
         for name in self.spec.encoders:
             self.check_cancelled()
@@ -319,12 +319,7 @@ class _SweepRun:
         if todo:
             self._c_on_ray(todo)
         if self.spec.with_a:
-            for name in self.spec.encoders:
-                if self.state.encoders[name].a_status != EncoderStatus.DONE:
-                    self.check_cancelled()
-                    self.report(f"{name}: A (projector training, then A scoring)")
-                    self.score_a(name)
-                    self.report(f"{name}: done", finished=True)
+            self._a_on_ray([n for n in self.spec.encoders if self.state.encoders[n].a_status != EncoderStatus.DONE])
 
     def _c_on_ray(self, todo: list[str]) -> None:
         from engine.scale.cluster import connect
@@ -439,34 +434,44 @@ class _SweepRun:
             results.attach_c_to_study(result, self.spec.study, name)
         self.say(f"{name}: C = {entry.C:.2f} ({entry.images_encoded} images encoded, {entry.seconds:.1f} s)")
 
+    def a_plan(self, name: str) -> tuple[list[Any], float | None, str | None]:
+        """The A steps of one encoder still to run (projector training, A scoring), A when it is stored, and the id
+        of the stored projector the scoring reuses (if any)."""
+        from engine.pipeline.planning import StepState, plan
+
+        spec = self.spec
+        p = plan(name, str(spec.study), c_protocol=spec.protocol, dataset=spec.dataset, demo=spec.with_a == "demo",
+                 setting=name, split=spec.split, limit=spec.limit, llm=spec.llm, align_data=spec.align_data,
+                 align_images=spec.align_images)  # fmt: skip
+        steps = [s for s in p.steps if s.key in ("projector", "a")]
+        blocked = [s for s in steps if s.state == StepState.UNAVAILABLE]
+        if blocked:
+            raise LawExplorerError(f"A of {name}: {blocked[0].note}")
+        value = next((s.value for s in steps if s.key == "a" and s.state == StepState.REUSE), None)
+        projector = next((s.stored_id for s in steps if s.key == "projector" and s.state == StepState.REUSE), None)
+        return [s for s in steps if s.state == StepState.RUN], value, projector
+
+    def step_params(self, step: Any) -> dict[str, Any]:
+        params = dict(step.params or {})
+        if step.key == "projector" and self.spec.gpus_per_run > 1:
+            params["num_processes"] = self.spec.gpus_per_run
+        return params
+
     def score_a(self, name: str) -> None:
         """The A pipeline of one encoder on this (the driver's) machine: stage-1 projector training (accelerate,
         with ``gpus_per_run`` processes) then A-v3 scoring, each reused when stored; A is attached to the study."""
         from engine.jobs import run_inline
-        from engine.pipeline.planning import StepState, plan
-        from engine.study import set_setting_scores
 
-        spec, entry = self.spec, self.state.encoders[name]
+        entry = self.state.encoders[name]
         entry.a_status = EncoderStatus.RUNNING
         self.save()
         try:
-            p = plan(name, str(spec.study), c_protocol=spec.protocol, dataset=spec.dataset, demo=spec.with_a == "demo",
-                     setting=name, split=spec.split, limit=spec.limit, llm=spec.llm, align_data=spec.align_data,
-                     align_images=spec.align_images)  # fmt: skip
-            steps = [s for s in p.steps if s.key in ("projector", "a")]
-            blocked = [s for s in steps if s.state == StepState.UNAVAILABLE]
-            if blocked:
-                raise LawExplorerError(f"A of {name}: {blocked[0].note}")
-            value = next((s.value for s in steps if s.key == "a" and s.state == StepState.REUSE), None)
+            steps, value, _ = self.a_plan(name)
             for step in steps:
-                if step.state != StepState.RUN:
-                    continue
                 self.check_cancelled()
-                params = dict(step.params or {})
-                if step.key == "projector" and spec.gpus_per_run > 1:
-                    params["num_processes"] = spec.gpus_per_run
                 self.say(f"{name}: {step.title}")
-                result = run_inline(str(step.target), params, work_dir=_work_dir(self.state.key, name) / step.key)
+                result = run_inline(str(step.target), self.step_params(step),
+                                    work_dir=_work_dir(self.state.key, name) / step.key)  # fmt: skip
                 if step.key == "a":
                     value = None if result.get("A") is None else float(result["A"])
             if value is None:
@@ -479,10 +484,92 @@ class _SweepRun:
             entry.a_status, entry.error = EncoderStatus.FAILED, f"A: {exc}"
             self.save()
             raise
+        self.record_a(name, value)
+
+    def record_a(self, name: str, value: float) -> None:
+        from engine.study import set_setting_scores
+
+        entry = self.state.encoders[name]
         entry.A, entry.a_status = value, EncoderStatus.DONE
         self.save()
-        set_setting_scores(str(spec.study), name, A=value)
+        set_setting_scores(str(self.spec.study), name, A=value)
         self.say(f"{name}: A = {value:.4f}")
+
+    def _a_on_ray(self, todo: list[str]) -> None:
+        """The A pipeline of each encoder in ``todo`` as one Ray task (``gpus_per_run`` GPUs on CUDA, else one CPU),
+        as many at once as the cluster has room for; each task trains and scores in a worker process and returns A
+        and its records, which this process (the store's one writer) inserts and attaches. A failed task marks its
+        encoder failed (one line) and the others go on; the sweep then fails with the first failure."""
+        from engine.alignment.records import insert_records, list_projectors
+        from engine.jobs.runner import one_line_error
+        from engine.scale.cluster import connect
+        from engine.scale.ray_align import AStep, ATaskResult, ATasks, check_fits
+
+        if not todo:
+            return
+        cluster = connect(self.spec.ray_address)
+        check_fits(cluster, self.spec.device, self.spec.gpus_per_run)
+        if self.spec.with_a == "demo":  # built once here, not by several tasks at once in the shared home
+            from engine.alignment.train import resolve_params
+
+            resolve_params({"demo": True})
+        tasks = ATasks(self.spec.device, self.spec.gpus_per_run)
+        failure: tuple[str, str] | None = None
+        try:
+            for name in todo:
+                self.check_cancelled()
+                entry = self.state.encoders[name]
+                try:
+                    steps, value, projector = self.a_plan(name)
+                except LawExplorerError as exc:
+                    entry.a_status, entry.error = EncoderStatus.FAILED, f"A: {exc}"
+                    self.save()
+                    failure = failure or (name, str(exc))
+                    continue
+                if not steps and value is not None:
+                    self.record_a(name, value)
+                    self.report(f"{name}: done", finished=True)
+                    continue
+                run_dir = _work_dir(self.state.key, name)
+                planned = []
+                for step in steps:
+                    params = self.step_params(step)
+                    if step.key == "a" and projector and "projector" not in params:
+                        stored = list_projectors()  # the task's own store holds none: name the stored projector
+                        params["projector"] = str(stored.loc[stored["id"] == projector, "path"].iloc[0])
+                    planned.append(AStep(step.key, str(step.target), params, str(run_dir / step.key)))
+                tasks.submit(name, planned, str(run_dir))
+                entry.a_status, entry.error = EncoderStatus.RUNNING, None
+                self.save()
+                self.report(f"{name}: A (projector training, then A scoring) on the cluster")
+            self.say(f"A of {len(tasks.pending)} encoder(s) on {cluster.describe()}: one task each")
+            while tasks.pending:
+                name, outcome = tasks.next_done(self.cancelled)
+                entry = self.state.encoders[name]
+                if isinstance(outcome, ATaskResult) and outcome.error is None and outcome.A is not None:
+                    insert_records(outcome.projectors, outcome.scores)
+                    self.say(f"{name}: A ran in process {outcome.pid} on {outcome.node} ({outcome.seconds:.1f} s)")
+                    self.record_a(name, outcome.A)
+                    self.report(f"{name}: done", finished=True)
+                    continue
+                if isinstance(outcome, ATaskResult):
+                    why = outcome.error or "the A-scoring step gave no value"
+                else:
+                    why = one_line_error(outcome)
+                entry.a_status, entry.error = EncoderStatus.FAILED, f"A: {why}"
+                self.save()
+                self.say(f"{name}: A failed: {why}")
+                failure = failure or (name, why)
+        except BaseException:  # cancelled, or the driver is stopping: no task outlives it, none shows running
+            tasks.cancel_all()
+            for name in todo:
+                if self.state.encoders[name].a_status == EncoderStatus.RUNNING:
+                    self.state.encoders[name].a_status = EncoderStatus.PENDING
+            with contextlib.suppress(Exception):
+                self.save()
+            raise
+        if failure is not None:
+            raise LawExplorerError(f"A of {failure[0]}: {failure[1]}")
 
 
 def summary(state: SweepState) -> dict[str, Any]:
