@@ -389,3 +389,37 @@ def test_a_ray_sweep_with_a_trains_each_encoder_in_a_ray_task_like_local_and_a_r
     assert again["images_encoded"] == 0 and again["reused"] == 2
     assert [r["A"] for r in again["encoders"]] == [r["A"] for r in first["encoders"]]
     assert len(list_a_scores("v3")) == 2 and len(list_projectors()) == 2
+
+
+def test_a_tasks_ask_for_gpus_per_run_on_cuda_else_one_cpu_and_need_one_node_with_that_many():
+    from engine.scale.cluster import ClusterInfo, NodeInfo
+    from engine.scale.ray_align import check_fits, task_resources
+
+    assert task_resources("cuda", 4) == {"num_gpus": 4.0}
+    assert task_resources("cpu", 4) == {"num_cpus": 1.0}
+    two_nodes = ClusterInfo("head:6379", 64.0, 8.0, (NodeInfo("a", 32.0, 4.0), NodeInfo("b", 32.0, 4.0)))
+    check_fits(two_nodes, "cuda", 4)
+    check_fits(two_nodes, "cpu", 8)  # CPU tasks ask for no GPU
+    with pytest.raises(NotAvailableError, match=r"needs one node with 8 GPUs; the largest node .* has 4"):
+        check_fits(two_nodes, "cuda", 8)  # 8 GPUs in all, but a task's ranks share one node
+
+
+def test_a_failed_a_task_on_ray_marks_its_encoder_failed_with_one_line_and_records_nothing(ray_cluster, isolated_home):
+    from engine.alignment.records import list_a_scores, list_projectors
+    from engine.errors import LawExplorerError
+    from engine.study import copy_study
+    from engine.sweep import EncoderStatus, SweepSpec, run_sweep
+    from engine.sweep.run import load_state
+
+    copy_study("paper-v3", "bad-a")
+    missing = isolated_home / "missing"
+    spec = SweepSpec(encoders=("pixels-8",), dataset="builtin", limit=2, study="bad-a", with_a="paper",
+                     llm=str(missing / "llm"), align_data=str(missing / "blip_laion_cc_sbu_558k.json"),
+                     align_images=str(missing / "images"), backend="ray")  # fmt: skip
+    with pytest.raises(LawExplorerError, match=r"A of pixels-8: node .*missing"):
+        run_sweep(spec)
+    entry = load_state(spec).encoders["pixels-8"]
+    assert entry.status == EncoderStatus.DONE and entry.C is not None  # C was recorded before the A task ran
+    assert entry.a_status == EncoderStatus.FAILED and entry.A is None
+    assert entry.error.startswith("A: node ") and "missing" in entry.error and "\n" not in entry.error
+    assert list_a_scores().empty and list_projectors().empty
