@@ -514,7 +514,7 @@ class _SweepRun:
 
             resolve_params({"demo": True})
         tasks = ATasks(self.spec.device, self.spec.gpus_per_run)
-        failure: tuple[str, str] | None = None
+        failure: str | None = None  # the first failure's message
         try:
             for name in todo:
                 self.check_cancelled()
@@ -524,7 +524,7 @@ class _SweepRun:
                 except LawExplorerError as exc:
                     entry.a_status, entry.error = EncoderStatus.FAILED, f"A: {exc}"
                     self.save()
-                    failure = failure or (name, str(exc))
+                    failure = failure or str(exc)  # names the encoder already
                     continue
                 if not steps and value is not None:
                     self.record_a(name, value)
@@ -559,7 +559,7 @@ class _SweepRun:
                 entry.a_status, entry.error = EncoderStatus.FAILED, f"A: {why}"
                 self.save()
                 self.say(f"{name}: A failed: {why}")
-                failure = failure or (name, why)
+                failure = failure or f"A of {name}: {why}"
         except BaseException:  # cancelled, or the driver is stopping: no task outlives it, none shows running
             tasks.cancel_all()
             for name in todo:
@@ -569,7 +569,7 @@ class _SweepRun:
                 self.save()
             raise
         if failure is not None:
-            raise LawExplorerError(f"A of {failure[0]}: {failure[1]}")
+            raise LawExplorerError(failure)
 
 
 def summary(state: SweepState) -> dict[str, Any]:
