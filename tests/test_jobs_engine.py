@@ -198,7 +198,10 @@ def test_bad_params_and_unknown_ids(isolated_home):
 def test_cancel_is_enforced_when_the_worker_does_not_stop(isolated_home, monkeypatch):
     monkeypatch.setenv("LAW_EXPLORER_JOB_CANCEL_GRACE_S", "0.5")
     job_id = jobs.submit(DEMO, {"n": 3, "sleep": 30})
-    _poll(lambda: jobs.get_job(job_id).status == "running")
+    # inside its first 30 s step (the demo makes work_dir/steps just before it), not merely claimed: a cancel
+    # between the claim and the function's start ends the job cleanly, "cancelled before it started"
+    _poll(lambda: (Path(jobs.get_job(job_id).work_dir) / "steps").is_dir())
+    time.sleep(0.5)
     jobs.cancel(job_id)  # no wait: the worker's own watchdog kills it after the grace period
     record = jobs.wait(job_id, timeout=30)
     assert record.status == "cancelled" and "killed" in record.error
