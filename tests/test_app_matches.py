@@ -247,7 +247,7 @@ def test_results_stored_before_the_per_category_count_are_counted_from_the_datas
     from engine.correspondence.evaluate import evaluate
 
     result = evaluate("builtin", ENCODER, limit=20, record=False)
-    del result["pck"]["per_category_pairs"]  # as written by earlier versions
+    del result.pck["per_category_pairs"]  # as written by earlier versions
     results.record_result(result)
     at = _app()
     _ok(at)

