@@ -7,21 +7,14 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from _studies import toy_study
 from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import PolynomialFeatures
 
 from engine.errors import InputError
 from engine.policy import recall_curve, simulate, strategy_orders
 from engine.policy.simulate import candidates
-from engine.study import bundled_study, make_study, parse_study_file
-
-
-def _toy(n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    names = [f"S{i}" for i in range(n)]
-    settings = pd.DataFrame({"setting": names, "A": rng.random(n), "C": rng.random(n)})
-    scores = pd.DataFrame({"mme": rng.random(n) * 50 + 20}, index=names)
-    return make_study("toy", settings, scores)
+from engine.study import bundled_study, parse_study_file
 
 
 def _oracle_success(study, subset: tuple[int, ...], top: int) -> bool:
@@ -37,7 +30,7 @@ def _oracle_success(study, subset: tuple[int, ...], top: int) -> bool:
 
 
 def test_first_hit_and_at_budget_equal_brute_force_on_the_same_orders():
-    study = _toy(7, 1)
+    study = toy_study(7, 1)
     result = simulate(study, budget=2, trials=60, seed=3, top=2)
     orders, _ = strategy_orders(candidates(study, "mme"), "region", 60, 3)
     per_prefix = np.array([[_oracle_success(study, tuple(o[:k]), 2) for k in range(1, 8)] for o in orders])
@@ -48,7 +41,7 @@ def test_first_hit_and_at_budget_equal_brute_force_on_the_same_orders():
 
 
 def test_random_order_converges_to_the_exact_expectation():
-    study = _toy(6, 4)
+    study = toy_study(6, 4)
     n, top, trials = 6, 2, 20_000
     success = {s: _oracle_success(study, s, top) for k in range(1, n + 1) for s in itertools.combinations(range(n), k)}
     perms = list(itertools.permutations(range(n)))
@@ -63,7 +56,7 @@ def test_random_order_converges_to_the_exact_expectation():
 
 
 def test_greedy_follows_the_best_prediction_after_two_region_picks():
-    study = _toy(8, 2)
+    study = toy_study(8, 2)
     table = study.table("mme")
     a, c, y = (table[k].to_numpy(float) for k in ("A", "C", "score"))
     X = PolynomialFeatures(2).fit_transform(np.c_[(a - a.min()) / np.ptp(a), (c - c.min()) / np.ptp(c)])
@@ -150,7 +143,7 @@ def test_verdict_clear_winner_tie_and_nothing():
 def test_compare_strategies_chance_and_random_baseline():
     from engine.policy import compare_strategies
 
-    study = _toy(6, 4)
+    study = toy_study(6, 4)
     comparison = compare_strategies(study, trials=300, seed=0, top=2)
     chance = comparison.recall.drop_duplicates("budget").set_index("budget")["chance"]
     assert chance.to_dict() == pytest.approx({k: k / 6 for k in range(2, 7)})

@@ -5,23 +5,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
+from _studies import toy_study
 from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import PolynomialFeatures
 
 from engine.errors import InputError
 from engine.policy import compare_strategies, simulate, strategy_orders
 from engine.policy.simulate import candidates
-from engine.study import bundled_study, make_study
-
-
-def _toy(n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    names = [f"S{i}" for i in range(n)]
-    settings = pd.DataFrame({"setting": names, "A": rng.random(n), "C": rng.random(n)})
-    scores = pd.DataFrame({"mme": rng.random(n) * 50 + 20}, index=names)
-    return make_study("toy", settings, scores)
+from engine.study import bundled_study
 
 
 def _mm(x, lo, hi):
@@ -54,7 +46,7 @@ def _oracle_next(a, c, y, taken: list[int], level: float) -> int:
 
 @pytest.mark.parametrize("level", [0.8, 0.5])
 def test_optimistic_order_follows_the_jackknife_plus_upper_bound(level):
-    study = _toy(7, 5)
+    study = toy_study(7, 5)
     cand = candidates(study, "mme")
     a, c, y = cand.a_norm, cand.c_norm, cand.score
     region, _ = strategy_orders(cand, "region", 12, 2)
@@ -112,7 +104,7 @@ def _plain_next(model_name: str, a, c, y, taken: list[int], level: float) -> int
 
 @pytest.mark.parametrize(("model_name", "level"), [("auto", 0.8), ("ridge", 0.5), ("multitask", 0.9), ("linear", 0.7)])
 def test_memoised_optimistic_order_equals_the_plain_refit(model_name, level):
-    study = _toy(7, 11)
+    study = toy_study(7, 11)
     cand = candidates(study, "mme")
     orders, _ = strategy_orders(cand, "uncertainty", 10, 4, model_name, level)
     for order in orders:
@@ -135,7 +127,7 @@ def test_upper_bound_is_infinite_below_the_hand_computed_size(n_rows, level, inf
 def test_a_rerun_with_other_trials_reuses_the_picks(monkeypatch):
     from engine.law.models.base import LawModel
 
-    study = _toy(8, 3)
+    study = toy_study(8, 3)
     cand = candidates(study, "mme")
     first, _ = strategy_orders(cand, "uncertainty", 30, 1, "ridge", 0.8)
 
