@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -23,7 +24,8 @@ from engine.correspondence.matching import GridMap, make_grid_map, transfer_keyp
 from engine.correspondence.pck import pck_from_predictions
 from engine.correspondence.protocols import Protocol, get_protocol
 from engine.correspondence.result_types import CEvaluation, EvalDataset, EvalEncoder, EvalStats
-from engine.encoders.base import VisionEncoder
+from engine.correspondence.streaming import ChunkMatcher, chunk_image_ids
+from engine.encoders.base import Preprocessing, VisionEncoder
 from engine.errors import InputError
 from engine.hashing import hash_obj
 from engine.jobs import targets
@@ -77,13 +79,19 @@ def predict_pairs(
     """Per-pair records (JSON-ready) with predicted target keypoints in original pixels (matched on the
     encoder's device when it is CUDA, on the CPU otherwise)."""
     ids = list(dict.fromkeys([p.src_id for p in pairs] + [p.trg_id for p in pairs]))
-    pre = provider.preprocessing
     device = matching_device(provider)
     provider.trim_units(ids, device)
     feats = provider.get([i for i in ids if not provider.has_unit(i, device)], cancelled=cancelled)
     with single_torch_thread():
         unit = {i: provider.unit(i, feats.get(i), device) for i in ids}
         geometry = {i: provider.geometry(i) for i in ids}
+        return match_records(pairs, unit, geometry, provider.preprocessing, protocol)
+
+
+def match_records(pairs: list[Pair], unit: dict[str, torch.Tensor], geometry: dict[str, FeatureGeometry],
+                  pre: Preprocessing, protocol: Protocol) -> list[dict[str, Any]]:  # fmt: skip
+    """Per-pair records from the normalised features (``unit``) and feature geometry of every image of the pairs."""
+    with single_torch_thread():
         src_f = [unit[p.src_id] for p in pairs]
         trg_f = [unit[p.trg_id] for p in pairs]
         src_maps = [_grid_map(p.src_size, geometry[p.src_id], pre, protocol) for p in pairs]
@@ -182,13 +190,45 @@ def _open_pairs(dataset_spec: str | Dataset, options: EvalOptions) -> tuple[Data
     return dataset, pairs
 
 
-def _feature_provider(encoder_name: str | VisionEncoder, dataset: Dataset, proto: Protocol,
-                      options: EvalOptions) -> tuple[VisionEncoder, FeatureProvider]:
-    """The encoder on this machine and the features' provider (with Ray actors as its encoder for ``ray``)."""
+class _Background:
+    """A value computed on a daemon thread while this one goes on (nothing waits for it when this one fails first)."""
+
+    def __init__(self, compute: Callable[[], Any], name: str) -> None:
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, args=(compute,), name=name, daemon=True).start()
+
+    def _run(self, compute: Callable[[], Any]) -> None:
+        try:
+            self._value = compute()
+        except BaseException as exc:  # raised in the waiting thread
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self) -> Any:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _hashed_encoder(encoder_name: str | VisionEncoder, device: str) -> VisionEncoder:
+    """The encoder with its weights hash computed (hashing a ViT-L's weights takes about a second)."""
+    encoder = resolve_encoder(encoder_name, device)
+    encoder.weights_hash()
+    return encoder
+
+
+def _feature_provider(encoder_name: str | VisionEncoder, dataset: Dataset, proto: Protocol, options: EvalOptions,
+                      built: _Background | None = None) -> tuple[VisionEncoder, FeatureProvider]:  # fmt: skip
+    """The encoder on this machine (``built``: being built and hashed already) and the features' provider (with Ray
+    actors as its encoder for ``ray``)."""
     device = options.device
     if options.backend == "ray":  # the driver's copy only gives names, hashes and geometry: it stays on this machine's CPU
         device = "cuda" if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
-    encoder = resolve_encoder(encoder_name, device)
+    encoder = built.result() if built is not None else resolve_encoder(encoder_name, device)
     provider = FeatureProvider(encoder, dataset, protocol_preprocessing(encoder, proto), options.batch_size,
                                precision=options.precision, workers=options.workers)
     if options.backend == "ray":
@@ -228,16 +268,51 @@ def _prepare_ray(encoder_name: str | VisionEncoder, options: EvalOptions) -> Cal
     return actors
 
 
+def _encode_and_match(chunks: list[list[Pair]], paths: list[Path], pending: list[int], provider: FeatureProvider,
+                      proto: Protocol, cancelled: Callable[[], bool] | None,
+                      report: Callable[[int, int], None] | None) -> tuple[dict[int, list[dict]], float]:  # fmt: skip
+    """Encode the missing images of the pending chunks, chunk after chunk, and match each chunk all of whose images
+    are encoded here on a thread of its own as soon as they are (features still in memory, or on the GPU), while
+    the next images are encoded. Returns those chunks' records (checkpoints written) and when the encoding ended;
+    chunks using cached images are left to ``_match_chunks``."""
+    order = [i for k in pending for i in chunk_image_ids(chunks[k])]
+    misses = set(provider.misses(order))
+    stream = {k: chunks[k] for k in pending if all(i in misses for i in chunk_image_ids(chunks[k]))}
+    if not stream:
+        provider.ensure_cached(order, cancelled, report)
+        return {}, time.perf_counter()
+    pre = provider.preprocessing
+    threads = torch.get_num_threads()
+    matcher = ChunkMatcher(stream, {k: paths[k] for k in stream},
+                           lambda pairs, unit, geometry: match_records(pairs, unit, geometry, pre, proto),
+                           matching_device(provider), cancelled)  # fmt: skip
+    try:
+        provider.ensure_cached(order, cancelled, report, on_batch=matcher.encoded)
+        encoded_at = time.perf_counter()
+        return matcher.finish(), encoded_at
+    except BaseException:
+        matcher.stop()
+        raise
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _match_chunks(chunks: list[list[Pair]], paths: list[Path], provider: FeatureProvider, proto: Protocol,
-                  progress: ProgressFn | None, cancelled: Callable[[], bool] | None) -> tuple[list[dict], int, int]:
-    """Every chunk's predictions (a checkpointed chunk is read back); returns them, computed and resumed counts."""
+                  progress: ProgressFn | None, cancelled: Callable[[], bool] | None,
+                  streamed: dict[int, list[dict]] | None = None) -> tuple[list[dict], int, int]:  # fmt: skip
+    """Every chunk's predictions (``streamed`` ones as given, a checkpointed chunk read back); returns them,
+    computed and resumed counts."""
     total = sum(len(chunk) for chunk in chunks)
     all_records: list[dict] = []
     computed = resumed = 0
-    for chunk, path in zip(chunks, paths, strict=True):
+    streamed = streamed or {}
+    for index, (chunk, path) in enumerate(zip(chunks, paths, strict=True)):
         _check_cancel(cancelled)
         chunk_records = None
-        if path.exists():
+        if index in streamed:
+            chunk_records = streamed[index]
+            computed += len(chunk_records)
+        elif path.exists():
             try:
                 chunk_records = json.loads(path.read_text(encoding="utf-8"))
                 resumed += len(chunk_records)
@@ -277,10 +352,13 @@ def evaluate(
     proto = get_protocol(protocol)
     opts = _checked(replace(options or EvalOptions(), **overrides))
     start_actors = _prepare_ray(encoder_name, opts) if opts.backend == "ray" else None
+    built = None
+    if opts.backend == "local":  # build and hash the encoder while the pairs are read
+        built = _Background(lambda: _hashed_encoder(encoder_name, opts.device), "corr-encoder")
     dataset, pairs = _open_pairs(dataset_spec, opts)
     release = start_actors(dataset) if start_actors is not None else None
     try:
-        return _evaluate(dataset, pairs, encoder_name, proto, opts, started, progress, cancelled, work_dir)
+        return _evaluate(dataset, pairs, encoder_name, proto, opts, started, progress, cancelled, work_dir, built)
     finally:
         if release is not None:
             release()
@@ -288,8 +366,8 @@ def evaluate(
 
 def _evaluate(dataset: Dataset, pairs: list[Pair], encoder_name: str | VisionEncoder, proto: Protocol,
               opts: EvalOptions, started: float, progress: ProgressFn | None, cancelled: Callable[[], bool] | None,
-              work_dir: str | Path | None) -> dict[str, Any]:  # fmt: skip
-    encoder, provider = _feature_provider(encoder_name, dataset, proto, opts)
+              work_dir: str | Path | None, built: _Background | None = None) -> CEvaluation:  # fmt: skip
+    encoder, provider = _feature_provider(encoder_name, dataset, proto, opts, built)
     key = _eval_key(dataset, opts.split, opts.limit, encoder, provider.weights_hash, proto, provider.precision)
     default_dir = work_dir is None
     run_dir = Path(work_dir) if work_dir is not None else config.subdir("correspondence") / "runs" / key
@@ -299,12 +377,13 @@ def _evaluate(dataset: Dataset, pairs: list[Pair], encoder_name: str | VisionEnc
     provider.prefetch([p.src_id for p in pairs] + [p.trg_id for p in pairs])
     if progress is not None:
         progress(0, len(pairs), "starting")
-    pending = [p for chunk, path in zip(chunks, paths, strict=True) if not path.exists() for p in chunk]
-    if pending:  # encode every missing feature in one pipelined pass (no restart per chunk)
-        report = None if progress is None else (lambda done, total: progress(done, total, f"encoded {done}/{total} images"))
-        provider.ensure_cached([p.src_id for p in pending] + [p.trg_id for p in pending], cancelled, report)
+    pending = [k for k, path in enumerate(paths) if not path.exists()]
+    streamed: dict[int, list[dict]] = {}
     encoded_at = time.perf_counter()
-    all_records, computed, resumed = _match_chunks(chunks, paths, provider, proto, progress, cancelled)
+    if pending:  # encode every missing feature in one pipelined pass (no restart per chunk), matching beside it
+        report = None if progress is None else (lambda done, total: progress(done, total, f"encoded {done}/{total} images"))
+        streamed, encoded_at = _encode_and_match(chunks, paths, pending, provider, proto, cancelled, report)
+    all_records, computed, resumed = _match_chunks(chunks, paths, provider, proto, progress, cancelled, streamed)
     pck = pck_from_predictions(all_records, proto.alphas, proto.normalizer, proto.comparison, proto.averaging)
     provider.flush()
     evicted = cache.enforce_limit(protect=provider.used_keys)

@@ -38,6 +38,15 @@ def protocol_preprocessing(encoder: VisionEncoder, protocol: Protocol) -> Prepro
     return pre
 
 
+def _write_error(exc: BaseException) -> BaseException:
+    """A failed cache write as one line naming the cache folder (a LawExplorerError passes through)."""
+    from engine.errors import LawExplorerError, first_line
+
+    if isinstance(exc, LawExplorerError):
+        return exc
+    return LawExplorerError(f"cannot write the feature cache in {cache.features_folder()}: {first_line(exc)}")
+
+
 def _load_array(path: str) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
@@ -57,6 +66,20 @@ def _gpu_unit_budget(device: torch.device) -> int:
     except (RuntimeError, AssertionError, ValueError):
         return 4 << 30
     return int(min(_GPU_MEMORY_LIMIT_BYTES, total // 4))
+
+
+def unit_tensor(features: torch.Tensor) -> torch.Tensor:
+    """Channel-L2-normalised float32 copy of C x h x w features, where they are."""
+    t = features.to(torch.float32, copy=True)
+    t /= t.norm(dim=0, keepdim=True).clamp_min(1e-8)
+    return t
+
+
+def unit_of_array(features: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """``unit_tensor`` of C x h x w fp16 features on ``device`` (on CUDA the conversion and the norm run there)."""
+    if torch.device(device).type == "cuda":
+        return unit_tensor(torch.from_numpy(features).to(device, non_blocking=False))
+    return unit_tensor(torch.from_numpy(features))
 
 
 @dataclass
@@ -175,11 +198,7 @@ class FeatureProvider:
         if image_id not in self._unit:
             if feats is None:
                 raise KeyError(image_id)
-            if torch.device(device).type == "cuda":
-                t = torch.from_numpy(feats.features).to(device, non_blocking=False).float()
-            else:
-                t = torch.from_numpy(feats.features.astype(np.float32))
-            t /= t.norm(dim=0, keepdim=True).clamp_min(1e-8)
+            t = unit_of_array(feats.features, device)
             self._unit[image_id] = t
             self._unit_bytes += t.numel() * 4
             self._unit_device = torch.device(device)
@@ -218,20 +237,27 @@ class FeatureProvider:
             self._encode_misses(misses, keys, out, cancelled)
         return out
 
-    def ensure_cached(self, image_ids: list[str], cancelled=None, progress=None) -> None:
+    def misses(self, image_ids: list[str]) -> list[str]:
+        """The ids (unique, in order) that ``ensure_cached`` would encode: neither held in memory nor in the cache."""
+        wanted = [i for i in dict.fromkeys(image_ids) if i not in self._memory]
+        self.prefetch(wanted)
+        return [i for i in wanted if not self.use_cache or self.key(i) not in self._index]
+
+    def ensure_cached(self, image_ids: list[str], cancelled=None, progress=None, on_batch: Callable | None = None) -> None:
         """Encode and cache every image not cached yet, in one pipelined pass (loads no cached file);
-        ``progress(done, total)`` is called after each batch with counts of the images to encode."""
+        ``progress(done, total)`` is called after each batch with counts of the images to encode, and
+        ``on_batch(ids, features, units)`` with its features (``units``: their normalised copies on the CUDA device
+        they were encoded on, else None), in this thread, before the next forward."""
         if not self.use_cache:
             return
-        wanted = [i for i in dict.fromkeys(image_ids) if i not in self._memory]
-        keys = {i: self.key(i) for i in wanted}
-        self.prefetch(wanted)
-        misses = [i for i in wanted if keys[i] not in self._index]
+        misses = self.misses(image_ids)
         if misses:
-            self.used_keys.update(keys[i] for i in misses)
-            self._encode_misses(misses, keys, None, cancelled, progress)
+            keys = {i: self.key(i) for i in misses}
+            self.used_keys.update(keys.values())
+            self._encode_misses(misses, keys, None, cancelled, progress, on_batch)
 
-    def _encode_misses(self, misses: list[str], keys: dict[str, str], out: dict | None, cancelled, progress=None) -> None:
+    def _encode_misses(self, misses: list[str], keys: dict[str, str], out: dict | None, cancelled, progress=None,
+                       on_batch: Callable | None = None) -> None:  # fmt: skip
         batches = [misses[s : s + self.batch_size] for s in range(0, len(misses), self.batch_size)]
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corr-write") if self.use_cache and self.workers else None
         writes: deque[tuple[Future, list]] = deque()
@@ -240,7 +266,11 @@ class FeatureProvider:
         stream = self._encoded_batches(batches, cancelled)
 
         def collect(future: Future, written: list) -> None:
-            rows.extend(future.result())
+            try:
+                rows.extend(future.result())
+            except Exception:
+                writes.appendleft((future, written))  # the final drain below raises it once, after the others
+                raise
             self._index_written(written)
             if len(rows) >= _ROWS_PER_INSERT:
                 writes.append((writer.submit(cache.insert_rows, list(rows)), []))
@@ -248,7 +278,7 @@ class FeatureProvider:
 
         try:
             with contextlib.closing(stream):  # stops the decode threads (or the remote actors) on a cancel / error
-                for batch, feats in stream:
+                for batch, feats, units in stream:
                     if cancelled is not None and cancelled():
                         from engine.jobs.context import JobCancelled
 
@@ -263,38 +293,48 @@ class FeatureProvider:
                             future, written = writes.popleft()
                             if written:
                                 collect(future, written)
-                            else:
-                                future.result()
+                            elif future.exception() is not None:
+                                writes.appendleft((future, written))
+                                raise future.exception()
                     elif self.use_cache:
                         cache.save_many(entries)
                         self._index_written(entries)
+                    if on_batch is not None:  # after the write is handed over: it may wait for the matching
+                        on_batch(batch, feats, units)
         finally:
             if writer is not None:  # files written before an error or a cancel are indexed too (they are complete)
                 try:
-                    while writes:
+                    failed = None
+                    while writes:  # every write is waited for, even after one failed: no file is left half done
                         future, written = writes.popleft()
+                        try:
+                            result = future.result()
+                        except Exception as exc:
+                            failed = failed or exc
+                            continue
                         if written:
-                            rows.extend(future.result())
+                            rows.extend(result)
                             self._index_written(written)
-                        else:
-                            future.result()
                     cache.insert_rows(rows)
                 finally:
                     writer.shutdown(wait=True)
+                if failed is not None:
+                    raise _write_error(failed) from failed
 
-    def _encoded_batches(self, batches: list[list[str]], cancelled) -> Iterator[tuple[list[str], list[cache.CachedFeatures]]]:
-        """``(ids, features)`` per batch: from ``remote`` when set (Ray actors), else decoded and encoded here."""
+    def _encoded_batches(self, batches: list[list[str]], cancelled) -> Iterator[tuple[list[str], list, list | None]]:
+        """``(ids, features, units)`` per batch: from ``remote`` when set (Ray actors), else decoded and encoded here
+        (``units``: normalised copies on the CUDA device of the forward, else None)."""
         if self.remote is not None:
             with contextlib.closing(self.remote(batches, cancelled)) as remote:  # kills the actors on close
                 for ids, array, patch, stride in remote:
                     self.stats.forwards += 1
                     self.stats.images_encoded += len(ids)
-                    yield list(ids), [cache.CachedFeatures(np.ascontiguousarray(f), patch, stride) for f in array]
+                    yield list(ids), [cache.CachedFeatures(np.ascontiguousarray(f), patch, stride) for f in array], None
             return
         stream = prepared_batches(batches, self.dataset.load_image, self.preprocessing, self.workers, self.device)
         with contextlib.closing(stream):
             for batch, pixels in stream:
-                yield batch, self._encode_pixels(batch, pixels)
+                yield batch, *self._encode_pixels(batch, pixels)
 
     def _encode_batch(self, batch: list[str], encoded: list[cache.CachedFeatures], keys: dict[str, str], out: dict | None) -> list:
         entries = []
@@ -313,28 +353,31 @@ class FeatureProvider:
         for key, _array, patch, stride, *_ in entries:
             self._index[key] = (str(folder / key[:2] / f"{key}.npy"), patch, stride)
 
-    def _encode_pixels(self, batch: list[str], pixels: torch.Tensor) -> list[cache.CachedFeatures]:
+    def _encode_pixels(self, batch: list[str], pixels: torch.Tensor) -> tuple[list[cache.CachedFeatures], list | None]:
         with forward_precision(self.precision, self.device):
             dense = self.encoder.encode(pixels)
         self.stats.forwards += 1
         self.stats.images_encoded += int(pixels.shape[0])
         # fp16 and contiguous on the device first: half the copy, and no per-image transpose on the host after it
         half = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format)
-        if self.device.type == "cuda":
-            self._keep_units(batch, half)
-        feats = half.cpu().numpy()
-        return [cache.CachedFeatures(f, float(dense.patch_size), float(dense.stride)) for f in feats]
+        units = self._keep_units(batch, half) if self.device.type == "cuda" else None
+        feats = [cache.CachedFeatures(f, float(dense.patch_size), float(dense.stride)) for f in half.cpu().numpy()]
+        return feats, units
 
-    def _keep_units(self, batch: list[str], half: torch.Tensor) -> None:
-        """Normalise features of this GPU for matching now (the same values ``unit`` computes from the cache)."""
+    def _keep_units(self, batch: list[str], half: torch.Tensor) -> list[torch.Tensor | None]:
+        """Normalise features of this GPU for matching now (the same values ``unit`` computes from the cache);
+        returns them (None for an image over the budget)."""
         if self._unit_device not in (None, self.device):
-            return
+            return [None] * len(batch)
         budget = self.unit_budget(self.device)
+        kept: list[torch.Tensor | None] = []
         for image_id, f in zip(batch, half, strict=True):
             if self._unit_bytes + f.numel() * 4 > budget:
-                return
-            t = f.float()
-            t /= t.norm(dim=0, keepdim=True).clamp_min(1e-8)
+                kept.append(None)
+                continue
+            t = unit_tensor(f)
             self._unit[image_id] = t
             self._unit_bytes += t.numel() * 4
+            kept.append(t)
         self._unit_device = self.device
+        return kept

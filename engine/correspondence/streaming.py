@@ -1,0 +1,155 @@
+"""Matching each chunk of pairs on a thread of its own as soon as its images are encoded, beside the next forwards."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from engine.atomic import write_json_atomic
+from engine.correspondence import cache
+from engine.correspondence.datasets import Pair
+from engine.correspondence.features import FeatureGeometry, unit_of_array
+
+MAX_READY_CHUNKS = 2  # chunks encoded but not matched yet before the encoding waits (bounds the features held)
+
+
+class ChunkMatcher:
+    """Matches the given chunks (every image encoded in this run) while the encoding goes on.
+
+    The encoding thread calls :meth:`encoded` after each batch (it waits there while ``MAX_READY_CHUNKS`` chunks
+    are ready and unmatched), then :meth:`finish` for the records of every chunk matched (each one's checkpoint is
+    written first), or :meth:`stop` on an error. A chunk none of whose images came (cached meanwhile, say) is left
+    out of ``finish``'s answer for the caller to match the usual way. Features are held only while a chunk still
+    needs them; ``match(pairs, units, geometry)`` turns one chunk into its records.
+    """
+
+    def __init__(
+        self,
+        chunks: dict[int, list[Pair]],
+        paths: dict[int, Path],
+        match: Callable[[list[Pair], dict[str, torch.Tensor], dict[str, FeatureGeometry]], list[dict]],
+        device: torch.device,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        self._chunks = chunks
+        self._paths = paths
+        self._match = match
+        self._device = device
+        self._cancelled = cancelled
+        self._missing: dict[int, set[str]] = {}
+        self._chunks_of: dict[str, list[int]] = {}
+        self._users: dict[str, int] = {}
+        for k, pairs in chunks.items():
+            ids = set(chunk_image_ids(pairs))
+            self._missing[k] = ids
+            for image_id in ids:
+                self._chunks_of.setdefault(image_id, []).append(k)
+                self._users[image_id] = self._users.get(image_id, 0) + 1
+        self._held: dict[str, tuple[cache.CachedFeatures, torch.Tensor | None]] = {}
+        self._units: dict[str, torch.Tensor] = {}
+        self._ready: deque[int] = deque()
+        self._records: dict[int, list[dict]] = {}
+        self._lock = threading.Condition()
+        self._closed = False  # no more batches will come
+        self._stopped = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="corr-match", daemon=True)
+        self._thread.start()
+
+    def encoded(self, ids: list[str], feats: list[cache.CachedFeatures], units: list | None = None) -> None:
+        """One encoded batch (features as cached; ``units``: their normalised copies on the matching device, if any)."""
+        with self._lock:
+            self._raise_error()
+            for k, image_id in enumerate(ids):
+                if not self._users.get(image_id):
+                    continue
+                self._held[image_id] = (feats[k], None if units is None else units[k])
+                for chunk in self._chunks_of[image_id]:
+                    missing = self._missing[chunk]
+                    missing.discard(image_id)
+                    if not missing:
+                        self._ready.append(chunk)
+            self._lock.notify_all()
+            while len(self._ready) > MAX_READY_CHUNKS and self._error is None:
+                self._lock.wait()
+            self._raise_error()
+
+    def finish(self) -> dict[int, list[dict]]:
+        """Wait for every ready chunk to be matched; returns {chunk index: records}; raises the matcher's error."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        self._thread.join()
+        self._raise_error()
+        return dict(self._records)
+
+    def stop(self) -> None:
+        """Stop after the chunk being matched (its checkpoint is not written) and wait for the thread."""
+        with self._lock:
+            self._stopped = True
+            self._lock.notify_all()
+        self._thread.join()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        torch.set_num_threads(1)  # per-thread setting: many small matrix products (see evaluate.single_torch_thread)
+        try:
+            while True:
+                with self._lock:
+                    while not self._ready and not self._closed and not self._stopped:
+                        self._lock.wait()
+                    if self._stopped or not self._ready:
+                        return
+                    chunk = self._ready[0]  # stays counted as ready until matched: the back-pressure sees it
+                self._check_cancel()
+                pairs = self._chunks[chunk]
+                ids = chunk_image_ids(pairs)
+                units = {i: self._unit(i) for i in ids}
+                geometry = {i: _geometry(self._held[i][0]) for i in ids}
+                records = self._match(pairs, units, geometry)
+                self._check_cancel()
+                with self._lock:
+                    if self._stopped:
+                        return
+                write_json_atomic(self._paths[chunk], records)
+                with self._lock:
+                    self._ready.popleft()
+                    self._records[chunk] = records
+                    for image_id in ids:
+                        self._users[image_id] -= 1
+                        if not self._users[image_id]:
+                            self._held.pop(image_id, None)
+                            self._units.pop(image_id, None)
+                    self._lock.notify_all()
+        except BaseException as exc:
+            with self._lock:
+                self._error = exc
+                self._lock.notify_all()
+
+    def _check_cancel(self) -> None:
+        if self._cancelled is not None and self._cancelled():
+            from engine.jobs.context import JobCancelled
+
+            raise JobCancelled("correspondence evaluation cancelled")
+
+    def _unit(self, image_id: str) -> torch.Tensor:
+        if image_id not in self._units:
+            feats, unit = self._held[image_id]
+            self._units[image_id] = unit if unit is not None else unit_of_array(feats.features, self._device)
+        return self._units[image_id]
+
+
+def chunk_image_ids(pairs: list[Pair]) -> list[str]:
+    """The images of some pairs, once each, sources first (the order they are encoded in)."""
+    return list(dict.fromkeys([p.src_id for p in pairs] + [p.trg_id for p in pairs]))
+
+
+def _geometry(feats: cache.CachedFeatures) -> FeatureGeometry:
+    return FeatureGeometry((int(feats.features.shape[-2]), int(feats.features.shape[-1])), feats.patch_size, feats.stride)

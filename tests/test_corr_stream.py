@@ -1,0 +1,172 @@
+"""Matching beside the encoding (engine.correspondence.streaming): brute-force oracle, failures, cancel, mixed runs."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.correspondence import cache, results
+from engine.correspondence import evaluate as ev
+from engine.correspondence.datasets import open_dataset
+from engine.correspondence.features import FeatureProvider
+from engine.correspondence.matching import make_grid_map
+from engine.encoders.base import Preprocessing, VisionEncoder
+from engine.errors import LawExplorerError
+from engine.jobs.context import JobCancelled
+
+PIPELINE_THREADS = ("corr-match", "corr-write", "corr-decode")
+
+
+class SeededConvEncoder(VisionEncoder):
+    """8 x 8 pixel patches through a seeded linear map; counts its forwards."""
+
+    name = "stream-conv"
+    family = "test"
+    patch_size = 8
+    stride = 8
+    embed_dim = 24
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.randn(24, 192, 1, 1, generator=torch.Generator().manual_seed(1)) / 14.0
+        self.forward_calls = 0
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(input_size=(64, 48), resize="letterbox")
+
+    def weights_hash(self) -> str:
+        return "stream-conv-v1"
+
+    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.forward_calls += 1
+        return F.conv2d(F.pixel_unshuffle(pixels, 8), self.weight.to(pixels.device))
+
+
+def _pipeline_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(PIPELINE_THREADS)]
+
+
+def _rows() -> list[tuple[str, str]]:
+    from engine import store
+
+    with store.connect(read_only=True) as con:
+        return con.execute("SELECT key, path FROM corr_feature_cache").fetchall()
+
+
+def test_chunks_are_matched_while_encoding_goes_on_and_equal_a_brute_force_oracle(isolated_home, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
+    enc = SeededConvEncoder()
+    events: list[str] = []
+    real_forward, real_match = enc._forward, ev.match_records
+    monkeypatch.setattr(enc, "_forward", lambda pixels: (events.append("forward"), real_forward(pixels))[1])
+    monkeypatch.setattr(ev, "match_records", lambda *a: (events.append("match"), real_match(*a))[1])
+    out = ev.evaluate("builtin", enc, batch_size=3, work_dir=tmp_path / "w", record=False)
+    last_forward = max(k for k, event in enumerate(events) if event == "forward")
+    assert "match" in events[:last_forward]  # chunks were matched before the last batch was encoded
+    assert out.stats.images_encoded == out.stats.images and out.stats.cache_hits == 0
+    assert out.stats.pairs_computed == out.stats.pairs == 101 and not _pipeline_threads()
+
+    ds = open_dataset("builtin")
+    pairs = ds.pairs("test")
+    feats = FeatureProvider(enc, ds, enc.preprocessing).get([p.src_id for p in pairs] + [p.trg_id for p in pairs])
+    records = [r for path in sorted((tmp_path / "w").glob("*-chunk*.json")) for r in json.loads(path.read_text())]
+    assert [r["pair_id"] for r in records] == [p.pair_id for p in pairs]
+    checked = 0
+    for pair, record in zip(pairs, records, strict=True):
+        src, trg = (feats[i].features.astype(np.float64) for i in (pair.src_id, pair.trg_id))
+        src /= np.maximum(np.linalg.norm(src, axis=0, keepdims=True), 1e-8)
+        trg /= np.maximum(np.linalg.norm(trg, axis=0, keepdims=True), 1e-8)
+        src_map = make_grid_map(pair.src_size, enc.preprocessing, src.shape[1:], 8, 8)
+        trg_map = make_grid_map(pair.trg_size, enc.preprocessing, trg.shape[1:], 8, 8)
+        for k, (i, j) in enumerate(src_map.to_cell(pair.src_kps)):
+            sim = np.einsum("c,chw->hw", src[:, i, j], trg).ravel()
+            top = np.sort(sim)[-2:]
+            if top[1] - top[0] < 1e-5:  # a near tie: float32 and float64 may pick either cell
+                continue
+            cell = np.array([[sim.argmax() // trg.shape[2], sim.argmax() % trg.shape[2]]], dtype=np.float64)
+            assert np.allclose(record["pred_kps"][k], np.round(trg_map.from_cell(cell)[0], 3), atol=1e-9)
+            checked += 1
+    assert checked > 500
+
+
+def test_a_run_mixing_cached_and_new_images_equals_a_fresh_run(isolated_home, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
+    ev.evaluate("builtin", SeededConvEncoder(), limit=20, record=False)  # caches the images of the first 20 pairs
+    mixed = ev.evaluate("builtin", SeededConvEncoder(), limit=60, batch_size=4, record=False)
+    assert 0 < mixed.stats.cache_hits < mixed.stats.images
+    assert mixed.stats.images_encoded + mixed.stats.cache_hits == mixed.stats.images
+    monkeypatch.setenv("LAW_EXPLORER_HOME", str(tmp_path / "fresh-home"))
+    fresh = ev.evaluate("builtin", SeededConvEncoder(), limit=60, batch_size=4, record=False)
+    assert fresh.stats.images_encoded == fresh.stats.images and fresh.stats.forwards == -(-fresh.stats.images // 4)
+    assert mixed.pck == fresh.pck
+
+
+def test_a_failed_cache_write_is_one_clear_error_and_leaves_no_half_written_entry(isolated_home, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
+    real = cache.write_files
+    calls = []
+
+    def failing(entries):
+        calls.append(len(entries))
+        if len(calls) == 3:  # half the batch written, then the disk fills up
+            real(entries[: len(entries) // 2])
+            raise OSError(28, "No space left on device")
+        return real(entries)
+
+    monkeypatch.setattr(cache, "write_files", failing)
+    with pytest.raises(LawExplorerError, match=r"cannot write the feature cache in .*No space left on device"):
+        ev.evaluate("builtin", SeededConvEncoder(), limit=40, batch_size=3, workers=1, work_dir=tmp_path / "w")
+    assert not _pipeline_threads()
+    assert results.list_results() == []
+    rows = _rows()
+    assert rows  # the batches written before the failure are indexed
+    for _key, path in rows:  # every row names a whole file
+        assert np.load(path).dtype == np.float16
+    files = list((isolated_home / "features").rglob("*"))
+    assert not [f for f in files if f.name.startswith(".")]  # no temporary file left behind
+    monkeypatch.setattr(cache, "write_files", real)
+    resumed = ev.evaluate("builtin", SeededConvEncoder(), limit=40, batch_size=3, work_dir=tmp_path / "w", record=False)
+    monkeypatch.setenv("LAW_EXPLORER_HOME", str(tmp_path / "fresh-home"))
+    fresh = ev.evaluate("builtin", SeededConvEncoder(), limit=40, batch_size=3, record=False)
+    assert resumed.pck == fresh.pck
+
+
+def test_a_matching_error_stops_the_encoding_and_surfaces_once(isolated_home, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
+    enc = SeededConvEncoder()
+    real, calls = ev.match_records, []
+
+    def broken(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("matching broke")
+        return real(*args)
+
+    monkeypatch.setattr(ev, "match_records", broken)
+    with pytest.raises(RuntimeError, match="matching broke"):
+        ev.evaluate("builtin", enc, batch_size=2, work_dir=tmp_path / "w", record=False)
+    assert not _pipeline_threads()
+    assert enc.forward_calls < -(-114 // 2)  # the encoding stopped before the end
+    assert len(list((tmp_path / "w").glob("*-chunk*.json"))) == 1
+    assert all(np.load(path).dtype == np.float16 for _key, path in _rows())
+
+
+def test_a_cancel_mid_encoding_stops_every_thread_and_the_rerun_resumes(isolated_home, tmp_path, monkeypatch):
+    monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
+    enc = SeededConvEncoder()
+    with pytest.raises(JobCancelled):
+        ev.evaluate("builtin", enc, batch_size=3, work_dir=tmp_path / "w", cancelled=lambda: enc.forward_calls >= 12)
+    assert not _pipeline_threads()
+    done = len(list((tmp_path / "w").glob("*-chunk*.json")))
+    assert 0 < done < 13
+    resumed = ev.evaluate("builtin", enc, batch_size=3, work_dir=tmp_path / "w", record=False)
+    assert resumed.stats.pairs_resumed == 8 * done and resumed.stats.pairs_computed == 101 - 8 * done
+    monkeypatch.setenv("LAW_EXPLORER_HOME", str(tmp_path / "fresh-home"))
+    fresh = ev.evaluate("builtin", SeededConvEncoder(), batch_size=3, record=False)
+    assert resumed.pck == fresh.pck
