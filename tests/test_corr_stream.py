@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.correspondence import cache, results
+from engine.correspondence import cache, results, streaming
 from engine.correspondence import evaluate as ev
 from engine.correspondence.datasets import open_dataset
 from engine.correspondence.features import FeatureProvider
@@ -48,6 +48,13 @@ class SeededConvEncoder(VisionEncoder):
         return F.conv2d(F.pixel_unshuffle(pixels, 8), self.weight.to(pixels.device))
 
 
+@pytest.fixture(params=["thread", "inline"])
+def matching_mode(request, monkeypatch) -> str:
+    """Both ways chunks are matched beside the encoding: a matching thread (as beside a GPU) and inline (CPU)."""
+    monkeypatch.setattr(streaming, "threaded_matching", lambda device: request.param == "thread")
+    return request.param
+
+
 def _pipeline_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(PIPELINE_THREADS)]
 
@@ -59,16 +66,18 @@ def _rows() -> list[tuple[str, str]]:
         return con.execute("SELECT key, path FROM corr_feature_cache").fetchall()
 
 
-def test_chunks_are_matched_while_encoding_goes_on_and_equal_a_brute_force_oracle(isolated_home, tmp_path, monkeypatch):
+def test_chunks_are_matched_while_encoding_goes_on_and_equal_a_brute_force_oracle(isolated_home, tmp_path, monkeypatch, matching_mode):
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
     enc = SeededConvEncoder()
     events: list[str] = []
     real_forward, real_match = enc._forward, ev.match_records
     monkeypatch.setattr(enc, "_forward", lambda pixels: (events.append("forward"), real_forward(pixels))[1])
-    monkeypatch.setattr(ev, "match_records", lambda *a: (events.append("match"), real_match(*a))[1])
+    monkeypatch.setattr(ev, "match_records", lambda *a: (events.append(threading.current_thread().name), real_match(*a))[1])
     out = ev.evaluate("builtin", enc, batch_size=3, work_dir=tmp_path / "w", record=False)
     last_forward = max(k for k, event in enumerate(events) if event == "forward")
-    assert "match" in events[:last_forward]  # chunks were matched before the last batch was encoded
+    matcher = "corr-match" if matching_mode == "thread" else threading.current_thread().name
+    assert matcher in events[:last_forward]  # chunks were matched before the last batch was encoded
+    assert set(events) == {"forward", matcher}
     assert out.stats.images_encoded == out.stats.images and out.stats.cache_hits == 0
     assert out.stats.pairs_computed == out.stats.pairs == 101 and not _pipeline_threads()
 
@@ -95,7 +104,7 @@ def test_chunks_are_matched_while_encoding_goes_on_and_equal_a_brute_force_oracl
     assert checked > 500
 
 
-def test_a_run_mixing_cached_and_new_images_equals_a_fresh_run(isolated_home, tmp_path, monkeypatch):
+def test_a_run_mixing_cached_and_new_images_equals_a_fresh_run(isolated_home, tmp_path, monkeypatch, matching_mode):
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
     ev.evaluate("builtin", SeededConvEncoder(), limit=20, record=False)  # caches the images of the first 20 pairs
     mixed = ev.evaluate("builtin", SeededConvEncoder(), limit=60, batch_size=4, record=False)
@@ -107,7 +116,7 @@ def test_a_run_mixing_cached_and_new_images_equals_a_fresh_run(isolated_home, tm
     assert mixed.pck == fresh.pck
 
 
-def test_a_failed_cache_write_is_one_clear_error_and_leaves_no_half_written_entry(isolated_home, tmp_path, monkeypatch):
+def test_a_failed_cache_write_is_one_clear_error_and_leaves_no_half_written_entry(isolated_home, tmp_path, monkeypatch, matching_mode):
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
     real = cache.write_files
     calls = []
@@ -137,7 +146,7 @@ def test_a_failed_cache_write_is_one_clear_error_and_leaves_no_half_written_entr
     assert resumed.pck == fresh.pck
 
 
-def test_a_matching_error_stops_the_encoding_and_surfaces_once(isolated_home, tmp_path, monkeypatch):
+def test_a_matching_error_stops_the_encoding_and_surfaces_once(isolated_home, tmp_path, monkeypatch, matching_mode):
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
     enc = SeededConvEncoder()
     real, calls = ev.match_records, []
@@ -157,7 +166,7 @@ def test_a_matching_error_stops_the_encoding_and_surfaces_once(isolated_home, tm
     assert all(np.load(path).dtype == np.float16 for _key, path in _rows())
 
 
-def test_a_cancel_mid_encoding_stops_every_thread_and_the_rerun_resumes(isolated_home, tmp_path, monkeypatch):
+def test_a_cancel_mid_encoding_stops_every_thread_and_the_rerun_resumes(isolated_home, tmp_path, monkeypatch, matching_mode):
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
     enc = SeededConvEncoder()
     with pytest.raises(JobCancelled):

@@ -17,12 +17,21 @@ from engine.correspondence.features import FeatureGeometry, unit_of_array
 MAX_READY_CHUNKS = 2  # chunks encoded but not matched yet before the encoding waits (bounds the features held)
 
 
+def threaded_matching(device: torch.device) -> bool:
+    """Match on a thread of its own beside a GPU (the CPU is mostly idle during the forward); on a CPU, matching and
+    forward share the same cores, so chunks are matched in the encoding thread between batches (on 2 shared cores
+    a matching thread made the forward and the matrix products 2-3x slower: bench/bench_pipeline_overhead.py)."""
+    return device.type == "cuda"
+
+
 class ChunkMatcher:
     """Matches the given chunks (every image encoded in this run) while the encoding goes on.
 
-    The encoding thread calls :meth:`encoded` after each batch (it waits there while ``MAX_READY_CHUNKS`` chunks
-    are ready and unmatched), then :meth:`finish` for the records of every chunk matched (each one's checkpoint is
-    written first), or :meth:`stop` on an error. A chunk none of whose images came (cached meanwhile, say) is left
+    The encoding thread calls :meth:`encoded` after each batch, then :meth:`finish` for the records of every chunk
+    matched (each one's checkpoint is written first), or :meth:`stop` on an error. ``threaded`` (default
+    ``threaded_matching(device)``): a matching thread takes each chunk as soon as its last image arrives (the
+    encoding waits in ``encoded`` while ``MAX_READY_CHUNKS`` chunks are ready and unmatched); else ``encoded``
+    matches them itself before it returns. A chunk none of whose images came (cached meanwhile, say) is left
     out of ``finish``'s answer for the caller to match the usual way. Features are held only while a chunk still
     needs them; ``match(pairs, units, geometry)`` turns one chunk into its records.
     """
@@ -34,6 +43,7 @@ class ChunkMatcher:
         match: Callable[[list[Pair], dict[str, torch.Tensor], dict[str, FeatureGeometry]], list[dict]],
         device: torch.device,
         cancelled: Callable[[], bool] | None = None,
+        threaded: bool | None = None,
     ) -> None:
         self._chunks = chunks
         self._paths = paths
@@ -57,8 +67,10 @@ class ChunkMatcher:
         self._closed = False  # no more batches will come
         self._stopped = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="corr-match", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if threaded_matching(device) if threaded is None else threaded:
+            self._thread = threading.Thread(target=self._run, name="corr-match", daemon=True)
+            self._thread.start()
 
     def encoded(self, ids: list[str], feats: list[cache.CachedFeatures], units: list | None = None) -> None:
         """One encoded batch (features as cached; ``units``: their normalised copies on the matching device, if any)."""
@@ -74,8 +86,13 @@ class ChunkMatcher:
                     if not missing:
                         self._ready.append(chunk)
             self._lock.notify_all()
-            while len(self._ready) > MAX_READY_CHUNKS and self._error is None:
+            while self._thread is not None and len(self._ready) > MAX_READY_CHUNKS and self._error is None:
                 self._lock.wait()
+            self._raise_error()
+        if self._thread is None:
+            self._closed = True
+            self._run()
+            self._closed = False
             self._raise_error()
 
     def finish(self) -> dict[int, list[dict]]:
@@ -83,7 +100,8 @@ class ChunkMatcher:
         with self._lock:
             self._closed = True
             self._lock.notify_all()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         self._raise_error()
         return dict(self._records)
 
@@ -92,14 +110,17 @@ class ChunkMatcher:
         with self._lock:
             self._stopped = True
             self._lock.notify_all()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
     def _raise_error(self) -> None:
         if self._error is not None:
             raise self._error
 
     def _run(self) -> None:
-        torch.set_num_threads(1)  # per-thread setting: many small matrix products (see evaluate.single_torch_thread)
+        """Match ready chunks until none is left and no more will come (inline: until none is ready)."""
+        if self._thread is not None:
+            torch.set_num_threads(1)  # per-thread setting: many small matrix products (evaluate.single_torch_thread)
         try:
             while True:
                 with self._lock:
