@@ -3,9 +3,14 @@
 SPair-sized synthetic set (1,800 images, 12,234 pairs), CLIP ViT-L/14@336 architecture with random weights (this
 times the path; the PCK is meaningless), bf16, one GPU. Reports forward-only images/s, the cold and cached end to
 end images/s of the local backend (and of the Ray backend when ``ray`` imports), the time of each stage measured
-alone (pair parsing, decode with N threads, resize on the GPU, cache writes) and, with ``--old PATH``, the same cold
-run with an older copy of ``engine`` (a folder holding it) for a before/after on the same machine.
-Usage: python bench/bench_gpu_scale.py [--device cuda] [--old .old] [--out DIR]
+alone (pair parsing, decode with N threads, resize on the GPU, cache writes), the busy time of each phase inside
+the cold and cached runs (``bench_pipeline_overhead.PHASES``, summed over threads), the pipeline's own ceiling (the
+same cold run with a null encoder of the same feature shape: ``bench_pipeline_overhead.py``) and, with
+``--old PATH``, the same cold run with an older copy of ``engine`` (a folder holding it) for a before/after on the
+same machine.
+Usage: python bench/bench_gpu_scale.py [--device cuda] [--old .old] [--no-ray] [--no-stages] [--out DIR]
+One short GPU check of the local path (a few minutes): git archive 606c8c7 | tar -x -C /tmp/before &&
+    python bench/bench_gpu_scale.py --device cuda --no-ray --no-stages --old /tmp/before
 CPU smoke run: python bench/bench_gpu_scale.py --device cpu --model tiny --categories 2 --images-per-category 4
     --pairs 12 --batch-size 4
 """
@@ -33,6 +38,7 @@ from bench_gpu_correspondence import (  # noqa: E402
     register_random_encoder,
     summarise,
 )
+from bench_pipeline_overhead import Timers, instrument  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -129,6 +135,8 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--old", default=None, help="folder holding an older engine/ to time the same cold run with")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--no-stages", action="store_true", help="skip timing each stage alone")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the null-encoder run (the pipeline's ceiling)")
     parser.add_argument("--ray-timeout", type=int, default=150, help="seconds the Ray runs may take together")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = parser.parse_args()
@@ -161,17 +169,31 @@ def main() -> int:
     }
     workers = default_workers(args.device)
     report["decode_workers"] = workers
-    report["stages"] = stage_times(spec, encoder, args.device, args.batch_size, workers)
+    if not args.no_stages:
+        report["stages"] = stage_times(spec, encoder, args.device, args.batch_size, workers)
     print(json.dumps(report, indent=1), flush=True)
 
     common = {"record": False, "device": args.device, "batch_size": args.batch_size, "precision": "bf16"}
     runs = {}
-    t = time.perf_counter()
-    runs["local_cold_bf16"] = summarise(evaluate(spec, encoder, **common).to_dict(), time.perf_counter() - t)
-    print(json.dumps(runs, indent=1), flush=True)
-    t = time.perf_counter()
-    runs["local_cached_bf16"] = summarise(evaluate(spec, encoder, **common).to_dict(), time.perf_counter() - t)
-    print(json.dumps(runs["local_cached_bf16"]), flush=True)
+    timers = Timers()
+    instrument(timers)
+    for label in ("local_cold_bf16", "local_cached_bf16"):
+        timers.seconds.clear()
+        t = time.perf_counter()
+        runs[label] = summarise(evaluate(spec, encoder, **common).to_dict(), time.perf_counter() - t)
+        runs[label]["busy_s"] = {k: round(v, 2) for k, v in timers.seconds.items()}
+        print(json.dumps({label: runs[label]}, indent=1), flush=True)
+    if not args.no_ceiling:  # the same cold run with a null encoder of this one's feature shape, in a child process
+        feats = encoder.encode(pixels[:1]).features
+        code = [sys.executable, str(REPO / "bench" / "bench_pipeline_overhead.py"), "--dataset", str(root), "--device",
+                args.device, "--grid", str(feats.shape[-1]), "--channels", str(feats.shape[1]), "--input",
+                str(encoder.preprocessing.input_size[0]), "--batch-size", str(args.batch_size), "--json"]  # fmt: skip
+        done = subprocess.run(code, capture_output=True, text=True, env=dict(os.environ, LAW_EXPLORER_HOME=str(scratch / "home-null")))
+        if done.returncode == 0:
+            runs["null_encoder_cold"] = json.loads(done.stdout.strip().splitlines()[-1])
+        else:
+            runs["null_encoder_cold"] = "failed: " + done.stderr.strip()[-400:]
+        print(json.dumps({"null_encoder_cold": runs["null_encoder_cold"]}), flush=True)
     if not args.no_ray:  # in a child process group with a deadline: a cluster that hangs cannot eat the run
         cache.enforce_limit(limit_bytes=0)
         code = RAY_RUN.format(repo=str(REPO), name=name, model=args.model, device=args.device, spec=spec,

@@ -6,7 +6,8 @@ registered *null* encoder: its forward gathers precomputed random features of a 
 cells of 1,024 channels, a ViT-L/14@336) chosen by the pixels, so what is timed is everything but the model.
 Reports images/s end to end (the rate the pipeline could reach if the forward were free) and the busy time of each
 phase (summed over the threads it ran on: phases that overlap can add up to more than the wall time): pair parsing,
-decode, preprocessing, forward, fp16 copy-out, cache files and DuckDB rows, chunk checkpoints, matching, PCK.
+decode, preprocessing, forward, fp16 copy-out, cache files and DuckDB rows, chunk checkpoints, matching, PCK; and
+the process's CPU seconds (all threads: the work, less sensitive than the wall time to other processes' load).
 
 ``--root DIR`` imports ``engine`` from another copy (``git archive REV | tar -x -C DIR``) for a before/after;
 ``--compare DIR --rounds N`` runs this tree and that one alternately, one fresh process and state folder each.
@@ -36,7 +37,13 @@ PHASES = (
     ("pair_parsing", "engine.correspondence.datasets.spair", "SPairDataset._parse"),
     ("decode", "engine.correspondence.datasets.spair", "read_rgb"),
     ("preprocessing", "engine.encoders.preprocess", "prepare"),
+    ("encode_loop", "engine.correspondence.features", "FeatureProvider._encode_misses"),
     ("encode_step", "engine.correspondence.features", "FeatureProvider._encode_pixels"),
+    ("batch_bookkeeping", "engine.correspondence.features", "FeatureProvider._encode_batch"),
+    ("feature_keys", "engine.correspondence.cache", "feature_key"),
+    ("image_keys", "engine.correspondence.datasets.spair", "SPairDataset.image_key"),
+    ("weights_hash", "engine.encoders.common", "state_dict_hash"),
+    ("handover_to_matching", "engine.correspondence.streaming", "ChunkMatcher.encoded"),
     ("cache_files", "engine.correspondence.cache", "write_files"),
     ("cache_rows", "engine.correspondence.cache", "insert_rows"),
     ("cache_lookup", "engine.correspondence.cache", "lookup"),
@@ -89,7 +96,8 @@ def instrument(timers: Timers) -> list[str]:
         if target is None or not hasattr(target, name):
             continue
         setattr(target, name, timers.wrap(label, getattr(target, name)))
-        found.append(label) if label not in found else None
+        if label not in found:
+            found.append(label)
     return found
 
 
@@ -138,6 +146,8 @@ def synthetic_set(args: argparse.Namespace) -> Path:
     """The synthetic SPair folder for these sizes (written once, reused by later runs)."""
     from engine.correspondence.synthetic import write_synthetic_spair
 
+    if args.dataset:
+        return Path(args.dataset)
     folder = Path(args.set_dir) / f"spair-{args.categories}-{args.images_per_category}-{args.pairs}"
     if not (folder / "Layout" / "large" / "test.txt").is_file():
         tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=args.set_dir))
@@ -165,9 +175,9 @@ def run_once(args: argparse.Namespace) -> dict:
     options = {"batch_size": args.batch_size, "device": args.device}
     if args.workers is not None:
         options["workers"] = args.workers
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     result = evaluate(f"spair:{root}", name, "default", **options)
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, time.process_time() - cpu
     result = result.to_dict() if hasattr(result, "to_dict") else result
     stats = result["stats"]
     import shutil
@@ -183,6 +193,7 @@ def run_once(args: argparse.Namespace) -> dict:
         "images": stats["images"],
         "wall_s": round(wall, 2),
         "images_per_s": round(stats["images"] / wall, 1),
+        "cpu_s": round(cpu, 2),
         "encode_seconds": stats["encode_seconds"],
         "busy_s": {label: round(timers.seconds.get(label, 0.0), 2) for label in ["forward", *found]},
         "calls": {label: timers.calls.get(label, 0) for label in ["forward", *found]},
@@ -201,6 +212,8 @@ def child_command(args: argparse.Namespace, root: str) -> list[str]:
              str(args.input), "--batch-size", str(args.batch_size), "--device", args.device, "--set-dir", args.set_dir]  # fmt: skip
     if args.workers is not None:
         flags += ["--workers", str(args.workers)]
+    if args.dataset:
+        flags += ["--dataset", args.dataset]
     return [sys.executable, str(Path(__file__).resolve()), *flags, "--json"]
 
 
@@ -216,12 +229,13 @@ def compare(args: argparse.Namespace) -> int:
                 return 1
             report = json.loads(done.stdout.strip().splitlines()[-1])
             runs[label].append(report)
-            print(f"round {k + 1} {label}: {report['wall_s']} s, {report['images_per_s']} images/s, load "
+            print(f"round {k + 1} {label}: {report['wall_s']} s, {report['images_per_s']} images/s, CPU {report['cpu_s']} s, load "
                   f"{report['load']:.1f}; busy {report['busy_s']}", flush=True)  # fmt: skip
     pcks = {json.dumps(r["pck"], sort_keys=True) for rs in runs.values() for r in rs}
     counts = {(r["images_encoded"], r["forwards"]) for rs in runs.values() for r in rs}
     summary = {label: {"wall_s": [r["wall_s"] for r in rs], "images_per_s": [r["images_per_s"] for r in rs],
                        "median_images_per_s": sorted(r["images_per_s"] for r in rs)[len(rs) // 2],
+                       "cpu_s": [r["cpu_s"] for r in rs],
                        "cache_hits": sorted({r["cache_hits"] for r in rs})}
                for label, rs in runs.items()}  # fmt: skip
     summary["same_pck_images_encoded_forwards"] = len(pcks) == 1 and len(counts) == 1
@@ -247,6 +261,7 @@ def main() -> int:
     parser.add_argument("--compare", default=None, help="an older tree to run alternately with this one")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--set-dir", default=os.path.join(tempfile.gettempdir(), "bench-pipeline-sets"))
+    parser.add_argument("--dataset", default=None, help="an SPair-layout folder to use instead of the synthetic set")
     parser.add_argument("--json", action="store_true", help="print only the report as one JSON line")
     parser.add_argument("--out", default=None, help="also write the report (or comparison) to this file")
     args = parser.parse_args()

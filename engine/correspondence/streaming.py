@@ -68,6 +68,7 @@ class ChunkMatcher:
         self._stopped = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._stream: torch.cuda.Stream | None = None
         if threaded_matching(device) if threaded is None else threaded:
             self._thread = threading.Thread(target=self._run, name="corr-match", daemon=True)
             self._thread.start()
@@ -118,40 +119,50 @@ class ChunkMatcher:
             raise self._error
 
     def _run(self) -> None:
-        """Match ready chunks until none is left and no more will come (inline: until none is ready)."""
-        if self._thread is not None:
-            torch.set_num_threads(1)  # per-thread setting: many small matrix products (evaluate.single_torch_thread)
+        """Match ready chunks until none is left and no more will come (inline: until none is ready); an error is
+        kept for the encoding thread, which raises it."""
         try:
-            while True:
-                with self._lock:
-                    while not self._ready and not self._closed and not self._stopped:
-                        self._lock.wait()
-                    if self._stopped or not self._ready:
-                        return
-                    chunk = self._ready[0]  # stays counted as ready until matched: the back-pressure sees it
-                self._check_cancel()
-                pairs = self._chunks[chunk]
-                ids = chunk_image_ids(pairs)
-                units = {i: self._unit(i) for i in ids}
-                geometry = {i: _geometry(self._held[i][0]) for i in ids}
-                records = self._match(pairs, units, geometry)
-                self._check_cancel()
-                with self._lock:
-                    if self._stopped:
-                        return
-                write_json_atomic(self._paths[chunk], records)
-                with self._lock:
-                    self._ready.popleft()
-                    self._records[chunk] = records
-                    for image_id in ids:
-                        self._users[image_id] -= 1
-                        if not self._users[image_id]:
-                            self._held.pop(image_id, None)
-                            self._units.pop(image_id, None)
-                    self._lock.notify_all()
+            if self._thread is not None:
+                torch.set_num_threads(1)  # per-thread setting: many small products (evaluate.single_torch_thread)
+            if self._thread is not None and self._device.type == "cuda":
+                # a stream of its own: its copies and syncs never wait for the forward queued on the default stream
+                self._stream = torch.cuda.Stream(self._device)
+                with torch.cuda.stream(self._stream):
+                    self._match_ready()
+            else:
+                self._match_ready()
         except BaseException as exc:
             with self._lock:
                 self._error = exc
+                self._lock.notify_all()
+
+    def _match_ready(self) -> None:
+        while True:
+            with self._lock:
+                while not self._ready and not self._closed and not self._stopped:
+                    self._lock.wait()
+                if self._stopped or not self._ready:
+                    return
+                chunk = self._ready[0]  # stays counted as ready until matched: the back-pressure sees it
+            self._check_cancel()
+            pairs = self._chunks[chunk]
+            ids = chunk_image_ids(pairs)
+            units = {i: self._unit(i) for i in ids}
+            geometry = {i: _geometry(self._held[i][0]) for i in ids}
+            records = self._match(pairs, units, geometry)
+            self._check_cancel()
+            with self._lock:
+                if self._stopped:
+                    return
+            write_json_atomic(self._paths[chunk], records)
+            with self._lock:
+                self._ready.popleft()
+                self._records[chunk] = records
+                for image_id in ids:
+                    self._users[image_id] -= 1
+                    if not self._users[image_id]:
+                        self._held.pop(image_id, None)
+                        self._units.pop(image_id, None)
                 self._lock.notify_all()
 
     def _check_cancel(self) -> None:
@@ -163,7 +174,13 @@ class ChunkMatcher:
     def _unit(self, image_id: str) -> torch.Tensor:
         if image_id not in self._units:
             feats, unit = self._held[image_id]
-            self._units[image_id] = unit if unit is not None else unit_of_array(feats.features, self._device)
+            if unit is None:
+                unit = unit_of_array(feats.features, self._device)
+            elif self._stream is not None:
+                # made on the default stream (complete: the batch was copied to the host after it); read on this one,
+                # so its memory must not be reused before this stream is done with it
+                unit.record_stream(self._stream)
+            self._units[image_id] = unit
         return self._units[image_id]
 
 
