@@ -20,7 +20,7 @@ MAX_READY_CHUNKS = 2  # chunks encoded but not matched yet before the encoding w
 def threaded_matching(device: torch.device) -> bool:
     """Match on a thread of its own beside a GPU (the CPU is mostly idle during the forward); on a CPU, matching and
     forward share the same cores, so chunks are matched in the encoding thread between batches (on 2 shared cores
-    a matching thread made the forward and the matrix products 2-3x slower: bench/bench_pipeline_overhead.py)."""
+    a matching thread made the forward and the matrix products 1.6-4x slower: bench/bench_pipeline_overhead.py)."""
     return device.type == "cuda"
 
 
