@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
+# Inside the package, so that a wheel or a non-editable install ships the bundled study.
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def home() -> Path:
