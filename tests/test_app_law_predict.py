@@ -146,9 +146,14 @@ def test_law_page_all_benchmarks_shows_held_out_panels_and_means():
     at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "Mean R² out of sample: vision 0.703" in text and "paper ×15" in text
+    assert "Mean R² out of sample: vision 0.703, OCR-type 0.457" in text and "paper ×15" in text
     table = next(df.value for df in at.dataframe if "R² out of sample (leave one setting out)" in df.value.columns)
     assert len(table) == 8
+    # benchmarks under their labels, every column saying what it measures (no raw field names such as top3_hit)
+    assert "MME (perception)" in table["benchmark"].tolist() and "mme" not in table["benchmark"].tolist()
+    raw = {"n", "loo_r2", "spearman", "top1_hit", "top3_hit", "coverage", "interval_width", "in_sample_r2"}
+    assert not raw & set(table.columns)
+    assert {"coverage of the 80% intervals", "true best in predicted top 3 (held out)"} <= set(table.columns)
 
 
 def _study_with_unscored():

@@ -157,8 +157,9 @@ def test_policy_page_controls_and_recommender():
                for c in at.caption)
     at.number_input(key="cost_budget").set_value(5).run()
     _assert_clean(at)
-    cost = next(df.value for df in at.dataframe if "gpu_hours" in df.value.columns)
-    assert cost["gpu_hours"].tolist() == [15 * 96.0, 15 * 16.0 + 5 * 80.0]
+    cost = next(df.value for df in at.dataframe if "GPU-hours (estimate)" in df.value.columns)
+    assert cost["GPU-hours (estimate)"].tolist() == [15 * 96.0, 15 * 16.0 + 5 * 80.0]
+    assert not {"gpu_hours", "trainable_params_per_candidate"} & set(cost.columns)  # labels, not field names
 
 
 def _data_page() -> AppTest:

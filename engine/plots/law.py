@@ -138,17 +138,28 @@ def heldout_intervals(
     return fig
 
 
+def _subtitle(text: str) -> str:
+    return f"<span style='font-size:12px'>{text}</span>"
+
+
+def _fit_panel_titles(fig: go.Figure) -> None:
+    """Small-multiple panel titles (two lines each) in a smaller font, with room above the first row."""
+    fig.update_annotations(font_size=12)
+    fig.update_layout(margin={"t": 110})
+
+
 def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.Series, cols: int = 4,
                     feature_set: str = "ac_poly") -> go.Figure:
     """Predicted vs actual for several benchmarks, one small panel each (``panels`` = [(label, preds, r2)])."""
     rows = max(1, math.ceil(len(panels) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{label} (R² in-sample {r2:.2f})" for label, _, r2 in panels],
-                        horizontal_spacing=0.06, vertical_spacing=0.14)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{label}<br>R² in-sample {r2:.2f}" for label, _, r2 in panels],
+                        horizontal_spacing=0.06, vertical_spacing=0.16)
     for i, (_, preds, _) in enumerate(panels):
         _add_prediction_traces(fig, preds, families, "", row=i // cols + 1, col=i % cols + 1)
-    fig = finish(fig, f"Predicted vs measured score, every benchmark, {_method(feature_set)} (filled: fit on all "
-                 "settings, in-sample; open: held out, out of sample; each panel in its benchmark's score units)",
-                 "", "", height=300 * rows + 80)
+    fig = finish(fig, f"Predicted vs measured score, every benchmark, {_method(feature_set)}<br>" + _subtitle(
+                 "filled: in-sample fit on all settings; open: held out, out of sample; each panel in its "
+                 "score units"), "", "", height=320 * rows + 110)
+    _fit_panel_titles(fig)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted score", col=1)
     return fig
@@ -215,8 +226,8 @@ def heldout_small_multiples(
     benches = list(dict.fromkeys(heldout["benchmark"]))
     rows = max(1, math.ceil(len(benches) / cols))
     cover = heldout.groupby("benchmark")["inside"].mean()
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.14,
-                        subplot_titles=[f"{labels.get(b, b)} ({cover[b]:.0%} covered)" for b in benches])
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.16,
+                        subplot_titles=[f"{labels.get(b, b)}<br>{cover[b]:.0%} inside the interval" for b in benches])
     shown: set[str] = set()
     for i, bench in enumerate(benches):
         part = heldout[heldout["benchmark"] == bench]
@@ -227,19 +238,23 @@ def heldout_small_multiples(
         for family, sub in by_family(part, families):
             fig.add_trace(go.Scatter(
                 x=sub["score"], y=sub["predicted"], mode="markers", name=family, legendgroup=family,
-                showlegend=family not in shown, text=sub["setting"],
+                showlegend=False, text=sub["setting"],
                 marker=family_marker(family, 7, outline=None, symbol=["circle" if ok else "x" for ok in sub["inside"]]),
                 error_y={"type": "data", "symmetric": False, "array": (sub["upper"] - sub["predicted"]).tolist(),
                          "arrayminus": (sub["predicted"] - sub["lower"]).tolist(), "thickness": 1,
                          "color": family_color(family)},
                 hovertemplate="<b>%{text}</b><br>measured %{x:.4g}<br>predicted while held out %{y:.4g}<extra></extra>",
             ), **where)
+            if family not in shown:  # the legend's marker is a plain circle, whichever symbol the first point has
+                fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=family, legendgroup=family,
+                                         marker=family_marker(family, 7, outline=None)), **where)
             shown.add(family)
         fig.update_xaxes(range=[lo, hi], **where)
         fig.update_yaxes(range=[lo, hi], **where)
-    fig = finish(fig, f"Out of sample, every benchmark: '{model}' law, {level:.0%} jackknife+ intervals (x = outside; "
-                 "each panel in its benchmark's score units)", "", "",
-                 height=300 * rows + 80)
+    fig = finish(fig, f"Out of sample, every benchmark: '{model}' law, {level:.0%} jackknife+ intervals<br>" + _subtitle(
+                 "x = measured score outside its interval; each panel in its benchmark's score units"), "", "",
+                 height=320 * rows + 110)
+    _fit_panel_titles(fig)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted while held out", col=1)
     return fig
