@@ -155,6 +155,27 @@ def group_means_text(means: dict[str, float]) -> str:
     return ", ".join(f"{group_label(g)} {v:.3f}" for g, v in means.items())
 
 
+def placement_columns(model: str, level: float) -> dict[str, str]:
+    """Column names of ``placement_table``: the prediction and its interval say model, level and method."""
+    pct = f"{level:.0%}"
+    return {"predicted": f"predicted score ('{model}' law)",
+            "lower": f"{pct} interval: lower (jackknife+, out of sample)",
+            "upper": f"{pct} interval: upper (jackknife+, out of sample)", "actual": "measured score",
+            "clipped": "clipped to the valid range", "extrapolated": "outside the study's A-C hull (extrapolated)",
+            "interpolating": "interpolating (n ≤ parameters)",
+            "method_mismatch": "A or C measured differently (not comparable)"}
+
+
+def placement_table(placed: pd.DataFrame) -> pd.DataFrame:
+    """A candidate's predictions (``pipeline.place_on_law``) as a researcher reads them: benchmark labels, the
+    interval named by its level and method, flags in words, the valid range; model and level in the headers."""
+    model, level = str(placed["model"].iloc[0]), float(placed["level"].iloc[0])
+    out = placed.drop(columns=["benchmark", "model", "level", "comparable", "range_low", "range_high"])
+    out = out.rename(columns={"label": "benchmark"} | placement_columns(model, level))
+    out["valid range"] = [range_text(lo, hi) for lo, hi in zip(placed["range_low"], placed["range_high"], strict=True)]
+    return out
+
+
 def heldout_table(heldout: pd.DataFrame, model: str, level: float) -> pd.DataFrame:
     """Held-out rows of ``Evaluation.heldout`` labelled with the model, the interval's level and method."""
     pct = f"{level:.0%}"
