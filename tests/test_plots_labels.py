@@ -122,3 +122,18 @@ def test_held_out_legend_markers_are_circles_whatever_the_first_point():
     assert all(t.marker.symbol in (None, "circle") for t in legend)
     outside = int((~held["inside"]).sum())
     assert sum(list(t.marker.symbol).count("x") for t in fig.data if isinstance(t.marker.symbol, tuple)) == outside
+
+
+def test_overview_figures_side_by_side_keep_their_width_and_whole_titles():
+    """The overview shows its two figures in half-width columns: a right-hand legend squeezed the A-C plane, and the
+    one-line bar title ran past the figure's edge ('... vs random featur')."""
+    study = load_study("paper-v3")
+    from engine.law import fit_study
+    from engine.plots import tables
+
+    bars = overview_plots.r2_by_benchmark(tables.r2_by_benchmark(fit_study(study)))
+    plane = overview_plots.ac_scatter(study.settings[["setting", "A", "C"]], setting_families(study.settings))
+    for fig in (bars, plane):
+        assert fig.layout.legend.orientation == "h"
+        assert max(len(line) for line in _lines(fig.layout.title.text)) <= 60, fig.layout.title.text
+    assert "in-sample" in _lines(bars.layout.title.text)[0]

@@ -8,6 +8,9 @@ import plotly.graph_objects as go
 from engine.plots.labels import label_annotations, padded_range
 from engine.plots.style import VARIANT_COLORS, by_family, family_marker, finish
 
+# The overview draws its two figures side by side: a legend at the right would take a third of each one's width.
+_LEGEND_BELOW = {"legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}}
+
 
 def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
     """Grouped bars of R² per benchmark (``table``: benchmark, variant, r2; variants AC, A, C, random)."""
@@ -19,9 +22,11 @@ def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
             go.Bar(x=order, y=part["r2"], name=variant, marker_color=VARIANT_COLORS.get(variant, "#7f7f7f"),
                    hovertemplate=f"%{{x}} · {variant}: R² %{{y:.3f}}<extra></extra>")
         )
-    fig = finish(fig, "R² of the law per benchmark: A and C together vs each alone vs random features (in-sample)",
-                 "benchmark", "R² of the fit on all settings (in-sample)", height=400)
-    fig.update_layout(barmode="group")
+    fig = finish(fig, "R² of the law per benchmark (in-sample)<br><span style='font-size:12px'>A and C together vs "
+                 "each alone vs random features</span>", "benchmark", "R² of the fit on all settings (in-sample)",
+                 height=440)
+    fig.update_layout(barmode="group", margin={"t": 100},
+                      legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"})
     fig.update_yaxes(range=[min(0.0, float(table["r2"].min()) - 0.05), 1.05])
     return fig
 
@@ -36,7 +41,8 @@ def ac_scatter(settings: pd.DataFrame, families: pd.Series, a_label: str = "A", 
                        hovertemplate="<b>%{text}</b><br>A %{x:.3g}<br>C %{y:.3g}<extra></extra>")
         )
     x_range, y_range = padded_range(settings["A"]), padded_range(settings["C"])
-    fig = finish(fig, "Vision representation settings in the (A, C) plane", a_label, c_label, height=440)
+    fig = finish(fig, "Vision representation settings in the (A, C) plane", a_label, c_label, height=480)
+    fig.update_layout(margin={"b": 120}, **_LEGEND_BELOW)  # the plot keeps the figure's width for its labels
     fig.update_xaxes(range=list(x_range))
     fig.update_yaxes(range=list(y_range))
     fig.update_layout(annotations=label_annotations(settings["A"].tolist(), settings["C"].tolist(),
