@@ -137,3 +137,29 @@ def test_overview_figures_side_by_side_keep_their_width_and_whole_titles():
         assert fig.layout.legend.orientation == "h"
         assert max(len(line) for line in _lines(fig.layout.title.text)) <= 60, fig.layout.title.text
     assert "in-sample" in _lines(bars.layout.title.text)[0]
+
+
+def test_half_width_law_figures_show_their_whole_title():
+    """The law page draws predicted-vs-actual and the fitted surface side by side: their one-line titles were cut
+    at the figure's edge, hiding the 'in-sample' / 'out of sample' words and the R² values."""
+    from engine.plots import tables
+
+    study = load_study("paper-v3")
+    families = setting_families(study.settings)
+    fit = fit_benchmark(study, "seed_image")
+    held = evaluate_study(study, "multitask").heldout
+    a_grid, c_grid, z, points = tables.surface(fit)
+    figures = [
+        law_plots.predicted_vs_actual(fit.predictions, families, label("seed_image"), fit.r2, fit.loo_r2, " %"),
+        law_plots.heldout_intervals(held[held["benchmark"] == "seed_image"], families, label("seed_image"),
+                                    "multitask", 0.8, " %"),
+        law_plots.surface_contour(a_grid, c_grid, z, points, families, label("seed_image"), " %"),
+    ]
+    for fig in figures:
+        lines = _lines(fig.layout.title.text)
+        assert len(lines[0]) <= 60 and all(len(line) <= 80 for line in lines[1:]), lines
+        assert fig.layout.margin.t >= 40 + 20 * len(lines)
+        assert fig.layout.legend.orientation == "h"
+    whole = " ".join(_lines(figures[0].layout.title.text))
+    assert f"R² in-sample {fit.r2:.3f}, out of sample {fit.loo_r2:.3f}" in whole
+    assert "in-sample" in " ".join(_lines(figures[2].layout.title.text))

@@ -6,10 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.plots.labels import label_annotations, padded_range
-from engine.plots.style import VARIANT_COLORS, by_family, family_marker, finish
-
-# The overview draws its two figures side by side: a legend at the right would take a third of each one's width.
-_LEGEND_BELOW = {"legend": {"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"}}
+from engine.plots.style import VARIANT_COLORS, by_family, family_marker, finish, fit_title, legend_below, titled
 
 
 def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
@@ -22,11 +19,11 @@ def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
             go.Bar(x=order, y=part["r2"], name=variant, marker_color=VARIANT_COLORS.get(variant, "#7f7f7f"),
                    hovertemplate=f"%{{x}} · {variant}: R² %{{y:.3f}}<extra></extra>")
         )
-    fig = finish(fig, "R² of the law per benchmark (in-sample)<br><span style='font-size:12px'>A and C together vs "
-                 "each alone vs random features</span>", "benchmark", "R² of the fit on all settings (in-sample)",
-                 height=440)
-    fig.update_layout(barmode="group", margin={"t": 100},
-                      legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"})
+    fig = finish(fig, titled("R² of the law per benchmark (in-sample)", "A and C together vs each alone vs random "
+                             "features"), "benchmark", "R² of the fit on all settings (in-sample)", height=440)
+    # the legend above the bars: the rotated benchmark names take the space under them
+    fig.update_layout(barmode="group", legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"})
+    fit_title(fig, extra=20)
     fig.update_yaxes(range=[min(0.0, float(table["r2"].min()) - 0.05), 1.05])
     return fig
 
@@ -42,7 +39,7 @@ def ac_scatter(settings: pd.DataFrame, families: pd.Series, a_label: str = "A", 
         )
     x_range, y_range = padded_range(settings["A"]), padded_range(settings["C"])
     fig = finish(fig, "Vision representation settings in the (A, C) plane", a_label, c_label, height=480)
-    fig.update_layout(margin={"b": 120}, **_LEGEND_BELOW)  # the plot keeps the figure's width for its labels
+    legend_below(fig).update_layout(margin={"b": 120})
     fig.update_xaxes(range=list(x_range))
     fig.update_yaxes(range=list(y_range))
     fig.update_layout(annotations=label_annotations(settings["A"].tolist(), settings["C"].tolist(),
