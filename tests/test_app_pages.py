@@ -63,7 +63,7 @@ def test_law_page_all_then_one_benchmark_and_feature_set():
     study = load_study("paper-v3")
     fit = fit_benchmark(study, "mme")
     assert _metric(at, "R² (in-sample)") == f"{fit.r2:.3f}"
-    assert _metric(at, "Leave-one-out R²") == f"{fit.loo_r2:.3f}"
+    assert _metric(at, "R² out of sample (leave one out)") == f"{fit.loo_r2:.3f}"
     assert at.query_params["benchmark"] in ("mme", ["mme"])
     coef_table = next(df.value for df in at.dataframe if "raw units" in df.value.columns)
     assert coef_table["normalised"].iloc[0] == pytest.approx(fit.coef_normalized["intercept"])

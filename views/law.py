@@ -46,8 +46,8 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
                    icon=":material/warning:")
     cols = st.columns(4)
     cols[0].metric("R² (in-sample)", f"{fit.r2:.3f}")
-    cols[1].metric("Leave-one-out R²", f"{fit.loo_r2:.3f}")
-    cols[2].metric("Leave-one-out RMSE", f"{fit.loo_rmse:.4g}{unit}")
+    cols[1].metric("R² out of sample (leave one out)", f"{fit.loo_r2:.3f}")
+    cols[2].metric("RMSE out of sample (leave one out)", f"{fit.loo_rmse:.4g}{unit}")
     cols[3].metric("Settings fitted", fit.n)
     left, right = st.columns(2)
     with left:
