@@ -156,7 +156,7 @@ FULL_WIDTH_CHARS = 140  # the small multiples take the page's width
 def _fit_panel_titles(fig: go.Figure) -> None:
     """Small-multiple panel titles (two lines each) in a smaller font, with room above the first row."""
     fig.update_annotations(font_size=12)
-    fit_title(fig, extra=30)
+    fit_title(fig, extra=44)
 
 
 def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.Series, cols: int = 4,
