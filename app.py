@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import streamlit as st
 
-from views import _ui
+from pages import _ui
 
 
 @st.cache_resource(show_spinner=False)

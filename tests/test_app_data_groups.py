@@ -19,7 +19,7 @@ def _fresh_store(isolated_home):
 
 
 def _page(study: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "views/data.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=TIMEOUT)
     if study:
         at.session_state["study_name"] = study
     for key, value in state.items():

@@ -9,7 +9,7 @@ import torch
 from _uploads import finish_upload
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parent.parent / "views" / "encoders.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "encoders.py")
 
 
 def _page() -> AppTest:

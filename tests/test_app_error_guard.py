@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 def _page(kind: str) -> None:
     from engine.errors import InputError
-    from views import _ui
+    from pages import _ui
 
     with _ui.user_errors():
         if kind == "user":

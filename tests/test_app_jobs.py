@@ -17,7 +17,7 @@ def _stop_workers_left_running(jobs_home):
     """A failing test must not leave workers running on the shared machine."""
 
 
-PAGE = str(Path(__file__).resolve().parent.parent / "views" / "jobs.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "jobs.py")
 
 
 def _page() -> AppTest:

@@ -35,7 +35,7 @@ def _metric(at: AppTest, label: str) -> str:
 def test_overview_quotes_out_of_sample_figures_of_paper_and_auto():
     study = load_study("paper-v3")
     _ready(study, "paper", "auto")
-    at = AppTest.from_file(str(ROOT / "views/overview.py"), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(ROOT / "pages/overview.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     sentence = next(m.value for m in at.markdown if m.value.startswith("**Out of sample**"))
     vision = np.mean([fit_benchmark(study, b).loo_r2 for b in ("mmbench_en", "mme", "ok_vqa", "seed_image")])
@@ -48,7 +48,7 @@ def test_overview_warns_about_an_interpolating_fit():
     names = [f"s{i}" for i in range(5)]
     settings = pd.DataFrame({"setting": names, "A": rng.uniform(-3, -1, 5), "C": rng.uniform(0, 30, 5)})
     save_study(make_study("five", settings, pd.DataFrame({"mme": rng.uniform(800, 1500, 5)}, index=names)))
-    at = AppTest.from_file(str(ROOT / "views/overview.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/overview.py"), default_timeout=TIMEOUT)
     at.session_state["study_name"] = "five"
     at.run()
     assert not at.exception
@@ -58,7 +58,7 @@ def test_overview_warns_about_an_interpolating_fit():
 def test_law_page_fit_vs_predict_for_the_chosen_model():
     study = load_study("paper-v3")
     _ready(study, "paper", "ridge")
-    at = AppTest.from_file(str(ROOT / "views/law.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT)
     at.query_params["benchmark"] = "mme"
     at.run()
     assert not at.exception
@@ -79,7 +79,7 @@ def test_law_page_fit_vs_predict_for_the_chosen_model():
 
 
 def test_score_page_separates_an_extrapolated_demo_setting_and_keeps_its_flags(jobs_home):
-    at = AppTest.from_file(str(ROOT / "views/score_encoder.py"), default_timeout=90).run()
+    at = AppTest.from_file(str(ROOT / "pages/score_encoder.py"), default_timeout=90).run()
     at.radio(key="score_mode").set_value("Enter A and C by hand").run()
     at.text_input(key="score_manual_setting").set_value("tiny")
     at.text_input(key="score_manual_a").set_value("-1.0")
@@ -113,7 +113,7 @@ def test_score_page_waits_for_a_slow_fit_without_blocking(jobs_home, monkeypatch
         gate.wait(30)
         return real(study, model)
 
-    at = AppTest.from_file(str(ROOT / "views/score_encoder.py"), default_timeout=90).run()
+    at = AppTest.from_file(str(ROOT / "pages/score_encoder.py"), default_timeout=90).run()
     at.radio(key="score_mode").set_value("Enter A and C by hand").run()
     at.text_input(key="score_manual_a").set_value("-1.95")
     at.text_input(key="score_manual_c").set_value("18")
@@ -135,7 +135,7 @@ def test_overview_leaves_a_large_study_to_the_cli():
     names = [f"s{i}" for i in range(45)]
     settings = pd.DataFrame({"setting": names, "A": rng.uniform(-3, -1, 45), "C": rng.uniform(0, 30, 45)})
     save_study(make_study("big", settings, pd.DataFrame({"mme": rng.uniform(800, 1500, 45)}, index=names)))
-    at = AppTest.from_file(str(ROOT / "views/overview.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/overview.py"), default_timeout=TIMEOUT)
     at.session_state["study_name"] = "big"
     at.run()
     assert not at.exception
@@ -145,7 +145,7 @@ def test_overview_leaves_a_large_study_to_the_cli():
 def test_law_page_all_benchmarks_shows_held_out_panels_and_means():
     study = load_study("paper-v3")
     _ready(study, "paper")
-    at = AppTest.from_file(str(ROOT / "views/law.py"), default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
     assert "Mean R² out of sample: vision 0.703, OCR-type 0.457" in text and "paper ×15" in text
@@ -175,7 +175,7 @@ def test_law_page_predicts_unscored_settings_with_the_chosen_models_interval():
     from engine.law import predict_setting
 
     study = _study_with_unscored()
-    at = AppTest.from_file(str(ROOT / "views/law.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT)
     at.session_state["study_name"] = "holes"
     at.query_params["benchmark"] = "ok_vqa"
     at.query_params["model"] = "ridge"
@@ -204,7 +204,7 @@ def test_law_page_predicts_unscored_settings_with_the_chosen_models_interval():
 
 def test_law_page_all_benchmarks_lists_every_unscored_pair():
     _study_with_unscored()
-    at = AppTest.from_file(str(ROOT / "views/law.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT)
     at.session_state["study_name"] = "holes"
     at.run()
     assert not at.exception

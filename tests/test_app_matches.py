@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = Path(__file__).resolve().parent.parent / "views" / "matches.py"
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "matches.py"
 ENCODER = "pixels-8"
 
 
@@ -224,7 +224,7 @@ def test_builtin_c_is_flagged_and_the_category_table_counts_true_pairs(isolated_
 def test_the_matches_png_records_dataset_pair_encoder_and_weights(monkeypatch):
     from engine import export
     from engine.encoders.registry import build_encoder
-    from views import _ui
+    from pages import _ui
 
     shown = []
     monkeypatch.setattr(_ui, "_register_export", lambda *item: shown.append(item))

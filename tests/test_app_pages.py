@@ -41,7 +41,7 @@ def _fresh_store(isolated_home):
 
 
 def test_overview_shows_reproduced_headline_against_printed_numbers():
-    at = _run("views/overview.py")
+    at = _run("pages/overview.py")
     assert at.title[0].value == "Law of Vision Representation"
     assert at.latex and "beta_4 A C" in at.latex[0].value
     report = fit_study(load_study("paper-v3"))
@@ -56,7 +56,7 @@ def test_overview_shows_reproduced_headline_against_printed_numbers():
 
 
 def test_law_page_all_then_one_benchmark_and_feature_set():
-    at = _run("views/law.py")
+    at = _run("pages/law.py")
     assert at.selectbox(key="law_benchmark").value == "all"
     at.selectbox(key="law_benchmark").set_value("mme").run()
     _assert_clean(at)
@@ -73,7 +73,7 @@ def test_law_page_all_then_one_benchmark_and_feature_set():
 
 
 def test_law_page_deep_link_opens_the_benchmark():
-    at = _run("views/law.py", benchmark="textvqa_val")
+    at = _run("pages/law.py", benchmark="textvqa_val")
     assert at.selectbox(key="law_benchmark").value == "textvqa_val"
     assert _metric(at, "R² (in-sample)") == f"{fit_benchmark(load_study('paper-v3'), 'textvqa_val').r2:.3f}"
 
@@ -84,7 +84,7 @@ def test_law_page_predicts_unscored_settings_of_a_stored_study():
     study = copy_study("paper-v3", "partial")
     study = study.with_setting("SD3", scores={"mme": float("nan")})
     save_study(study, overwrite=True)
-    at = AppTest.from_file(str(ROOT / "views/law.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT)
     at.session_state["study_name"] = "partial"
     at.query_params["benchmark"] = "mme"
     at.run()
@@ -129,7 +129,7 @@ def _sklearn_jackknife_plus(table, a, c, level):
 
 
 def test_policy_page_controls_and_recommender():
-    at = _run("views/policy.py")
+    at = _run("pages/policy.py")
     assert at.number_input(key="policy_trials").value == 400
     at.number_input(key="policy_trials").set_value(50)
     at.number_input(key="policy_top").set_value(2)
@@ -163,7 +163,7 @@ def test_policy_page_controls_and_recommender():
 
 
 def _data_page() -> AppTest:
-    return _run("views/data.py")
+    return _run("pages/data.py")
 
 
 def test_data_page_imports_a_good_csv_and_rejects_a_bad_one():
@@ -196,13 +196,13 @@ def test_data_page_download_is_reimportable_with_provenance():
     from engine.export import strip_provenance, table_to_csv
     from engine.study import parse_study_file
 
-    data = table_to_csv(tables.study_tidy(study), __import__("views._ui", fromlist=["provenance"]).provenance(study))
+    data = table_to_csv(tables.study_tidy(study), __import__("pages._ui", fromlist=["provenance"]).provenance(study))
     assert read_provenance(data, "csv")["study_hash"] == study.content_hash()
     assert parse_study_file(strip_provenance(data), "again").content_hash() == study.content_hash()
 
 
 def test_data_editor_saves_only_a_valid_table():
-    at = AppTest.from_file(str(ROOT / "views/data.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=TIMEOUT)
     at.session_state["data_editor_paper-v3"] = {"edited_rows": {1: {"setting": "CLIP336"}}, "added_rows": [],
                                                 "deleted_rows": []}
     at.run()
@@ -212,7 +212,7 @@ def test_data_editor_saves_only_a_valid_table():
     assert len(at.error) == 1 and "CLIP336" in at.error[0].value and "\n" not in at.error[0].value
     assert [s["name"] for s in list_studies()] == ["paper-v3"]
 
-    at = AppTest.from_file(str(ROOT / "views/data.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "pages/data.py"), default_timeout=TIMEOUT)
     at.session_state["data_editor_paper-v3"] = {"edited_rows": {0: {"mme": 1600.0}}, "added_rows": [],
                                                 "deleted_rows": [2]}
     at.run()
@@ -250,14 +250,14 @@ def test_app_navigation_study_picker_and_switching_pages():
     _assert_clean(at)
     assert at.sidebar.selectbox(key="study_name").value == "paper-v3"
     assert at.title[0].value == "Law of Vision Representation"
-    at.switch_page(str(ROOT / "views/law.py")).run()
+    at.switch_page(str(ROOT / "pages/law.py")).run()
     _assert_clean(at)
     assert at.title[0].value == "The law, per benchmark"
     assert at.sidebar.selectbox(key="study_name").value == "paper-v3"
 
 
 def test_unknown_study_in_the_url_falls_back_to_the_bundled_one():
-    at = _run("views/overview.py", study="no-such-study")
+    at = _run("pages/overview.py", study="no-such-study")
     assert at.warning and "no-such-study" in at.warning[0].value
     assert _metric(at, "Settings") == "15"
 
@@ -267,7 +267,7 @@ def test_export_button_bytes_carry_the_page_provenance():
     import xml.etree.ElementTree as ET
 
     from engine.plots import overview
-    from views import _ui
+    from pages import _ui
 
     study = load_study("paper-v3")
     fig = overview.r2_by_benchmark(tables.r2_by_benchmark(fit_study(study)))
@@ -283,6 +283,6 @@ def test_export_button_bytes_carry_the_page_provenance():
 
 
 def test_policy_page_deep_link_selects_the_benchmark():
-    at = _run("views/policy.py", benchmark="seed_image")
+    at = _run("pages/policy.py", benchmark="seed_image")
     assert at.selectbox(key="policy_benchmark").value == "seed_image"
     assert at.multiselect(key="policy_finetuned_seed_image") is not None

@@ -21,7 +21,7 @@ def _fresh_store(isolated_home):
 
 
 def _page(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "views/policy.py"), default_timeout=120)
+    at = AppTest.from_file(str(ROOT / "pages/policy.py"), default_timeout=120)
     for key, value in state.items():
         at.session_state[key] = value
     at.run()

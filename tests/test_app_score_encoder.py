@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from engine import jobs, pipeline
 from engine.study import BUNDLED_NAME, load_study
 
-PAGE = str(Path(__file__).resolve().parent.parent / "views" / "score_encoder.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "score_encoder.py")
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +103,7 @@ def test_bad_dataset_is_one_error_line(isolated_home):
 
 
 def test_exports_of_the_placement_record_the_a_method_and_c_protocol(isolated_home, monkeypatch):
-    from views import _ui
+    from pages import _ui
 
     shown = []
     monkeypatch.setattr(_ui, "_register_export", lambda *item: shown.append(item))

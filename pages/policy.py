@@ -22,7 +22,7 @@ from engine.policy import (
     strategy_label,
     variant_label,
 )
-from views import _ui
+from pages import _ui
 
 ALL = "all"
 RECALL_COLUMNS = {"strategy": "finetune order", "metric": "success counted", "budget": "settings finetuned (k)",

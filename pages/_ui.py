@@ -76,7 +76,7 @@ def user_errors() -> Iterator[None]:
                  icon=":material/bug_report:")
 
 
-# Set while app.py runs the chosen page; a page script run without it is its own main script (AppTest).
+# Set while app.py runs the chosen page; a page script run without it was started by Streamlit's legacy mode.
 _IN_APP: contextvars.ContextVar[bool] = contextvars.ContextVar("law_explorer_in_app", default=False)
 _PAGE: contextvars.ContextVar[str] = contextvars.ContextVar("law_explorer_page", default="page")  # its url path
 REDIRECTED_KEY = "law_explorer_legacy_redirect"
@@ -105,7 +105,8 @@ def sidebar_links() -> None:
     """The sidebar navigation: one link per page of ``NAVIGATION`` under its section's heading.
 
     Streamlit's own navigation menu is switched off (``client.showSidebarNavigation = false`` in
-    .streamlit/config.toml): these links, grouped under their section headings, are all the sidebar ever shows.
+    .streamlit/config.toml): with a ``pages/`` folder beside ``app.py`` its first run would list the raw
+    files of ``pages/`` before ``app.py`` declares its pages. These links are all the sidebar ever shows.
     """
     for section, entries in NAVIGATION.items():
         st.sidebar.caption(section.upper())
@@ -131,11 +132,11 @@ def run_app() -> None:
 def ensure_app_navigation() -> None:
     """Make ``app.py`` (our ``st.navigation``) take over when Streamlit ran a page script on its own.
 
-    The page scripts live in ``views/``, not ``pages/``: a folder named ``pages/`` beside ``app.py`` would start
-    every server process in Streamlit's legacy multipage mode (a first visit to ``/law`` running the page file
-    alone, a first deep link to ``/score-encoder`` answered with "Page not found"). A page script run as the main
-    script itself (``AppTest.from_file("views/law.py")``) declares the app's pages with the public
-    ``st.navigation`` and reruns once per session, then renders. Nothing is drawn before the rerun.
+    With a folder named ``pages/`` beside ``app.py``, a fresh server process starts in Streamlit's legacy
+    multipage mode: a first visit to ``/law`` runs ``pages/law.py`` alone. Declaring the app's pages with the
+    public ``st.navigation`` ends that mode for the process; the rerun then goes through ``app.py`` with the
+    same URL (the page is resolved by its url path). Nothing is drawn before the rerun. A page that is the
+    main script itself (``AppTest.from_file("pages/law.py")``) is redirected once per session, then renders.
     """
     if _IN_APP.get() or st.session_state.get(REDIRECTED_KEY):
         return
@@ -355,7 +356,7 @@ def show_table(table: pd.DataFrame, name: str, provenance: export.Provenance, **
     )
 
 
-if __name__ == "__main__":  # run as a script of its own: hand over to the app's navigation
+if __name__ == "__main__":  # Streamlit's legacy mode runs every file of pages/ as a page, this one included
     ensure_app_navigation()
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from engine import export
 from engine.encoders import ProbeResult, display_names
 from engine.hashing import hash_obj
-from views import _ui
+from pages import _ui
 
 KINDS = {
     "hf-zip": "Hugging Face model folder (zip with config.json + .safetensors)",

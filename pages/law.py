@@ -16,7 +16,7 @@ from engine.law import (
 )
 from engine.plots import law as plots
 from engine.plots import setting_families, tables
-from views import _ui
+from pages import _ui
 
 ALL = "all"
 LEVELS = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]

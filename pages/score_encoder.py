@@ -9,7 +9,7 @@ from engine.benchmarks import label
 from engine.errors import LawExplorerError
 from engine.law import FLAG_TEXT, LAW_MODELS
 from engine.plots import tables
-from views import _ui
+from pages import _ui
 
 MEASURE, MANUAL = "Measure with background jobs", "Enter A and C by hand"
 LAUNCHED_KEY = "score_launched"

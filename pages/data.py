@@ -10,7 +10,7 @@ from engine import study as studies
 from engine.benchmarks import parse_group_assignments
 from engine.errors import InputError
 from engine.plots import tables
-from views import _ui
+from pages import _ui
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 

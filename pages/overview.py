@@ -8,7 +8,7 @@ from engine.benchmarks import group_label
 from engine.law import evaluation_if_ready, too_large_for_app
 from engine.plots import overview as plots
 from engine.plots import setting_families, tables
-from views import _ui
+from pages import _ui
 
 LAW_LATEX = (
     r"\hat{s}_b = \beta_0 + \beta_1 A + \beta_2 C + \beta_3 A^2 + \beta_4 A C + \beta_5 C^2,"

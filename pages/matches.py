@@ -13,7 +13,7 @@ from engine import export
 from engine.errors import InputError, LawExplorerError
 from engine.hashing import hash_obj
 from engine.plots import matches as mplots
-from views import _ui
+from pages import _ui
 
 ALPHAS = (0.01, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
 SPLITS = ("test", "val", "trn")
