@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Inside the package, so that a wheel or a non-editable install ships the bundled study.
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = REPO_ROOT / "data"
 
 
 def home() -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -46,27 +45,3 @@ def test_installed_console_script_runs_from_another_folder(tmp_path):
     bad = subprocess.run([sys.executable, str(script), "law", "fit", "--study"], cwd=elsewhere, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
-    # a non-editable install ships the bundled study: the installed CLI fits it from another folder
-    fit = subprocess.run([sys.executable, str(script), "law", "fit", "--study", "paper-v3", "--format", "json"],
-                         cwd=elsewhere, env={**env, "LAW_EXPLORER_HOME": str(tmp_path / "home")},
-                         capture_output=True, text=True, timeout=300)
-    assert fit.returncode == 0, fit.stderr
-    assert (target / "engine" / "data" / "paper_v3" / "paper_v3.csv").is_file()
-    here = subprocess.run([sys.executable, "-m", "engine", "law", "fit", "--study", "paper-v3", "--format", "json"],
-                          cwd=ROOT, env={**os.environ, "LAW_EXPLORER_HOME": str(tmp_path / "home2")},
-                          capture_output=True, text=True, timeout=300)
-    assert json.loads(fit.stdout)["mean_r2"] == json.loads(here.stdout)["mean_r2"]
-
-
-def test_bundled_study_lives_inside_the_package_and_is_declared_as_package_data():
-    """A wheel holds only what is under ``engine/`` and declared: every bundled file must match a declared glob."""
-    import fnmatch
-
-    from engine import config
-
-    package = ROOT / "engine"
-    assert config.DATA_DIR.resolve().is_relative_to(package)
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["engine"]
-    files = [f.relative_to(package).as_posix() for f in config.DATA_DIR.rglob("*") if f.is_file()]
-    assert any(f.endswith("paper_v3.csv") for f in files)
-    assert all(any(fnmatch.fnmatch(f, glob) for glob in declared) for f in files), (files, declared)

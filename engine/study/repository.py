@@ -53,7 +53,7 @@ def _bundled_cached() -> Study:
 
 
 def bundled_study() -> Study:
-    """The paper's v3 tables (15 settings x 8 benchmarks), shipped in ``engine/data/paper_v3``."""
+    """The paper's v3 tables (15 settings x 8 benchmarks), shipped in ``data/paper_v3``."""
     study = _bundled_cached()
     return Study(study.name, study.long.copy(), study.settings.copy(), dict(study.meta))
 
