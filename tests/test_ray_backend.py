@@ -543,7 +543,7 @@ def test_a_task_with_gpus_per_run_n_asks_ray_for_n_gpus_and_launches_the_trainer
         seen = []
 
         def record(argv, cwd=None, env=None, **_kwargs):  # what was launched, and the environment it came from
-            seen.append((list(argv), str(cwd), dict(env), dict(os.environ)))
+            seen.append((list(argv), str(cwd), dict(env), dict(os.environ), os.getpid()))
             raise RuntimeError("launch recorded")
 
         real, distributed.subprocess.Popen = sp.Popen, record
@@ -564,8 +564,9 @@ def test_a_task_with_gpus_per_run_n_asks_ray_for_n_gpus_and_launches_the_trainer
         run_inline(TARGET, dict(params), work_dir=tmp_path / "local" / "projector")
     [(argv, cwd, env)] = seen_local
     spec = str(tmp_path / "local" / "projector" / "launch.json")
-    assert argv == [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", "-m",
-                    "engine.alignment.rank", spec]  # fmt: skip
+    # the trainer's own launcher with N ranks, under the guard that ends it with the process that launched it
+    assert argv == [sys.executable, "-m", "engine.alignment.guard", str(os.getpid()), "torch.distributed.run",
+                    "--standalone", f"--nproc_per_node={n}", "-m", "engine.alignment.rank", spec]  # fmt: skip
     assert cwd == str(REPO) and env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
     assert {k: v for k, v in env.items() if k != "PYTHONPATH"} == {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
@@ -576,10 +577,38 @@ def test_a_task_with_gpus_per_run_n_asks_ray_for_n_gpus_and_launches_the_trainer
                                                                       "CUDA_VISIBLE_DEVICES": "3,5,6,7"}}}  # fmt: skip
     seen, error = ray.get(ray.remote(**options)(capture).remote(steps, str(run_dir)))
     assert error is not None and "launch recorded" in error  # it got as far as the launch, and no further
-    [(ray_argv, ray_cwd, ray_env, worker_env)] = seen
-    ray_spec = str(run_dir / "projector" / "launch.json")
-    assert ray_argv == [a.replace(spec, ray_spec) for a in argv] and ray_cwd == cwd  # the same launch: N ranks
+    [(ray_argv, ray_cwd, ray_env, worker_env, worker_pid)] = seen
+    assert worker_pid != os.getpid()  # it ran in a Ray worker process
+    local_as_there = [a.replace(spec, str(run_dir / "projector" / "launch.json")) for a in argv]
+    local_as_there[3] = str(worker_pid)  # the guard's parent: the process that launches, there the task's worker
+    assert ray_argv == local_as_there and ray_cwd == cwd  # the same launch: N ranks
     # the ranks get the task's own environment, its GPUs (CUDA_VISIBLE_DEVICES as Ray set it) included
     assert ray_env["CUDA_VISIBLE_DEVICES"] == "3,5,6,7"
     assert ray_env == {**worker_env, "PYTHONPATH": os.pathsep.join([str(REPO), worker_env["PYTHONPATH"]])}
     assert ray_env["LAW_EXPLORER_DB"] == str(run_dir / "a-task.duckdb")  # the ranks' records go to the task's file
+
+
+def test_a_training_launcher_ends_when_the_process_that_launched_it_is_killed():
+    """A force-cancelled A task (or a killed job worker) must not leave its trainer's launcher, and so its ranks,
+    running: the launch runs under ``engine.alignment.guard``. Here the launched module sleeps two minutes."""
+    import time
+
+    launcher = ("import subprocess, sys; from engine.alignment.guard import guarded_argv; "
+                "p = subprocess.Popen(guarded_argv('timeit', ['-n', '1', 'import time; time.sleep(120)'])); "
+                "print(p.pid, flush=True); p.wait()")  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-c", launcher], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)  # before or after the guard's request took effect: it ends either way
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (an orphan's exit may wait for a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
