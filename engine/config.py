@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
+# A source checkout (or editable install) reads the top-level data/; a built install reads the copy setup.py puts
+# in the package.
+DATA_DIR = REPO_ROOT / "data" if (REPO_ROOT / "data").is_dir() else Path(__file__).resolve().parent / "bundled_data"
 
 
 def home() -> Path:

@@ -46,8 +46,8 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
                    icon=":material/warning:")
     cols = st.columns(4)
     cols[0].metric("R² (in-sample)", f"{fit.r2:.3f}")
-    cols[1].metric("Leave-one-out R²", f"{fit.loo_r2:.3f}")
-    cols[2].metric("Leave-one-out RMSE", f"{fit.loo_rmse:.4g}{unit}")
+    cols[1].metric("R² out of sample (leave one out)", f"{fit.loo_r2:.3f}")
+    cols[2].metric("RMSE out of sample (leave one out)", f"{fit.loo_rmse:.4g}{unit}")
     cols[3].metric("Settings fitted", fit.n)
     left, right = st.columns(2)
     with left:
@@ -103,14 +103,13 @@ def _render_predict(study, benchmark: str, model: str, level: float, families) -
         return
     prov = _ui.provenance(study, "ac_poly", benchmark=benchmark, model=model, level=level)
     if benchmark == ALL:
-        means = ", ".join(f"{g} {v:.3f}" for g, v in evaluation.mean.items())
-        st.markdown(f"Mean R² out of sample: {means}. Intervals cover **{evaluation.coverage:.0%}** of all held-out "
+        st.markdown(f"Mean R² out of sample: {tables.group_means_text(evaluation.mean)}. Intervals cover **{evaluation.coverage:.0%}** of all held-out "
                     f"scores (target {level:.0%}). Chosen per fold: "
                     + ", ".join(f"{k} ×{v}" for k, v in evaluation.chosen.items()) + ".")
         labels = {b: label(b) for b in evaluation.benchmarks}
         fig = plots.heldout_small_multiples(evaluation.heldout, labels, families, model, level)
         _ui.show_figure(fig, f"law-all-{model}-heldout", prov)
-        _ui.show_table(plots.human_columns(evaluation.table()), f"law-evaluate-{model}-{level}", prov)
+        _ui.show_table(tables.evaluation_table(evaluation), f"law-evaluate-{model}-{level}", prov)
         return
     if benchmark not in evaluation.benchmarks:
         st.caption(f"{label(benchmark)} is not evaluated: {evaluation.skipped.get(benchmark, 'too few settings')}")

@@ -184,7 +184,7 @@ def _render_cost(study, comparison, ctl: dict, budget: int) -> None:
     reached = _recall_reached(comparison, ctl, int(n_cand), int(full))
     left, right = st.columns([3, 2])
     with left:
-        _ui.show_figure(plots.cost_bars(table, "gpu_hours", "GPU-hours"), "policy-cost", prov)
+        _ui.show_figure(plots.cost_bars(table, "GPU-hours (estimate)", "GPU-hours"), "policy-cost", prov)
     with right:
         if reached is None:
             st.metric("GPU-hours saved", f"{100 * cost['gpu_hours_savings']:.0f} %")

@@ -215,7 +215,7 @@ def _render_placement(study, setting: str, A: float, C: float, scale: str, targe
     _ui.show_figure(pipeline.prediction_bars(table, setting, scale, study.long), "score-predictions", prov)
     st.caption(f"Bars: predicted score; whiskers: the {level:.0%} jackknife+ interval (out of sample, finite-sample "
                "guarantee), clipped to each benchmark's valid range. Hatched: outside the study's A-C hull.")
-    _ui.show_table(table, "score-predictions-table", prov)
+    _ui.show_table(tables.placement_table(table), "score-predictions-table", prov)
     _render_policy(study, setting, A, C, prov, flags)
     st.subheader("Keep it")
     if st.button(f"Add '{setting}' to study '{target}'", key="score_add", icon=":material/add:"):

@@ -44,7 +44,7 @@ def test_small_multiples_one_panel_per_benchmark():
     fams = setting_families(SETTINGS)
     fig = law.small_multiples([("MME", _preds(), 0.9), ("SEED", _preds(), 0.8), ("MMMU", _preds(), 0.4)], fams)
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["MME (R² in-sample 0.90)", "SEED (R² in-sample 0.80)", "MMMU (R² in-sample 0.40)"]
+    assert titles == ["MME<br>R² in-sample 0.90", "SEED<br>R² in-sample 0.80", "MMMU<br>R² in-sample 0.40"]
     assert sum(t.name == "y = x" for t in fig.data) == 3
 
 

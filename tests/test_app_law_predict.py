@@ -91,7 +91,9 @@ def test_score_page_separates_an_extrapolated_demo_setting_and_keeps_its_flags(j
     assert any("Not comparable" in e.value for e in at.error)
     assert any("extrapolation" in w.value for w in at.warning)
     table = at.dataframe[0].value
-    assert (table["predicted"] <= 100).loc[table["benchmark"] != "mme"].all() and not table["comparable"].any()
+    predicted = table["predicted score ('paper' law)"]
+    assert (predicted <= 100).loc[table["benchmark"] != "MME (perception)"].all()
+    assert table["A or C measured differently (not comparable)"].all()
     assert "Best predicted not yet finetuned:** `tiny`" not in " ".join(m.value for m in at.markdown)
     at.button(key="score_add").click().run()
     assert not at.exception
@@ -116,7 +118,7 @@ def test_score_page_waits_for_a_slow_fit_without_blocking(jobs_home, monkeypatch
     at.text_input(key="score_manual_a").set_value("-1.95")
     at.text_input(key="score_manual_c").set_value("18")
     at.run()  # the paper law is fitted at once
-    assert at.dataframe[0].value["model"].iloc[0] == "paper"
+    assert "predicted score ('paper' law)" in at.dataframe[0].value.columns
     monkeypatch.setattr(background, "fitted_study_model", slow)
     at.selectbox(key="score_model").set_value("multitask")
     at.run()
@@ -125,7 +127,7 @@ def test_score_page_waits_for_a_slow_fit_without_blocking(jobs_home, monkeypatch
     gate.set()
     assert background.fit_ready(load_study("paper-v3"), "multitask", wait_s=60)
     at.run()
-    assert not at.exception and at.dataframe[0].value["model"].iloc[0] == "multitask"
+    assert not at.exception and "predicted score ('multitask' law)" in at.dataframe[0].value.columns
 
 
 def test_overview_leaves_a_large_study_to_the_cli():
@@ -146,9 +148,14 @@ def test_law_page_all_benchmarks_shows_held_out_panels_and_means():
     at = AppTest.from_file(str(ROOT / "pages/law.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "Mean R² out of sample: vision 0.703" in text and "paper ×15" in text
+    assert "Mean R² out of sample: vision 0.703, OCR-type 0.457" in text and "paper ×15" in text
     table = next(df.value for df in at.dataframe if "R² out of sample (leave one setting out)" in df.value.columns)
     assert len(table) == 8
+    # benchmarks under their labels, every column saying what it measures (no raw field names such as top3_hit)
+    assert "MME (perception)" in table["benchmark"].tolist() and "mme" not in table["benchmark"].tolist()
+    raw = {"n", "loo_r2", "spearman", "top1_hit", "top3_hit", "coverage", "interval_width", "in_sample_r2"}
+    assert not raw & set(table.columns)
+    assert {"coverage of the 80% intervals", "true best in predicted top 3 (held out)"} <= set(table.columns)
 
 
 def _study_with_unscored():

@@ -63,7 +63,7 @@ def test_law_page_all_then_one_benchmark_and_feature_set():
     study = load_study("paper-v3")
     fit = fit_benchmark(study, "mme")
     assert _metric(at, "R² (in-sample)") == f"{fit.r2:.3f}"
-    assert _metric(at, "Leave-one-out R²") == f"{fit.loo_r2:.3f}"
+    assert _metric(at, "R² out of sample (leave one out)") == f"{fit.loo_r2:.3f}"
     assert at.query_params["benchmark"] in ("mme", ["mme"])
     coef_table = next(df.value for df in at.dataframe if "raw units" in df.value.columns)
     assert coef_table["normalised"].iloc[0] == pytest.approx(fit.coef_normalized["intercept"])
@@ -157,8 +157,9 @@ def test_policy_page_controls_and_recommender():
                for c in at.caption)
     at.number_input(key="cost_budget").set_value(5).run()
     _assert_clean(at)
-    cost = next(df.value for df in at.dataframe if "gpu_hours" in df.value.columns)
-    assert cost["gpu_hours"].tolist() == [15 * 96.0, 15 * 16.0 + 5 * 80.0]
+    cost = next(df.value for df in at.dataframe if "GPU-hours (estimate)" in df.value.columns)
+    assert cost["GPU-hours (estimate)"].tolist() == [15 * 96.0, 15 * 16.0 + 5 * 80.0]
+    assert not {"gpu_hours", "trainable_params_per_candidate"} & set(cost.columns)  # labels, not field names
 
 
 def _data_page() -> AppTest:

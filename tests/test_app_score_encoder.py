@@ -53,7 +53,12 @@ def test_manual_entry_shows_predictions_of_the_law(isolated_home):
     assert [m.value for m in at.metric] == ["-1.9", "20", "paper"]
     shown = at.dataframe[0].value
     expected = pipeline.place_on_law(load_study(BUNDLED_NAME), "my-encoder", -1.9, 20.0)
-    assert shown["predicted"].tolist() == pytest.approx(expected["predicted"].tolist())
+    assert shown["predicted score ('paper' law)"].tolist() == pytest.approx(expected["predicted"].tolist())
+    # labels a researcher reads: benchmark names, the interval's level and method, no raw field names
+    assert shown["benchmark"].tolist() == expected["label"].tolist()
+    assert shown["80% interval: lower (jackknife+, out of sample)"].tolist() == pytest.approx(expected["lower"].tolist())
+    assert not {"predicted", "lower", "upper", "actual", "method_mismatch", "range_low", "level"} & set(shown.columns)
+    assert shown["valid range"].iloc[0] == "0–100"
     assert len(at.get("plotly_chart")) == 2
     assert "Next by the AC region rule" in " ".join(m.value for m in at.markdown)
 

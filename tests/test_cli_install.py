@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -45,3 +46,14 @@ def test_installed_console_script_runs_from_another_folder(tmp_path):
     bad = subprocess.run([sys.executable, str(script), "law", "fit", "--study"], cwd=elsewhere, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
+    # a non-editable install ships the bundled study (setup.py copies data/ into the package): the installed CLI
+    # fits it from another folder, the same fit as from the source checkout
+    assert (target / "engine" / "bundled_data" / "paper_v3" / "paper_v3.csv").is_file()
+    fit = subprocess.run([sys.executable, str(script), "law", "fit", "--study", "paper-v3", "--format", "json"],
+                         cwd=elsewhere, env={**env, "LAW_EXPLORER_HOME": str(tmp_path / "home")},
+                         capture_output=True, text=True, timeout=300)
+    assert fit.returncode == 0, fit.stderr
+    here = subprocess.run([sys.executable, "-m", "engine", "law", "fit", "--study", "paper-v3", "--format", "json"],
+                          cwd=ROOT, env={**os.environ, "LAW_EXPLORER_HOME": str(tmp_path / "home2")},
+                          capture_output=True, text=True, timeout=300)
+    assert json.loads(fit.stdout)["mean_r2"] == json.loads(here.stdout)["mean_r2"]

@@ -95,3 +95,38 @@ def test_preprocessing_variants(tiny_encoders):
     assert llava.describe()["preprocessing_variant"] == "llava"
     with pytest.raises(InputError, match="variant"):
         build_encoder("pixels-8", preprocessing="fancy")
+
+
+def test_listing_offline_availability_skips_the_open_clip_import_when_nothing_is_cached(tmp_path):
+    """The Encoders page lists every encoder's offline availability: with no open_clip weights in the Hugging Face
+    cache that needs no `import open_clip` (seconds on the page's first visit); with them it still finds them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from engine.encoders.open_clip_adapter import HUB_FILES, _hub_repo
+
+    code = ("import sys\nfrom engine.encoders import list_encoders, get_spec\n"
+            "[s.offline_available() for s in list_encoders()]\n"
+            "print('open_clip' in sys.modules, get_spec('OpenCLIP-H14').offline_available())")
+    root = Path(__file__).resolve().parent.parent
+
+    def run(cache: Path) -> str:
+        env = {**os.environ, "HF_HUB_CACHE": str(cache), "LAW_EXPLORER_HOME": str(tmp_path / "home")}
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(empty) == ["False", "False"]
+    cached = tmp_path / "cached"
+    repo = _hub_repo("ViT-H-14", "laion2b_s32b_b79k")
+    folder = cached / f"models--{repo.replace('/', '--')}"
+    (folder / "snapshots" / "abc").mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("abc")
+    (folder / "snapshots" / "abc" / HUB_FILES[0]).write_bytes(b"weights")
+    assert run(cached)[1] == "True"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
 
+from engine.benchmarks import label
 from engine.law import evaluate_study, fit_benchmark
 from engine.plots import law as law_plots
 from engine.plots import overview as overview_plots
@@ -65,7 +67,7 @@ def test_law_and_overview_figures_label_every_setting_once():
     assert sum(len(t.x) for t in bars) == 15
     assert "80% intervals cover" in fig.layout.title.text
     fig = law_plots.heldout_small_multiples(held, {"mme": "MME"}, families, "paper", 0.8)
-    assert len(fig.layout.annotations) == 8 and fig.layout.annotations[1].text.startswith("MME (")
+    assert len(fig.layout.annotations) == 8 and fig.layout.annotations[1].text.startswith("MME<br>")
     drawn = [t for t in fig.data if t.error_y and t.error_y.array is not None]
     assert sum(len(t.x) for t in drawn) == len(held)
 
@@ -87,3 +89,77 @@ def test_score_page_ac_plane_labels_every_setting_and_the_candidate():
     fig = figures.candidate_scatter(study.settings, "cand", -1.95, 18.0, "demo")
     texts = [a.text for a in fig.layout.annotations]
     assert sorted(texts) == sorted([*study.setting_names, "cand [demo-scale]"])
+
+
+def _lines(text: str) -> list[str]:
+    return re.sub(r"<span[^>]*>|</span>", "", text).split("<br>")
+
+
+def test_small_multiple_titles_fit_their_panels():
+    """Four panels a row share the width: each panel title line stays short enough not to run into its neighbour
+    (the one-line titles 'MMBench (en) (R² in-sample 0.95)' overlapped), the figure title fits the width."""
+    study = load_study("paper-v3")
+    families = setting_families(study.settings)
+    labels = {b: label(b) for b in study.benchmarks}
+    held = evaluate_study(study, "paper").heldout
+    panels = [(labels[b], fit_benchmark(study, b).predictions, fit_benchmark(study, b).r2) for b in study.benchmarks]
+    for fig in (law_plots.heldout_small_multiples(held, labels, families, "paper", 0.8),
+                law_plots.small_multiples(panels, families)):
+        titles = [a.text for a in fig.layout.annotations]
+        assert len(titles) == 8
+        assert max(len(line) for t in titles for line in _lines(t)) <= 26, titles
+        assert max(len(line) for line in _lines(fig.layout.title.text)) <= 110, fig.layout.title.text
+        assert fig.layout.margin.t >= 100  # room for two title lines above two-line panel titles
+
+
+def test_held_out_legend_markers_are_circles_whatever_the_first_point():
+    """The legend shows each family once as a circle; 'x' marks only points outside their interval."""
+    study = load_study("paper-v3")
+    held = evaluate_study(study, "paper").heldout
+    fig = law_plots.heldout_small_multiples(held, {}, setting_families(study.settings), "paper", 0.8)
+    legend = [t for t in fig.data if t.showlegend is not False and t.name and t.name in set(setting_families(study.settings))]
+    assert sorted(t.name for t in legend) == sorted(set(setting_families(study.settings)))
+    assert all(t.marker.symbol in (None, "circle") for t in legend)
+    outside = int((~held["inside"]).sum())
+    assert sum(list(t.marker.symbol).count("x") for t in fig.data if isinstance(t.marker.symbol, tuple)) == outside
+
+
+def test_overview_figures_side_by_side_keep_their_width_and_whole_titles():
+    """The overview shows its two figures in half-width columns: a right-hand legend squeezed the A-C plane, and the
+    one-line bar title ran past the figure's edge ('... vs random featur')."""
+    study = load_study("paper-v3")
+    from engine.law import fit_study
+    from engine.plots import tables
+
+    bars = overview_plots.r2_by_benchmark(tables.r2_by_benchmark(fit_study(study)))
+    plane = overview_plots.ac_scatter(study.settings[["setting", "A", "C"]], setting_families(study.settings))
+    for fig in (bars, plane):
+        assert fig.layout.legend.orientation == "h"
+        assert max(len(line) for line in _lines(fig.layout.title.text)) <= 60, fig.layout.title.text
+    assert "in-sample" in _lines(bars.layout.title.text)[0]
+
+
+def test_half_width_law_figures_show_their_whole_title():
+    """The law page draws predicted-vs-actual and the fitted surface side by side: their one-line titles were cut
+    at the figure's edge, hiding the 'in-sample' / 'out of sample' words and the R² values."""
+    from engine.plots import tables
+
+    study = load_study("paper-v3")
+    families = setting_families(study.settings)
+    fit = fit_benchmark(study, "seed_image")
+    held = evaluate_study(study, "multitask").heldout
+    a_grid, c_grid, z, points = tables.surface(fit)
+    figures = [
+        law_plots.predicted_vs_actual(fit.predictions, families, label("seed_image"), fit.r2, fit.loo_r2, " %"),
+        law_plots.heldout_intervals(held[held["benchmark"] == "seed_image"], families, label("seed_image"),
+                                    "multitask", 0.8, " %"),
+        law_plots.surface_contour(a_grid, c_grid, z, points, families, label("seed_image"), " %"),
+    ]
+    for fig in figures:
+        lines = _lines(fig.layout.title.text)
+        assert len(lines[0]) <= 60 and all(len(line) <= 80 for line in lines[1:]), lines
+        assert fig.layout.margin.t >= 40 + 20 * len(lines)
+        assert fig.layout.legend.orientation == "h"
+    whole = " ".join(_lines(figures[0].layout.title.text))
+    assert f"R² in-sample {fit.r2:.3f}, out of sample {fit.loo_r2:.3f}" in whole
+    assert "in-sample" in " ".join(_lines(figures[2].layout.title.text))

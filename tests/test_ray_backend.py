@@ -423,3 +423,192 @@ def test_a_failed_a_task_on_ray_marks_its_encoder_failed_with_one_line_and_recor
     assert entry.a_status == EncoderStatus.FAILED and entry.A is None
     assert entry.error.startswith("A: node ") and "missing" in entry.error and "\n" not in entry.error
     assert list_a_scores().empty and list_projectors().empty
+
+
+def _pids_titled(title: bytes) -> list[int]:
+    """Live processes whose title (Ray sets it to ``ray::<task name>`` while a task runs) starts with ``title``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(title):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.slow  # several minutes on 2 loaded cores: two demo projectors trained locally, then cancelled and resumed on Ray
+def test_cancelling_a_ray_sweep_while_its_a_tasks_train_stops_them_records_nothing_and_a_resubmission_gives_the_same_a(
+    ray_cluster, tmp_path, monkeypatch
+):
+    import contextlib
+    import shutil
+    import time
+
+    from engine import jobs
+    from engine.alignment.records import list_a_scores, list_projectors
+    from engine.scale.ray_align import task_name
+    from engine.study import copy_study, load_study
+    from engine.sweep import EncoderStatus, SweepSpec, cancel_sweep, run_sweep, submit_sweep, sweep_status
+    from engine.sweep.run import _work_dir, load_state
+
+    encoders = ("pixels-8", "efficientnet-lite0-random")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    _use_home(monkeypatch, tmp_path / "local")  # the uncancelled run: the A each encoder must end with
+    copy_study("paper-v3", "with-a")
+    local = run_sweep(SweepSpec(encoders=encoders, dataset="builtin", limit=2, study="with-a", with_a="demo"))
+    local_a = {r["encoder"]: r["A"] for r in local["encoders"]}
+
+    _use_home(monkeypatch, tmp_path / "ray")
+    copy_study("paper-v3", "with-a")
+    shutil.copytree(tmp_path / "local" / "alignment", tmp_path / "ray" / "alignment")  # demo data and LLM: inputs
+    spec = SweepSpec(encoders=encoders, dataset="builtin", limit=2, study="with-a", with_a="demo", backend="ray",
+                     ray_address=ray_cluster.get_runtime_context().gcs_address)  # fmt: skip
+    job_id = submit_sweep(spec)  # the sweep's driver is the job's worker process; this test is another process
+    checkpoints = {n: _work_dir(spec.key(), n) / "projector" / "checkpoint.pt" for n in encoders}
+    stopped: dict[str, int] = {}
+    try:
+        # Each A task is frozen (SIGSTOP) as soon as its training wrote its first checkpoint (the demo recipe's step
+        # 10 of 36): caught mid-training whatever the load, and it cannot finish before the cancel below is seen.
+        deadline = time.monotonic() + 900
+        while len(stopped) < len(encoders):
+            record = jobs.get_job(job_id, log_lines=30)
+            assert record.status in jobs.ACTIVE, (record.status, record.error, record.log)
+            assert time.monotonic() < deadline, "the A tasks never reached their first checkpoint"
+            for name in encoders:
+                if name not in stopped and checkpoints[name].is_file():
+                    [pid] = _pids_titled(f"ray::{task_name(name)}".encode())
+                    os.kill(pid, signal.SIGSTOP)
+                    stopped[name] = pid
+            time.sleep(0.05)
+        assert not any((c.parent / "projector.safetensors").exists() for c in checkpoints.values())  # mid-training
+        cancel_sweep(job_id, wait_s=0)  # what `sweep cancel ID` asks
+        deadline = time.monotonic() + 30  # the driver records the cancel before it stops the tasks
+        while any(e.a_status == EncoderStatus.RUNNING for e in load_state(spec).encoders.values()):
+            assert time.monotonic() < deadline, [e.a_status for e in load_state(spec).encoders.values()]
+            time.sleep(0.05)
+    finally:
+        for pid in stopped.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    record = jobs.wait(job_id, timeout=60)
+    assert record.status == "cancelled" and record.error is None, (record.status, record.error)  # it stopped itself
+    gone_by = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in stopped.values()) and time.monotonic() < gone_by:
+        time.sleep(0.1)
+    assert not [pid for pid in stopped.values() if Path(f"/proc/{pid}").exists()]  # every in-flight task's worker
+    assert _pids_titled(b"ray::A of ") == []
+    status = sweep_status(job_id)
+    for row in status["encoders"]:
+        assert row["status"] == EncoderStatus.DONE and row["C"] is not None  # C was recorded before A started
+        assert row["a_status"] == EncoderStatus.PENDING and row["A"] is None and row["message"] == "cancelled"
+    assert list_a_scores().empty and list_projectors().empty  # nothing half-written in the store
+    settings = load_study("with-a").settings.set_index("setting")
+    assert all(np.isnan(settings.loc[n, "A"]) for n in encoders)
+    assert all(c.is_file() for c in checkpoints.values())  # what the resubmission resumes from
+
+    again = run_sweep(spec)
+    for row in again["encoders"]:
+        assert row["a_status"] == EncoderStatus.DONE
+        # resumed from its checkpoint: the same seeded training as the uncancelled run, up to float rounding
+        assert row["A"] == pytest.approx(local_a[row["encoder"]], rel=1e-9, abs=1e-9)
+    scores = list_a_scores("v3")
+    assert sorted(scores["encoder"]) == sorted(encoders) and len(list_projectors()) == len(encoders)
+    settings = load_study("with-a").settings.set_index("setting")
+    assert all(settings.loc[n, "A"] == pytest.approx(local_a[n]) for n in encoders)
+
+
+def test_a_task_with_gpus_per_run_n_asks_ray_for_n_gpus_and_launches_the_trainers_n_ranks_like_the_local_backend(
+    ray_cluster, tmp_path, monkeypatch
+):
+    from engine.alignment import distributed
+    from engine.alignment.train import TARGET
+    from engine.jobs import run_inline
+    from engine.scale.ray_align import AStep, task_options
+
+    n = 4
+    assert task_options("cuda", n)["num_gpus"] == n and task_options("cuda", n)["max_calls"] == 1
+    _use_home(monkeypatch, tmp_path / "home")
+    # the params a sweep gives the projector step with --gpus-per-run 4 (a paper-style run: nothing is built)
+    params = {"encoder": "pixels-8", "llm": str(tmp_path / "llm"), "data": str(tmp_path / "d.json"),
+              "images": str(tmp_path / "images"), "num_processes": n}  # fmt: skip
+
+    def capture(steps, run_dir):  # a Ray task's body with the trainer's process start replaced by a recorder
+        import subprocess as sp
+
+        from engine.alignment import distributed
+        from engine.scale.ray_align import run_a_task
+
+        seen = []
+
+        def record(argv, cwd=None, env=None, **_kwargs):  # what was launched, and the environment it came from
+            seen.append((list(argv), str(cwd), dict(env), dict(os.environ), os.getpid()))
+            raise RuntimeError("launch recorded")
+
+        real, distributed.subprocess.Popen = sp.Popen, record
+        try:
+            return seen, run_a_task(steps, run_dir).error
+        finally:
+            distributed.subprocess.Popen = real
+
+    # local backend: the sweep's driver runs the step inline
+    seen_local: list = []
+
+    def record_local(argv, cwd=None, env=None, **_kwargs):
+        seen_local.append((list(argv), str(cwd), dict(env)))
+        raise RuntimeError("launch recorded")
+
+    monkeypatch.setattr(distributed.subprocess, "Popen", record_local)
+    with pytest.raises(RuntimeError, match="launch recorded"):
+        run_inline(TARGET, dict(params), work_dir=tmp_path / "local" / "projector")
+    [(argv, cwd, env)] = seen_local
+    spec = str(tmp_path / "local" / "projector" / "launch.json")
+    # the trainer's own launcher with N ranks, under the guard that ends it with the process that launched it
+    assert argv == [sys.executable, "-m", "engine.alignment.guard", str(os.getpid()), "torch.distributed.run",
+                    "--standalone", f"--nproc_per_node={n}", "-m", "engine.alignment.rank", spec]  # fmt: skip
+    assert cwd == str(REPO) and env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
+    assert {k: v for k, v in env.items() if k != "PYTHONPATH"} == {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    # ray backend: the same step inside a Ray task (a CPU task here: no GPU to ask for; its process is a Ray worker)
+    run_dir = tmp_path / "ray"
+    steps = [AStep("projector", TARGET, dict(params), str(run_dir / "projector"))]
+    options = {**task_options("cpu", n), "runtime_env": {"env_vars": {"PYTHONPATH": str(REPO),
+                                                                      "CUDA_VISIBLE_DEVICES": "3,5,6,7"}}}  # fmt: skip
+    seen, error = ray.get(ray.remote(**options)(capture).remote(steps, str(run_dir)))
+    assert error is not None and "launch recorded" in error  # it got as far as the launch, and no further
+    [(ray_argv, ray_cwd, ray_env, worker_env, worker_pid)] = seen
+    assert worker_pid != os.getpid()  # it ran in a Ray worker process
+    local_as_there = [a.replace(spec, str(run_dir / "projector" / "launch.json")) for a in argv]
+    local_as_there[3] = str(worker_pid)  # the guard's parent: the process that launches, there the task's worker
+    assert ray_argv == local_as_there and ray_cwd == cwd  # the same launch: N ranks
+    # the ranks get the task's own environment, its GPUs (CUDA_VISIBLE_DEVICES as Ray set it) included
+    assert ray_env["CUDA_VISIBLE_DEVICES"] == "3,5,6,7"
+    assert ray_env == {**worker_env, "PYTHONPATH": os.pathsep.join([str(REPO), worker_env["PYTHONPATH"]])}
+    assert ray_env["LAW_EXPLORER_DB"] == str(run_dir / "a-task.duckdb")  # the ranks' records go to the task's file
+
+
+def test_a_training_launcher_ends_when_the_process_that_launched_it_is_killed():
+    """A force-cancelled A task (or a killed job worker) must not leave its trainer's launcher, and so its ranks,
+    running: the launch runs under ``engine.alignment.guard``. Here the launched module sleeps two minutes."""
+    import time
+
+    launcher = ("import subprocess, sys; from engine.alignment.guard import guarded_argv; "
+                "p = subprocess.Popen(guarded_argv('timeit', ['-n', '1', 'import time; time.sleep(120)'])); "
+                "print(p.pid, flush=True); p.wait()")  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-c", launcher], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)  # before or after the guard's request took effect: it ends either way
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is not a zombie (an orphan's exit may wait for a reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -2,7 +2,8 @@
 
 ``launch`` starts ``python -m torch.distributed.run --standalone --nproc_per_node N -m
 engine.alignment.rank SPEC`` (the entry point lives in ``rank.py``) (CPU: gloo, CUDA: NCCL through accelerate), or
-``python -m engine.alignment.rank SPEC`` for one process, and forwards the main rank's progress, metrics and logs to
+``python -m engine.alignment.rank SPEC`` for one process (either under ``engine.alignment.guard``, so it ends with
+the process that launched it), and forwards the main rank's progress, metrics and logs to
 the calling job context; a cancel of that context is passed to the ranks through a ``cancel.request`` file in the run
 folder, so every rank stops after the same step.
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -107,6 +108,35 @@ class RelayContext:
             raise RankCancelled
 
 
+@dataclass(frozen=True)
+class LaunchCommand:
+    """How the ranks of one training are started: the command line, its folder and its environment."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    env: dict[str, str]
+
+
+def launch_command(spec: Path, num_processes: int, environ: Mapping[str, str] | None = None) -> LaunchCommand:
+    """The launch of ``num_processes`` ranks for the params in ``spec``, from ``environ`` (default: this process's).
+
+    Several: ``torch.distributed.run --standalone`` (one node, a free rendezvous port) with that many ranks, which
+    share the GPUs this process sees (``CUDA_VISIBLE_DEVICES`` passes through: on Ray, the task's GPUs); one: a
+    plain child process. Either runs under ``engine.alignment.guard``: it ends when this process dies (a killed job
+    worker or Ray task), and the launcher then stops its ranks. The ranks import ``engine`` from this repository
+    (``PYTHONPATH``)."""
+    from engine.alignment.guard import guarded_argv
+
+    environ = os.environ if environ is None else environ
+    ranks = ["--standalone", f"--nproc_per_node={int(num_processes)}", "-m", "engine.alignment.rank", str(spec)]
+    if num_processes > 1:
+        argv = tuple(guarded_argv("torch.distributed.run", ranks))
+    else:
+        argv = tuple(guarded_argv("engine.alignment.rank", [str(spec)]))
+    path = os.pathsep.join(filter(None, [str(config.REPO_ROOT), environ.get("PYTHONPATH")]))
+    return LaunchCommand(argv, str(config.REPO_ROOT), {**environ, "PYTHONPATH": path})
+
+
 def launch(params: dict, ctx, num_processes: int) -> dict:
     """Run ``train.run_loop`` in ``num_processes`` ranks (one: a plain child process); returns the main rank's loop
     result."""
@@ -116,12 +146,11 @@ def launch(params: dict, ctx, num_processes: int) -> dict:
     spec = work / "launch.json"
     spec.write_text(json.dumps(params))
     log_file = work / "ranks.log"
-    ranks = ["torch.distributed.run", "--standalone", f"--nproc_per_node={int(num_processes)}", "-m"]
-    cmd = [sys.executable, "-m", *(ranks if num_processes > 1 else []), "engine.alignment.rank", str(spec)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(config.REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    command = launch_command(spec, num_processes)
     result, cancelled = None, False
     with open(log_file, "w") as err:
-        proc = subprocess.Popen(cmd, cwd=config.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(list(command.argv), cwd=command.cwd, env=dict(command.env), stdout=subprocess.PIPE,
+                                stderr=err, text=True)  # fmt: skip
         try:
             for line in proc.stdout:
                 if not line.startswith(EVENT_PREFIX):

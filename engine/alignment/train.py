@@ -348,8 +348,9 @@ def finalize(p: dict, result: dict) -> dict:
     out = Path(result["run_dir"]) / "projector.safetensors"
     sha = hash_file(out)
     final = config.subdir("projectors") / f"{sha}.safetensors"
-    if not final.exists():
-        final.write_bytes(out.read_bytes())
+    if not final.exists():  # atomic: a task killed mid-copy must not leave a torn file under the final name
+        with atomic_path(final) as tmp:
+            tmp.write_bytes(out.read_bytes())
     records.record_projector(p["encoder"], p["llm"], result["in_dim"], result["hidden"], str(final),
                              "trained" + (" (demo)" if p.get("demo") else ""), sha)
     return {**result, "checkpoint": str(final), "projector_sha": sha, "llm_hash": llm_fingerprint(p["llm"])}

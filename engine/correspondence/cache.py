@@ -1,10 +1,14 @@
-"""On-disk fp16 feature cache: one ``.npy`` per (encoder, weights, preprocessing, layer, image), LRU-capped, in DuckDB."""
+"""On-disk fp16 feature cache: one ``.npy`` per (encoder, weights, preprocessing, layer, image), LRU-capped, in DuckDB;
+entries pinned by evaluations in progress are not evicted."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import socket
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +40,23 @@ store.register_schema(
     """,
 )
 
+
+store.register_schema(
+    "correspondence_feature_pins",
+    """
+    CREATE TABLE IF NOT EXISTS corr_feature_pins (
+        owner VARCHAR NOT NULL,
+        key VARCHAR NOT NULL,
+        pid BIGINT,
+        host VARCHAR,
+        process_started VARCHAR,
+        created DOUBLE
+    );
+    """,
+)
+
+# A pin whose process cannot be checked (another host sharing LAW_EXPLORER_HOME) stops protecting after this long.
+PIN_TIMEOUT_S = 48 * 3600.0
 
 _COLUMNS = ["key", "path", "bytes", "encoder", "weights_hash", "image_key", "shape", "patch_size", "stride", "created",
             "last_used"]
@@ -153,15 +174,86 @@ def save_many(entries: list[tuple[str, np.ndarray, float, float, str, str, str]]
     return sum(int(r[2]) for r in rows)
 
 
+def _process_started(pid: int) -> str | None:
+    """The start time of a process on this host (tells a reused pid apart), None where it cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _pin_alive(pid: int | None, host: str | None, started: str | None, created: float | None, now: float) -> bool:
+    """Whether a pin still protects: its process lives (the same process: same start time), or, where that cannot be
+    told (another host), it is younger than ``PIN_TIMEOUT_S``."""
+    from engine.jobs.state import process_alive
+
+    alive = process_alive(pid, host)
+    if alive is None:
+        return now - float(created or 0.0) < PIN_TIMEOUT_S
+    return alive and (started is None or _process_started(int(pid)) in (None, started))
+
+
+def pin(owner: str, keys: Iterable[str]) -> None:
+    """Keep these entries from eviction for ``owner`` (an evaluation in progress), tied to this process."""
+    unique = list(dict.fromkeys(keys))
+    if not unique:
+        return
+    pid = os.getpid()
+    frame = pd.DataFrame({"owner": owner, "key": unique, "pid": pid, "host": socket.gethostname(),
+                          "process_started": _process_started(pid), "created": time.time()})  # fmt: skip
+    with store.connect() as con:
+        con.register("new_feature_pins", frame)
+        try:
+            con.execute("INSERT INTO corr_feature_pins SELECT owner, key, pid, host, process_started, created "
+                        "FROM new_feature_pins")  # fmt: skip
+        finally:
+            con.unregister("new_feature_pins")
+
+
+def unpin(owner: str) -> None:
+    with store.connect() as con:
+        con.execute("DELETE FROM corr_feature_pins WHERE owner = ?", [owner])
+
+
+@contextlib.contextmanager
+def pinned(keys: Iterable[str]) -> Iterator[str]:
+    """Pin ``keys`` while the block runs (the entries an evaluation writes or will read: another evaluation's
+    eviction leaves them alone), released when it ends however it ends; a crashed process's pins are ignored."""
+    owner = secrets.token_hex(8)
+    pin(owner, keys)
+    try:
+        yield owner
+    finally:
+        with contextlib.suppress(Exception):  # the store failing now must not hide the block's own error; the
+            unpin(owner)  # pins then lapse with this process
+
+
+def _live_pins(con) -> tuple[set[str], list[str]]:
+    """Keys pinned by live owners, and the owners whose process is gone (their pins are stale)."""
+    now = time.time()
+    owners = con.execute("SELECT owner, any_value(pid), any_value(host), any_value(process_started), min(created) "
+                         "FROM corr_feature_pins GROUP BY owner").fetchall()  # fmt: skip
+    live = [o for o, pid, host, started, created in owners if _pin_alive(pid, host, started, created, now)]
+    dead = [o for o, *_ in owners if o not in set(live)]
+    if not live:
+        return set(), dead
+    keys = con.execute("SELECT DISTINCT key FROM corr_feature_pins WHERE owner IN (SELECT unnest(?))", [live]).fetchall()
+    return {k for (k,) in keys}, dead
+
+
 def enforce_limit(limit_bytes: int | None = None, protect: set[str] | None = None) -> int:
-    """Evict least-recently-used entries until the cache fits ``limit_bytes``; returns the number evicted."""
+    """Evict least-recently-used entries until the cache fits ``limit_bytes``, never one in ``protect`` or pinned by
+    an evaluation in progress (:func:`pinned`; the cache may then stay over the cap until it ends); returns the
+    number evicted."""
     limit = config.feature_cache_limit_bytes() if limit_bytes is None else int(limit_bytes)
-    protect = protect or set()
+    protect = set(protect or ())
     with store.connect(read_only=True) as con:
         total = con.execute("SELECT coalesce(sum(bytes), 0) FROM corr_feature_cache").fetchone()[0]
         if total <= limit:
             return 0
         rows = con.execute("SELECT key, path, bytes FROM corr_feature_cache ORDER BY last_used ASC").fetchall()
+        pinned_keys, dead_owners = _live_pins(con)
+    protect |= pinned_keys
     victims = []
     for key, path, size in rows:
         if total <= limit:
@@ -172,6 +264,8 @@ def enforce_limit(limit_bytes: int | None = None, protect: set[str] | None = Non
         total -= size
     with store.connect() as con:
         con.execute("DELETE FROM corr_feature_cache WHERE key IN (SELECT unnest(?))", [[k for k, _ in victims]])
+        if dead_owners:
+            con.execute("DELETE FROM corr_feature_pins WHERE owner IN (SELECT unnest(?))", [dead_owners])
     for _, path in victims:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)

@@ -374,19 +374,23 @@ def _evaluate(dataset: Dataset, pairs: list[Pair], encoder_name: str | VisionEnc
     run_dir.mkdir(parents=True, exist_ok=True)
     chunks = [pairs[i : i + CHUNK_PAIRS] for i in range(0, len(pairs), CHUNK_PAIRS)]
     paths = [run_dir / f"{key}-chunk{index:05d}.json" for index in range(len(chunks))]
-    provider.prefetch([p.src_id for p in pairs] + [p.trg_id for p in pairs])
-    if progress is not None:
-        progress(0, len(pairs), "starting")
-    pending = [k for k, path in enumerate(paths) if not path.exists()]
-    streamed: dict[int, list[dict]] = {}
-    encoded_at = time.perf_counter()
-    if pending:  # encode every missing feature in one pipelined pass (no restart per chunk), matching beside it
-        report = None if progress is None else (lambda done, total: progress(done, total, f"encoded {done}/{total} images"))
-        streamed, encoded_at = _encode_and_match(chunks, paths, pending, provider, proto, cancelled, report)
-    all_records, computed, resumed = _match_chunks(chunks, paths, provider, proto, progress, cancelled, streamed)
-    pck = pck_from_predictions(all_records, proto.alphas, proto.normalizer, proto.comparison, proto.averaging)
-    provider.flush()
-    evicted = cache.enforce_limit(protect=provider.used_keys)
+    image_ids = [p.src_id for p in pairs] + [p.trg_id for p in pairs]
+    provider.prefetch(image_ids)
+    # pinned until this evaluation ends: another one's eviction (a concurrent sweep) must not remove the features
+    # this one wrote or is about to read (it would encode them again)
+    with cache.pinned(provider.key(i) for i in dict.fromkeys(image_ids)):
+        if progress is not None:
+            progress(0, len(pairs), "starting")
+        pending = [k for k, path in enumerate(paths) if not path.exists()]
+        streamed: dict[int, list[dict]] = {}
+        encoded_at = time.perf_counter()
+        if pending:  # encode every missing feature in one pipelined pass (no restart per chunk), matching beside it
+            report = None if progress is None else (lambda done, total: progress(done, total, f"encoded {done}/{total} images"))
+            streamed, encoded_at = _encode_and_match(chunks, paths, pending, provider, proto, cancelled, report)
+        all_records, computed, resumed = _match_chunks(chunks, paths, provider, proto, progress, cancelled, streamed)
+        pck = pck_from_predictions(all_records, proto.alphas, proto.normalizer, proto.comparison, proto.averaging)
+        provider.flush()
+        evicted = cache.enforce_limit(protect=provider.used_keys)
     result = CEvaluation(
         pck=pck,
         protocol=proto.describe(),

@@ -231,7 +231,7 @@ class FeatureProvider:
             hits.append(image_id)
             out[image_id] = feats
             self._remember(image_id, feats)
-            if image_id not in self._hit_ids:
+            if image_id not in self._hit_ids:  # once per image, and not for its own features read back
                 self._hit_ids.add(image_id)
                 self.stats.cache_hits += 1
         self._to_touch.update(keys[i] for i in hits)
@@ -341,6 +341,7 @@ class FeatureProvider:
 
     def _encode_batch(self, batch: list[str], encoded: list[cache.CachedFeatures], keys: dict[str, str], out: dict | None) -> list:
         entries = []
+        self._hit_ids.update(batch)  # encoded here: reading it back later is no cache hit
         for image_id, feats in zip(batch, encoded, strict=True):
             if out is not None:
                 out[image_id] = feats

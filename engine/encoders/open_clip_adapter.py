@@ -136,8 +136,20 @@ def _offline(spec: EncoderSpec) -> bool:
         return True
     if params.checkpoint:
         return Path(params.checkpoint).exists()
+    if not _any_open_clip_weights_cached():
+        return False  # nothing to find: spares the registry listing the seconds of importing open_clip
     repo = _hub_repo(params.model_name, params.pretrained)
     return repo is not None and any(hf_cached(repo, f) for f in HUB_FILES)
+
+
+def _any_open_clip_weights_cached() -> bool:
+    """Whether the local Hugging Face cache holds any open_clip weights file at all (a glob, no import)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    cache = Path(constants.HF_HUB_CACHE)
+    return any(next(cache.glob(f"models--*/snapshots/*/{name}"), None) is not None for name in HUB_FILES)
 
 
 register_family("open-clip", _build, _offline, OpenCLIPParams)

@@ -11,7 +11,16 @@ from plotly.subplots import make_subplots
 
 from engine.law import FEATURE_SET_LABELS
 from engine.plots.labels import label_annotations, padded_range
-from engine.plots.style import VARIANT_COLORS, by_family, family_color, family_marker, finish
+from engine.plots.style import (
+    VARIANT_COLORS,
+    by_family,
+    family_color,
+    family_marker,
+    finish,
+    fit_title,
+    legend_below,
+    titled,
+)
 
 # Column names of the law tables as a researcher reads them (tables keep machine names for CSV consumers)
 HUMAN_COLUMNS = {
@@ -90,10 +99,11 @@ def predicted_vs_actual(
     """Scatter of predicted vs actual score per setting; open markers are leave-one-out predictions."""
     fig = go.Figure()
     _add_prediction_traces(fig, preds, families, unit)
-    title = (f"{benchmark}: predicted vs actual, {_method(feature_set)} (R² in-sample {r2:.3f}, "
-             f"out of sample {loo_r2:.3f})")
+    title = titled(f"{benchmark}: predicted vs actual",
+                   f"{_method(feature_set)}; R² in-sample {r2:.3f}, out of sample {loo_r2:.3f}")
     suffix = unit and f" ({unit.strip()})"
     fig = finish(fig, title, f"measured score{suffix}", f"predicted score{suffix} (filled: fit on all; open: held out)")
+    fit_title(legend_below(fig))
     span = fig.data[0].x  # the y = x segment spans every point: same range on both axes
     fig.update_xaxes(range=list(span))
     fig.update_yaxes(range=list(span))
@@ -129,8 +139,10 @@ def heldout_intervals(
         ))
     coverage = float(heldout["inside"].mean()) if len(heldout) else float("nan")
     suffix = unit and f" ({unit.strip()})"
-    fig = finish(fig, f"{benchmark}: out of sample, '{model}' law ({level:.0%} intervals cover {coverage:.0%}; "
-                 "x = outside)", f"measured score{suffix}", f"predicted while held out{suffix}")
+    fig = finish(fig, titled(f"{benchmark}: out of sample, '{model}' law",
+                             f"{level:.0%} intervals cover {coverage:.0%}; x = outside its interval"),
+                 f"measured score{suffix}", f"predicted while held out{suffix}")
+    fit_title(legend_below(fig))
     fig.update_xaxes(range=[lo, hi])
     fig.update_yaxes(range=[lo, hi])
     fig.update_layout(annotations=label_annotations(heldout["score"].tolist(), heldout["predicted"].tolist(),
@@ -138,17 +150,27 @@ def heldout_intervals(
     return fig
 
 
+FULL_WIDTH_CHARS = 140  # the small multiples take the page's width
+
+
+def _fit_panel_titles(fig: go.Figure) -> None:
+    """Small-multiple panel titles (two lines each) in a smaller font, with room above the first row."""
+    fig.update_annotations(font_size=12)
+    fit_title(fig, extra=44)
+
+
 def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.Series, cols: int = 4,
                     feature_set: str = "ac_poly") -> go.Figure:
     """Predicted vs actual for several benchmarks, one small panel each (``panels`` = [(label, preds, r2)])."""
     rows = max(1, math.ceil(len(panels) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{label} (R² in-sample {r2:.2f})" for label, _, r2 in panels],
-                        horizontal_spacing=0.06, vertical_spacing=0.14)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{label}<br>R² in-sample {r2:.2f}" for label, _, r2 in panels],
+                        horizontal_spacing=0.06, vertical_spacing=0.16)
     for i, (_, preds, _) in enumerate(panels):
         _add_prediction_traces(fig, preds, families, "", row=i // cols + 1, col=i % cols + 1)
-    fig = finish(fig, f"Predicted vs measured score, every benchmark, {_method(feature_set)} (filled: fit on all "
-                 "settings, in-sample; open: held out, out of sample; each panel in its benchmark's score units)",
-                 "", "", height=300 * rows + 80)
+    fig = finish(fig, titled(f"Predicted vs measured score, every benchmark, {_method(feature_set)}",
+                             "filled: in-sample fit on all settings; open: held out, out of sample; each panel in "
+                             "its score units", FULL_WIDTH_CHARS), "", "", height=320 * rows + 110)
+    _fit_panel_titles(fig)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted score", col=1)
     return fig
@@ -175,9 +197,11 @@ def surface_contour(
                        hovertext=[f"<b>{r.setting}</b><br>actual {r.score:.4g}" for r in part.itertuples()],
                        hoverinfo="text")
         )
-    fig = finish(fig, f"{benchmark}: fitted law over normalised A and C (in-sample fit on all settings, "
-                 f"{_method(feature_set)}; contours: predicted score{unit and f', {unit.strip()}'})", "A (min-max normalised)",
-                 "C (min-max normalised)", height=560)
+    fig = finish(fig, titled(f"{benchmark}: fitted law over normalised A and C",
+                             f"in-sample fit on all settings, {_method(feature_set)}; contours: predicted score"
+                             f"{unit and f', {unit.strip()}'}"), "A (min-max normalised)",
+                 "C (min-max normalised)", height=580)
+    fit_title(fig)
     # legend under the plot: the colour bar takes the right side
     fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.16, "yanchor": "top"}, margin={"b": 110})
     fig.update_xaxes(range=[-0.06, 1.06])
@@ -215,8 +239,8 @@ def heldout_small_multiples(
     benches = list(dict.fromkeys(heldout["benchmark"]))
     rows = max(1, math.ceil(len(benches) / cols))
     cover = heldout.groupby("benchmark")["inside"].mean()
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.14,
-                        subplot_titles=[f"{labels.get(b, b)} ({cover[b]:.0%} covered)" for b in benches])
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.16,
+                        subplot_titles=[f"{labels.get(b, b)}<br>{cover[b]:.0%} inside the interval" for b in benches])
     shown: set[str] = set()
     for i, bench in enumerate(benches):
         part = heldout[heldout["benchmark"] == bench]
@@ -227,19 +251,24 @@ def heldout_small_multiples(
         for family, sub in by_family(part, families):
             fig.add_trace(go.Scatter(
                 x=sub["score"], y=sub["predicted"], mode="markers", name=family, legendgroup=family,
-                showlegend=family not in shown, text=sub["setting"],
+                showlegend=False, text=sub["setting"],
                 marker=family_marker(family, 7, outline=None, symbol=["circle" if ok else "x" for ok in sub["inside"]]),
                 error_y={"type": "data", "symmetric": False, "array": (sub["upper"] - sub["predicted"]).tolist(),
                          "arrayminus": (sub["predicted"] - sub["lower"]).tolist(), "thickness": 1,
                          "color": family_color(family)},
                 hovertemplate="<b>%{text}</b><br>measured %{x:.4g}<br>predicted while held out %{y:.4g}<extra></extra>",
             ), **where)
+            if family not in shown:  # the legend's marker is a plain circle, whichever symbol the first point has
+                fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=family, legendgroup=family,
+                                         marker=family_marker(family, 7, outline=None)), **where)
             shown.add(family)
         fig.update_xaxes(range=[lo, hi], **where)
         fig.update_yaxes(range=[lo, hi], **where)
-    fig = finish(fig, f"Out of sample, every benchmark: '{model}' law, {level:.0%} jackknife+ intervals (x = outside; "
-                 "each panel in its benchmark's score units)", "", "",
-                 height=300 * rows + 80)
+    fig = finish(fig, titled(f"Out of sample, every benchmark: '{model}' law, {level:.0%} jackknife+ intervals",
+                             "x = measured score outside its interval; each panel in its benchmark's score units",
+                             FULL_WIDTH_CHARS),
+                 "", "", height=320 * rows + 110)
+    _fit_panel_titles(fig)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted while held out", col=1)
     return fig

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from engine.plots.labels import label_annotations, padded_range
-from engine.plots.style import VARIANT_COLORS, by_family, family_marker, finish
+from engine.plots.style import VARIANT_COLORS, by_family, family_marker, finish, fit_title, legend_below, titled
 
 
 def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
@@ -19,9 +19,11 @@ def r2_by_benchmark(table: pd.DataFrame) -> go.Figure:
             go.Bar(x=order, y=part["r2"], name=variant, marker_color=VARIANT_COLORS.get(variant, "#7f7f7f"),
                    hovertemplate=f"%{{x}} · {variant}: R² %{{y:.3f}}<extra></extra>")
         )
-    fig = finish(fig, "R² of the law per benchmark: A and C together vs each alone vs random features (in-sample)",
-                 "benchmark", "R² of the fit on all settings (in-sample)", height=400)
-    fig.update_layout(barmode="group")
+    fig = finish(fig, titled("R² of the law per benchmark (in-sample)", "A and C together vs each alone vs random "
+                             "features"), "benchmark", "R² of the fit on all settings (in-sample)", height=440)
+    # the legend above the bars: the rotated benchmark names take the space under them
+    fig.update_layout(barmode="group", legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"})
+    fit_title(fig, extra=20)
     fig.update_yaxes(range=[min(0.0, float(table["r2"].min()) - 0.05), 1.05])
     return fig
 
@@ -36,7 +38,8 @@ def ac_scatter(settings: pd.DataFrame, families: pd.Series, a_label: str = "A", 
                        hovertemplate="<b>%{text}</b><br>A %{x:.3g}<br>C %{y:.3g}<extra></extra>")
         )
     x_range, y_range = padded_range(settings["A"]), padded_range(settings["C"])
-    fig = finish(fig, "Vision representation settings in the (A, C) plane", a_label, c_label, height=440)
+    fig = finish(fig, "Vision representation settings in the (A, C) plane", a_label, c_label, height=480)
+    legend_below(fig).update_layout(margin={"b": 120})
     fig.update_xaxes(range=list(x_range))
     fig.update_yaxes(range=list(y_range))
     fig.update_layout(annotations=label_annotations(settings["A"].tolist(), settings["C"].tolist(),

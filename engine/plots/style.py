@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 
 import pandas as pd
@@ -90,4 +91,28 @@ def finish(fig: go.Figure, title: str, x_title: str, y_title: str, height: int =
     )
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+DETAIL_CHARS = 80  # a detail line of 12 px glyphs that fits a half-width figure (two figures side by side)
+
+
+def titled(main: str, detail: str = "", chars: int = DETAIL_CHARS) -> str:
+    """A figure title: the ``main`` line, then ``detail`` in a smaller font wrapped to lines that fit a half-width
+    figure, or ``chars`` a line (a one-line title longer than the figure is cut off at its edge)."""
+    lines = [f"<span style='font-size:12px'>{line}</span>" for line in textwrap.wrap(detail, chars)]
+    return "<br>".join([main, *lines])
+
+
+def fit_title(fig: go.Figure, extra: int = 0) -> go.Figure:
+    """Room above the plot for every line of the figure's title, plus ``extra`` px (e.g. for panel titles)."""
+    lines = fig.layout.title.text.count("<br>") + 1
+    fig.update_layout(margin={"t": 40 + 20 * lines + extra})
+    return fig
+
+
+def legend_below(fig: go.Figure, y: float = -0.2) -> go.Figure:
+    """A horizontal legend under the plot: the plot keeps the figure's width (a right-hand legend takes a third of a
+    half-width figure)."""
+    fig.update_layout(legend={"orientation": "h", "x": 0, "y": y, "yanchor": "top"})
     return fig

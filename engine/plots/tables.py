@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from engine.benchmarks import benchmark_info, label
+from engine.benchmarks import benchmark_info, group_label, label
 from engine.law import (
     FEATURE_SET_LABELS,
     FEATURE_SETS,
     BenchmarkFit,
+    Evaluation,
     LawReport,
     UnscoredPredictions,
     minmax,
@@ -134,6 +135,47 @@ def fitted_predictions(fit: BenchmarkFit) -> pd.DataFrame:
     })
 
 
+def evaluation_table(evaluation: Evaluation) -> pd.DataFrame:
+    """Out-of-sample figures per benchmark (``Evaluation.table``) under the benchmarks' labels and with each column
+    saying what it measures: held-out R², Spearman ρ, top-1/top-3 hits, the intervals' coverage and width."""
+    pct = f"{evaluation.level:.0%}"
+    table = evaluation.table()
+    table["benchmark"] = table["benchmark"].map(label)
+    return table.rename(columns={
+        "n": "settings", "loo_r2": "R² out of sample (leave one setting out)", "loo_rmse": "RMSE out of sample",
+        "in_sample_r2": "R² in-sample (fit on all)", "spearman": "Spearman ρ out of sample",
+        "top1_hit": "true best predicted best (held out)", "top3_hit": "true best in predicted top 3 (held out)",
+        "coverage": f"coverage of the {pct} intervals", "interval_width": f"mean width of the {pct} intervals (score units)",
+        "interpolating": "interpolating (n ≤ parameters)",
+    })
+
+
+def group_means_text(means: dict[str, float]) -> str:
+    """``{'vision': 0.70, 'ocr': 0.46}`` as "vision 0.700, OCR-type 0.460" (groups under their labels)."""
+    return ", ".join(f"{group_label(g)} {v:.3f}" for g, v in means.items())
+
+
+def placement_columns(model: str, level: float) -> dict[str, str]:
+    """Column names of ``placement_table``: the prediction and its interval say model, level and method."""
+    pct = f"{level:.0%}"
+    return {"predicted": f"predicted score ('{model}' law)",
+            "lower": f"{pct} interval: lower (jackknife+, out of sample)",
+            "upper": f"{pct} interval: upper (jackknife+, out of sample)", "actual": "measured score",
+            "clipped": "clipped to the valid range", "extrapolated": "outside the study's A-C hull (extrapolated)",
+            "interpolating": "interpolating (n ≤ parameters)",
+            "method_mismatch": "A or C measured differently (not comparable)"}
+
+
+def placement_table(placed: pd.DataFrame) -> pd.DataFrame:
+    """A candidate's predictions (``pipeline.place_on_law``) as a researcher reads them: benchmark labels, the
+    interval named by its level and method, flags in words, the valid range; model and level in the headers."""
+    model, level = str(placed["model"].iloc[0]), float(placed["level"].iloc[0])
+    out = placed.drop(columns=["benchmark", "model", "level", "comparable", "range_low", "range_high"])
+    out = out.rename(columns={"label": "benchmark"} | placement_columns(model, level))
+    out["valid range"] = [range_text(lo, hi) for lo, hi in zip(placed["range_low"], placed["range_high"], strict=True)]
+    return out
+
+
 def heldout_table(heldout: pd.DataFrame, model: str, level: float) -> pd.DataFrame:
     """Held-out rows of ``Evaluation.heldout`` labelled with the model, the interval's level and method."""
     pct = f"{level:.0%}"
@@ -187,10 +229,10 @@ def settings_ac(study: Study) -> pd.DataFrame:
 def cost_table(cost: dict) -> pd.DataFrame:
     """GPU-hours and trainable parameters of finetuning every candidate vs the AC policy (``cost_comparison``)."""
     return pd.DataFrame([
-        {"method": f"finetune all {cost['n_candidates']}", "gpu_hours": cost["gpu_hours_all_full"],
-         "trainable_params_per_candidate": cost["full_finetune_params"]},
-        {"method": f"AC policy (A for all, finetune {cost['budget']})", "gpu_hours": cost["gpu_hours_policy"],
-         "trainable_params_per_candidate": cost["projector_params"]},
+        {"method": f"finetune all {cost['n_candidates']}", "GPU-hours (estimate)": cost["gpu_hours_all_full"],
+         "trainable parameters per candidate": cost["full_finetune_params"]},
+        {"method": f"AC policy (A for all, finetune {cost['budget']})", "GPU-hours (estimate)": cost["gpu_hours_policy"],
+         "trainable parameters per candidate": cost["projector_params"]},
     ])
 
 

@@ -21,7 +21,8 @@ from engine.errors import NotAvailableError
 from engine.scale.cluster import ClusterInfo, actor_runtime_env, import_ray
 
 TASK_DB = "a-task.duckdb"
-CANCEL_GRACE_S = 10.0  # a cancelled task first gets an interrupt (its launcher stops its ranks), then is killed
+CANCEL_GRACE_S = 3.0  # a cancelled task first gets an interrupt (its launcher stops its ranks), then is killed
+KILL_WAIT_S = 5.0  # then this long for Ray to report the killed tasks ended (their worker processes gone)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,16 @@ def task_resources(device: str, gpus_per_run: int) -> dict[str, float]:
     return {"num_gpus": float(gpus_per_run)} if device.startswith("cuda") else {"num_cpus": 1.0}
 
 
+def task_options(device: str, gpus_per_run: int) -> dict[str, Any]:
+    """The Ray options of one A task: its resources, a fresh worker process per task (``max_calls=1``: no accelerate
+    or CUDA state outlives it), one retry, and the runtime environment that finds ``engine``."""
+    options: dict[str, Any] = {**task_resources(device, gpus_per_run), "max_calls": 1, "max_retries": 1}
+    env = actor_runtime_env()
+    if env is not None:
+        options["runtime_env"] = env
+    return options
+
+
 def check_fits(cluster: ClusterInfo, device: str, gpus_per_run: int) -> None:
     """One clear error when no node has ``gpus_per_run`` GPUs (the task would wait forever: its ranks share a node)."""
     if not device.startswith("cuda"):
@@ -61,6 +72,19 @@ def check_fits(cluster: ClusterInfo, device: str, gpus_per_run: int) -> None:
     if most < gpus_per_run:
         raise NotAvailableError(f"A with --gpus-per-run {gpus_per_run} needs one node with {gpus_per_run} GPUs; the "
                                 f"largest node of {cluster.describe()} has {most:g}")  # fmt: skip
+
+
+def task_name(encoder: str) -> str:
+    """The Ray task's name, which Ray also gives its worker process (``ray::A of ENCODER``, in ``ps`` and ``ray``)."""
+    return f"A of {encoder}"
+
+
+def cancel_grace_s() -> float:
+    """Seconds an interrupted task gets before it is killed: at most a third of the job's own cancel grace, so the
+    sweep's driver has stopped every task (interrupt, kill, wait) before its job would be killed for not stopping."""
+    from engine.jobs.runner import cancel_grace_s as job_grace_s
+
+    return max(0.5, min(CANCEL_GRACE_S, job_grace_s() / 3))
 
 
 def run_a_task(steps: Sequence[AStep], run_dir: str) -> ATaskResult:
@@ -110,24 +134,19 @@ class ATasks:
 
     def __init__(self, device: str, gpus_per_run: int) -> None:
         self.ray = import_ray()
-        options: dict[str, Any] = {**task_resources(device, gpus_per_run), "max_calls": 1, "max_retries": 1}
-        env = actor_runtime_env()
-        if env is not None:
-            options["runtime_env"] = env
-        self._remote = self.ray.remote(**options)(run_a_task)  # max_calls is a decorator option only
+        self._remote = self.ray.remote(**task_options(device, gpus_per_run))(run_a_task)  # max_calls: decorator only
         self.pending: dict[Any, str] = {}  # object ref -> encoder
 
     def submit(self, name: str, steps: Sequence[AStep], run_dir: str) -> None:
-        self.pending[self._remote.remote(list(steps), run_dir)] = name
+        self.pending[self._remote.options(name=task_name(name)).remote(list(steps), run_dir)] = name
 
     def next_done(self, cancelled: Callable[[], bool], poll_s: float = 0.5) -> tuple[str, ATaskResult | BaseException]:
-        """The next finished task's encoder and result (or the error Ray raised: a worker that died); cancels every
-        task and raises ``JobCancelled`` once ``cancelled()``."""
+        """The next finished task's encoder and result (or the error Ray raised: a worker that died); raises
+        ``JobCancelled`` once ``cancelled()`` (the caller records that, then calls :meth:`cancel_all`)."""
         from engine.jobs.context import JobCancelled
 
         while True:
             if cancelled():
-                self.cancel_all()
                 raise JobCancelled("sweep cancelled")
             ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=poll_s)
             if ready:
@@ -138,15 +157,24 @@ class ATasks:
                     return name, exc
 
     def cancel_all(self) -> None:
-        """Interrupt every task (the trainer's launcher then stops its ranks), then kill those still running."""
+        """Interrupt every task (the trainer's launcher then stops its ranks), kill those still running after
+        :func:`cancel_grace_s` (a task blocked in a system call never sees the interrupt), then wait up to
+        ``KILL_WAIT_S`` for Ray to report them ended."""
         import time
 
         refs = list(self.pending)
+        self.pending.clear()
         for ref in refs:
             self.ray.cancel(ref)
-        deadline = time.monotonic() + CANCEL_GRACE_S
-        while refs and time.monotonic() < deadline:
-            refs = self.ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
+        refs = self._wait_ended(refs, time.monotonic() + cancel_grace_s())
         for ref in refs:
             self.ray.cancel(ref, force=True)
-        self.pending.clear()
+        self._wait_ended(refs, time.monotonic() + KILL_WAIT_S)
+
+    def _wait_ended(self, refs: list[Any], deadline: float) -> list[Any]:
+        """The refs still unfinished at ``deadline`` (or when all ended)."""
+        import time
+
+        while refs and time.monotonic() < deadline:
+            refs = self.ray.wait(refs, num_returns=len(refs), timeout=0.25)[1]
+        return refs

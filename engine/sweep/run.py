@@ -560,13 +560,16 @@ class _SweepRun:
                 self.save()
                 self.say(f"{name}: A failed: {why}")
                 failure = failure or f"A of {name}: {why}"
-        except BaseException:  # cancelled, or the driver is stopping: no task outlives it, none shows running
-            tasks.cancel_all()
+        except BaseException as exc:  # cancelled, or the driver is stopping: no task outlives it, none shows running
+            # recorded first: stopping the tasks takes seconds, and the job may be killed meanwhile
+            why = self.stop_reason if isinstance(exc, JobCancelled) else "stopped: the sweep's driver stopped"
             for name in todo:
-                if self.state.encoders[name].a_status == EncoderStatus.RUNNING:
-                    self.state.encoders[name].a_status = EncoderStatus.PENDING
+                entry = self.state.encoders[name]
+                if entry.a_status == EncoderStatus.RUNNING:
+                    entry.a_status, entry.message = EncoderStatus.PENDING, why
             with contextlib.suppress(Exception):
                 self.save()
+            tasks.cancel_all()
             raise
         if failure is not None:
             raise LawExplorerError(failure)
