@@ -1,4 +1,5 @@
-"""Matching each chunk of pairs on a thread of its own as soon as its images are encoded, beside the next forwards."""
+"""Matching each chunk of pairs as soon as its images are encoded, beside the next forwards (on a thread and CUDA
+stream of its own beside a GPU, between batches on a CPU)."""
 
 from __future__ import annotations
 
@@ -83,9 +84,10 @@ class ChunkMatcher:
                 self._held[image_id] = (feats[k], None if units is None else units[k])
                 for chunk in self._chunks_of[image_id]:
                     missing = self._missing[chunk]
-                    missing.discard(image_id)
-                    if not missing:
-                        self._ready.append(chunk)
+                    if image_id in missing:
+                        missing.discard(image_id)
+                        if not missing:
+                            self._ready.append(chunk)
             self._lock.notify_all()
             while self._thread is not None and len(self._ready) > MAX_READY_CHUNKS and self._error is None:
                 self._lock.wait()
