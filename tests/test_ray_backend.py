@@ -391,17 +391,19 @@ def test_a_ray_sweep_with_a_trains_each_encoder_in_a_ray_task_like_local_and_a_r
     assert len(list_a_scores("v3")) == 2 and len(list_projectors()) == 2
 
 
-def test_a_tasks_ask_for_gpus_per_run_on_cuda_else_one_cpu_and_need_one_node_with_that_many():
+def test_a_tasks_ask_for_gpus_per_run_gpus_on_cuda_else_as_many_cpus_and_need_one_node_with_that_many():
     from engine.scale.cluster import ClusterInfo, NodeInfo
     from engine.scale.ray_align import check_fits, task_resources
 
     assert task_resources("cuda", 4) == {"num_gpus": 4.0}
-    assert task_resources("cpu", 4) == {"num_cpus": 1.0}
+    assert task_resources("cpu", 4) == {"num_cpus": 4.0}  # the trainer starts 4 CPU ranks
     two_nodes = ClusterInfo("head:6379", 64.0, 8.0, (NodeInfo("a", 32.0, 4.0), NodeInfo("b", 32.0, 4.0)))
     check_fits(two_nodes, "cuda", 4)
     check_fits(two_nodes, "cpu", 8)  # CPU tasks ask for no GPU
     with pytest.raises(NotAvailableError, match=r"needs one node with 8 GPUs; the largest node .* has 4"):
         check_fits(two_nodes, "cuda", 8)  # 8 GPUs in all, but a task's ranks share one node
+    with pytest.raises(NotAvailableError, match=r"needs one node with 33 CPUs; the largest node .* has 32"):
+        check_fits(two_nodes, "cpu", 33)
 
 
 def test_a_failed_a_task_on_ray_marks_its_encoder_failed_with_one_line_and_records_nothing(ray_cluster, isolated_home):
@@ -573,8 +575,9 @@ def test_a_task_with_gpus_per_run_n_asks_ray_for_n_gpus_and_launches_the_trainer
     # ray backend: the same step inside a Ray task (a CPU task here: no GPU to ask for; its process is a Ray worker)
     run_dir = tmp_path / "ray"
     steps = [AStep("projector", TARGET, dict(params), str(run_dir / "projector"))]
-    options = {**task_options("cpu", n), "runtime_env": {"env_vars": {"PYTHONPATH": str(REPO),
-                                                                      "CUDA_VISIBLE_DEVICES": "3,5,6,7"}}}  # fmt: skip
+    assert task_options("cpu", n)["num_cpus"] == n  # a CPU run's N ranks ask for N CPUs ...
+    options = {**task_options("cpu", n), "num_cpus": 1,  # ... which the 2-CPU session cluster lacks: ask for one here
+               "runtime_env": {"env_vars": {"PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "3,5,6,7"}}}  # fmt: skip
     seen, error = ray.get(ray.remote(**options)(capture).remote(steps, str(run_dir)))
     assert error is not None and "launch recorded" in error  # it got as far as the launch, and no further
     [(ray_argv, ray_cwd, ray_env, worker_env, worker_pid)] = seen

@@ -50,8 +50,9 @@ class ATaskResult:
 
 
 def task_resources(device: str, gpus_per_run: int) -> dict[str, float]:
-    """The resource request of one A task: ``gpus_per_run`` GPUs on CUDA, else one CPU."""
-    return {"num_gpus": float(gpus_per_run)} if device.startswith("cuda") else {"num_cpus": 1.0}
+    """The resource request of one A task: ``gpus_per_run`` GPUs on CUDA, else as many CPUs (the trainer starts that
+    many data-parallel ranks on either)."""
+    return {"num_gpus": float(gpus_per_run)} if device.startswith("cuda") else {"num_cpus": float(gpus_per_run)}
 
 
 def task_options(device: str, gpus_per_run: int) -> dict[str, Any]:
@@ -65,12 +66,12 @@ def task_options(device: str, gpus_per_run: int) -> dict[str, Any]:
 
 
 def check_fits(cluster: ClusterInfo, device: str, gpus_per_run: int) -> None:
-    """One clear error when no node has ``gpus_per_run`` GPUs (the task would wait forever: its ranks share a node)."""
-    if not device.startswith("cuda"):
-        return
-    most = max((n.gpus for n in cluster.nodes), default=0.0)
+    """One clear error when no node has the ``gpus_per_run`` GPUs (on CUDA) or CPUs (else) one task asks for (it would
+    wait forever: its ranks share a node)."""
+    kind = "GPUs" if device.startswith("cuda") else "CPUs"
+    most = max((n.gpus if kind == "GPUs" else n.cpus for n in cluster.nodes), default=0.0)
     if most < gpus_per_run:
-        raise NotAvailableError(f"A with --gpus-per-run {gpus_per_run} needs one node with {gpus_per_run} GPUs; the "
+        raise NotAvailableError(f"A with --gpus-per-run {gpus_per_run} needs one node with {gpus_per_run} {kind}; the "
                                 f"largest node of {cluster.describe()} has {most:g}")  # fmt: skip
 
 
