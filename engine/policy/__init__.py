@@ -15,6 +15,7 @@ from engine.policy.sampling import cell_ids, region_sequence
 from engine.policy.simulate import (
     DEFAULT_LAW_MODEL,
     METRICS,
+    NEEDS_A,
     STRATEGIES,
     VARIANTS,
     BenchmarkPolicy,
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_LAW_MODEL",
     "METRICS",
     "METRIC_DEFINITIONS",
+    "NEEDS_A",
     "POLICY_VERSION",
     "STRATEGIES",
     "STRATEGY_DEFINITIONS",

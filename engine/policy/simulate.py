@@ -36,6 +36,7 @@ from engine.study.model import Study
 VARIANTS = ("paper", "measured")
 METRICS = ("at-budget", "first-hit")
 STRATEGIES = ("region", "random", "greedy", "uncertainty")
+NEEDS_A = ("region", "greedy", "uncertainty")  # the orders that rank by the law, so need A for every candidate
 DEFAULT_LAW_MODEL = "paper"  # the law model whose interval drives ``uncertainty``
 GREEDY_WARMUP = 2  # region picks before greedy takes over: the fewest points whose refit is not a constant
 MAX_TRIALS = 100_000
