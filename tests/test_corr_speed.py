@@ -8,43 +8,16 @@ import threading
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from _encoders import TinyConvEncoder
 
 from engine.correspondence import cache
 from engine.correspondence import evaluate as ev
 from engine.correspondence.datasets import open_dataset
 from engine.correspondence.features import FeatureProvider
 from engine.correspondence.prefetch import effective_precision, prepared_batches
-from engine.encoders.base import Preprocessing, VisionEncoder
+from engine.encoders.base import Preprocessing
 from engine.encoders.preprocess import prepare
 from engine.errors import InputError
-
-
-class TinyConvEncoder(VisionEncoder):
-    """8 x 8 pixel patches through a seeded linear map (a conv: bf16 autocast changes its output)."""
-
-    name = "tiny-conv"
-    family = "test"
-    patch_size = 8
-    stride = 8
-    embed_dim = 32
-
-    def __init__(self) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)
-        self.weight = torch.randn(32, 192, 1, 1, generator=gen) / 14.0
-        self.images_seen = 0
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing(input_size=(64, 48), resize="letterbox")
-
-    def weights_hash(self) -> str:
-        return "tiny-conv-v1"
-
-    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        self.images_seen += pixels.shape[0]
-        return F.conv2d(F.pixel_unshuffle(pixels, 8), self.weight.to(pixels.device))
 
 
 def _records(work) -> list:

@@ -8,44 +8,17 @@ import threading
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from _encoders import TinyConvEncoder
 
 from engine.correspondence import cache, results, streaming
 from engine.correspondence import evaluate as ev
 from engine.correspondence.datasets import open_dataset
 from engine.correspondence.features import FeatureProvider
 from engine.correspondence.matching import make_grid_map
-from engine.encoders.base import Preprocessing, VisionEncoder
 from engine.errors import LawExplorerError
 from engine.jobs.context import JobCancelled
 
 PIPELINE_THREADS = ("corr-match", "corr-write", "corr-decode")
-
-
-class SeededConvEncoder(VisionEncoder):
-    """8 x 8 pixel patches through a seeded linear map; counts its forwards."""
-
-    name = "stream-conv"
-    family = "test"
-    patch_size = 8
-    stride = 8
-    embed_dim = 24
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.randn(24, 192, 1, 1, generator=torch.Generator().manual_seed(1)) / 14.0
-        self.forward_calls = 0
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing(input_size=(64, 48), resize="letterbox")
-
-    def weights_hash(self) -> str:
-        return "stream-conv-v1"
-
-    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        self.forward_calls += 1
-        return F.conv2d(F.pixel_unshuffle(pixels, 8), self.weight.to(pixels.device))
 
 
 @pytest.fixture(params=["thread", "inline"])
@@ -68,7 +41,7 @@ def _rows() -> list[tuple[str, str]]:
 
 def test_chunks_are_matched_while_encoding_goes_on_and_equal_a_brute_force_oracle(isolated_home, tmp_path, monkeypatch, matching_mode):
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
-    enc = SeededConvEncoder()
+    enc = TinyConvEncoder()
     events: list[str] = []
     real_forward, real_match = enc._forward, ev.match_records
     monkeypatch.setattr(enc, "_forward", lambda pixels: (events.append("forward"), real_forward(pixels))[1])
@@ -106,12 +79,12 @@ def test_chunks_are_matched_while_encoding_goes_on_and_equal_a_brute_force_oracl
 
 def test_a_run_mixing_cached_and_new_images_equals_a_fresh_run(isolated_home, tmp_path, monkeypatch, matching_mode):
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
-    ev.evaluate("builtin", SeededConvEncoder(), limit=20, record=False)  # caches the images of the first 20 pairs
-    mixed = ev.evaluate("builtin", SeededConvEncoder(), limit=60, batch_size=4, record=False)
+    ev.evaluate("builtin", TinyConvEncoder(), limit=20, record=False)  # caches the images of the first 20 pairs
+    mixed = ev.evaluate("builtin", TinyConvEncoder(), limit=60, batch_size=4, record=False)
     assert 0 < mixed.stats.cache_hits < mixed.stats.images
     assert mixed.stats.images_encoded + mixed.stats.cache_hits == mixed.stats.images
     monkeypatch.setenv("LAW_EXPLORER_HOME", str(tmp_path / "fresh-home"))
-    fresh = ev.evaluate("builtin", SeededConvEncoder(), limit=60, batch_size=4, record=False)
+    fresh = ev.evaluate("builtin", TinyConvEncoder(), limit=60, batch_size=4, record=False)
     assert fresh.stats.images_encoded == fresh.stats.images and fresh.stats.forwards == -(-fresh.stats.images // 4)
     assert mixed.pck == fresh.pck
 
@@ -130,7 +103,7 @@ def test_a_failed_cache_write_is_one_clear_error_and_leaves_no_half_written_entr
 
     monkeypatch.setattr(cache, "write_files", failing)
     with pytest.raises(LawExplorerError, match=r"cannot write the feature cache in .*No space left on device"):
-        ev.evaluate("builtin", SeededConvEncoder(), limit=40, batch_size=3, workers=1, work_dir=tmp_path / "w")
+        ev.evaluate("builtin", TinyConvEncoder(), limit=40, batch_size=3, workers=1, work_dir=tmp_path / "w")
     assert not _pipeline_threads()
     assert results.list_results() == []
     rows = _rows()
@@ -140,15 +113,15 @@ def test_a_failed_cache_write_is_one_clear_error_and_leaves_no_half_written_entr
     files = list((isolated_home / "features").rglob("*"))
     assert not [f for f in files if f.name.startswith(".")]  # no temporary file left behind
     monkeypatch.setattr(cache, "write_files", real)
-    resumed = ev.evaluate("builtin", SeededConvEncoder(), limit=40, batch_size=3, work_dir=tmp_path / "w", record=False)
+    resumed = ev.evaluate("builtin", TinyConvEncoder(), limit=40, batch_size=3, work_dir=tmp_path / "w", record=False)
     monkeypatch.setenv("LAW_EXPLORER_HOME", str(tmp_path / "fresh-home"))
-    fresh = ev.evaluate("builtin", SeededConvEncoder(), limit=40, batch_size=3, record=False)
+    fresh = ev.evaluate("builtin", TinyConvEncoder(), limit=40, batch_size=3, record=False)
     assert resumed.pck == fresh.pck
 
 
 def test_a_matching_error_stops_the_encoding_and_surfaces_once(isolated_home, tmp_path, monkeypatch, matching_mode):
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
-    enc = SeededConvEncoder()
+    enc = TinyConvEncoder()
     real, calls = ev.match_records, []
 
     def broken(*args):
@@ -168,7 +141,7 @@ def test_a_matching_error_stops_the_encoding_and_surfaces_once(isolated_home, tm
 
 def test_a_cancel_mid_encoding_stops_every_thread_and_the_rerun_resumes(isolated_home, tmp_path, monkeypatch, matching_mode):
     monkeypatch.setattr(ev, "CHUNK_PAIRS", 8)
-    enc = SeededConvEncoder()
+    enc = TinyConvEncoder()
     with pytest.raises(JobCancelled):
         ev.evaluate("builtin", enc, batch_size=3, work_dir=tmp_path / "w", cancelled=lambda: enc.forward_calls >= 12)
     assert not _pipeline_threads()
@@ -177,7 +150,7 @@ def test_a_cancel_mid_encoding_stops_every_thread_and_the_rerun_resumes(isolated
     resumed = ev.evaluate("builtin", enc, batch_size=3, work_dir=tmp_path / "w", record=False)
     assert resumed.stats.pairs_resumed == 8 * done and resumed.stats.pairs_computed == 101 - 8 * done
     monkeypatch.setenv("LAW_EXPLORER_HOME", str(tmp_path / "fresh-home"))
-    fresh = ev.evaluate("builtin", SeededConvEncoder(), batch_size=3, record=False)
+    fresh = ev.evaluate("builtin", TinyConvEncoder(), batch_size=3, record=False)
     assert resumed.pck == fresh.pck
 
 
