@@ -272,8 +272,8 @@ def _encode_and_match(chunks: list[list[Pair]], paths: list[Path], pending: list
                       proto: Protocol, cancelled: Callable[[], bool] | None,
                       report: Callable[[int, int], None] | None) -> tuple[dict[int, list[dict]], float]:  # fmt: skip
     """Encode the missing images of the pending chunks, chunk after chunk, and match each chunk all of whose images
-    are encoded here on a thread of its own as soon as they are (features still in memory, or on the GPU), while
-    the next images are encoded. Returns those chunks' records (checkpoints written) and when the encoding ended;
+    are encoded here as soon as they are (features still in memory, or on the GPU): beside a GPU on a thread of its
+    own while the next images are encoded, on a CPU between batches (``streaming.threaded_matching``). Returns those chunks' records (checkpoints written) and when the encoding ended;
     chunks using cached images are left to ``_match_chunks``."""
     order = [i for k in pending for i in chunk_image_ids(chunks[k])]
     misses = set(provider.misses(order))
