@@ -72,11 +72,11 @@ def test_resume_computes_only_the_remaining_pairs(isolated_home, tmp_path, monke
     work = tmp_path / "work"
 
     def cancel_after_three_chunks() -> bool:
-        return len(list(work.glob("*-chunk*.json"))) >= 3
+        return len(list(work.glob("*-chunk*.npz"))) >= 3
 
     with pytest.raises(JobCancelled):
         ev.evaluate("builtin", enc, limit=40, cancelled=cancel_after_three_chunks, work_dir=work)
-    done = len(list(work.glob("*-chunk*.json")))
+    done = len(list(work.glob("*-chunk*.npz")))
     assert done == 3
     resumed = ev.evaluate("builtin", enc, limit=40, work_dir=work)
     assert resumed.stats.pairs_resumed == 24 and resumed.stats.pairs_computed == 16

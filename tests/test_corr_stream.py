@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import numpy as np
@@ -15,6 +14,7 @@ from engine.correspondence import evaluate as ev
 from engine.correspondence.datasets import open_dataset
 from engine.correspondence.features import FeatureProvider
 from engine.correspondence.matching import make_grid_map
+from engine.correspondence.predictions import read_checkpoint
 from engine.errors import LawExplorerError
 from engine.jobs.context import JobCancelled
 
@@ -57,7 +57,8 @@ def test_chunks_are_matched_while_encoding_goes_on_and_equal_a_brute_force_oracl
     ds = open_dataset("builtin")
     pairs = ds.pairs("test")
     feats = FeatureProvider(enc, ds, enc.preprocessing).get([p.src_id for p in pairs] + [p.trg_id for p in pairs])
-    records = [r for path in sorted((tmp_path / "w").glob("*-chunk*.json")) for r in json.loads(path.read_text())]
+    paths = sorted((tmp_path / "w").glob("*-chunk*.npz"))
+    records = [r for k, path in enumerate(paths) for r in read_checkpoint(path, pairs[8 * k : 8 * k + 8]).records()]
     assert [r["pair_id"] for r in records] == [p.pair_id for p in pairs]
     checked = 0
     for pair, record in zip(pairs, records, strict=True):
@@ -135,7 +136,7 @@ def test_a_matching_error_stops_the_encoding_and_surfaces_once(isolated_home, tm
         ev.evaluate("builtin", enc, batch_size=2, work_dir=tmp_path / "w", record=False)
     assert not _pipeline_threads()
     assert enc.forward_calls < -(-114 // 2)  # the encoding stopped before the end
-    assert len(list((tmp_path / "w").glob("*-chunk*.json"))) == 1
+    assert len(list((tmp_path / "w").glob("*-chunk*.npz"))) == 1
     assert all(np.load(path).dtype == np.float16 for _key, path in _rows())
 
 
@@ -145,7 +146,7 @@ def test_a_cancel_mid_encoding_stops_every_thread_and_the_rerun_resumes(isolated
     with pytest.raises(JobCancelled):
         ev.evaluate("builtin", enc, batch_size=3, work_dir=tmp_path / "w", cancelled=lambda: enc.forward_calls >= 12)
     assert not _pipeline_threads()
-    done = len(list((tmp_path / "w").glob("*-chunk*.json")))
+    done = len(list((tmp_path / "w").glob("*-chunk*.npz")))
     assert 0 < done < 13
     resumed = ev.evaluate("builtin", enc, batch_size=3, work_dir=tmp_path / "w", record=False)
     assert resumed.stats.pairs_resumed == 8 * done and resumed.stats.pairs_computed == 101 - 8 * done

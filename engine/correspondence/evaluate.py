@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import threading
 import time
@@ -16,12 +15,18 @@ import numpy as np
 import torch
 
 from engine import config
-from engine.atomic import write_json_atomic
 from engine.correspondence import cache, results
 from engine.correspondence.datasets import Dataset, Pair, normalise_split, open_dataset
 from engine.correspondence.features import FeatureGeometry, FeatureProvider, protocol_preprocessing
-from engine.correspondence.matching import GridMap, make_grid_map, transfer_keypoints
-from engine.correspondence.pck import pck_from_predictions
+from engine.correspondence.matching import GridMap, make_grid_map, transfer_keypoints_flat
+from engine.correspondence.pck import summarise_scores
+from engine.correspondence.predictions import (
+    ChunkPredictions,
+    checkpoint_path,
+    has_checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
 from engine.correspondence.protocols import Protocol, get_protocol
 from engine.correspondence.result_types import CEvaluation, EvalDataset, EvalEncoder, EvalStats
 from engine.correspondence.streaming import ChunkMatcher, chunk_image_ids
@@ -75,9 +80,9 @@ def matching_device(provider: FeatureProvider) -> torch.device:
 
 def predict_pairs(
     pairs: list[Pair], provider: FeatureProvider, protocol: Protocol, cancelled: Callable[[], bool] | None = None
-) -> list[dict[str, Any]]:
-    """Per-pair records (JSON-ready) with predicted target keypoints in original pixels (matched on the
-    encoder's device when it is CUDA, on the CPU otherwise)."""
+) -> ChunkPredictions:
+    """The pairs' predicted target keypoints in original pixels (``.records()``: JSON-ready per-pair records),
+    matched on the encoder's device when it is CUDA, on the CPU otherwise."""
     ids = list(dict.fromkeys([p.src_id for p in pairs] + [p.trg_id for p in pairs]))
     device = matching_device(provider)
     provider.trim_units(ids, device)
@@ -89,32 +94,32 @@ def predict_pairs(
 
 
 def match_records(pairs: list[Pair], unit: dict[str, torch.Tensor], geometry: dict[str, FeatureGeometry],
-                  pre: Preprocessing, protocol: Protocol) -> list[dict[str, Any]]:  # fmt: skip
-    """Per-pair records from the normalised features (``unit``) and feature geometry of every image of the pairs."""
+                  pre: Preprocessing, protocol: Protocol) -> ChunkPredictions:  # fmt: skip
+    """The pairs' predictions (columns, rounded to 3 decimals) from the normalised features (``unit``) and feature
+    geometry of every image of the pairs; one grid map per image, all keypoints mapped at once."""
+    maps: dict[tuple[str, tuple[int, int]], GridMap] = {}
+
+    def grid_map(image_id: str, size: tuple[int, int]) -> GridMap:
+        if (image_id, size) not in maps:
+            maps[(image_id, size)] = _grid_map(size, geometry[image_id], pre, protocol)
+        return maps[(image_id, size)]
+
     with single_torch_thread():
         src_f = [unit[p.src_id] for p in pairs]
         trg_f = [unit[p.trg_id] for p in pairs]
-        src_maps = [_grid_map(p.src_size, geometry[p.src_id], pre, protocol) for p in pairs]
-        trg_maps = [_grid_map(p.trg_size, geometry[p.trg_id], pre, protocol) for p in pairs]
+        src_maps = [grid_map(p.src_id, tuple(p.src_size)) for p in pairs]
+        trg_maps = [grid_map(p.trg_id, tuple(p.trg_size)) for p in pairs]
         upsample = 1
         if protocol.matching == "upsampled_map":
             upsample = max(1, round(geometry[pairs[0].trg_id].stride)) if pairs else 1
         src_kps = [p.src_kps for p in pairs]
-        preds = transfer_keypoints(src_f, trg_f, src_maps, trg_maps, src_kps, protocol, upsample, normalised=True)
-    records = []
-    for p, pred in zip(pairs, preds, strict=True):
-        records.append(
-            {
-                "pair_id": p.pair_id,
-                "category": p.category,
-                "pred_kps": np.round(pred, 3).tolist(),
-                "gt_kps": np.asarray(p.trg_kps).tolist(),
-                "visible": np.asarray(p.visible, dtype=bool).tolist(),
-                "trg_bndbox": [float(v) for v in p.trg_bbox],
-                "trg_imsize": [int(v) for v in p.trg_size],
-            }
-        )
-    return records
+        pred = transfer_keypoints_flat(src_f, trg_f, src_maps, trg_maps, src_kps, protocol, upsample, normalised=True)
+    return ChunkPredictions.of_pairs(pairs, np.round(pred, 3))
+
+
+def _scored(predictions: ChunkPredictions, protocol: Protocol) -> ChunkPredictions:
+    """A chunk with its PCK counts (scored as it is matched: after the last chunk only their sum is left)."""
+    return predictions.scored(protocol.alphas, protocol.normalizer, protocol.comparison)
 
 
 def _eval_key(
@@ -270,10 +275,11 @@ def _prepare_ray(encoder_name: str | VisionEncoder, options: EvalOptions) -> Cal
 
 def _encode_and_match(chunks: list[list[Pair]], paths: list[Path], pending: list[int], provider: FeatureProvider,
                       proto: Protocol, cancelled: Callable[[], bool] | None,
-                      report: Callable[[int, int], None] | None) -> tuple[dict[int, list[dict]], float]:  # fmt: skip
+                      report: Callable[[int, int], None] | None) -> tuple[dict[int, ChunkPredictions], float]:  # fmt: skip
     """Encode the missing images of the pending chunks, chunk after chunk, and match each chunk all of whose images
     are encoded here as soon as they are (features still in memory, or on the GPU): beside a GPU on a thread of its
-    own while the next images are encoded, on a CPU between batches (``streaming.threaded_matching``). Returns those chunks' records (checkpoints written) and when the encoding ended;
+    own while the next images are encoded, on a CPU between batches (``streaming.threaded_matching``). Returns those
+    chunks' predictions (scored, checkpoints written) and when the encoding ended;
     chunks using cached images are left to ``_match_chunks``."""
     order = [i for k in pending for i in chunk_image_ids(chunks[k])]
     misses = set(provider.misses(order))
@@ -284,7 +290,7 @@ def _encode_and_match(chunks: list[list[Pair]], paths: list[Path], pending: list
     pre = provider.preprocessing
     threads = torch.get_num_threads()
     matcher = ChunkMatcher(stream, {k: paths[k] for k in stream},
-                           lambda pairs, unit, geometry: match_records(pairs, unit, geometry, pre, proto),
+                           lambda pairs, unit, geometry: _scored(match_records(pairs, unit, geometry, pre, proto), proto),
                            matching_device(provider), cancelled)  # fmt: skip
     try:
         provider.ensure_cached(order, cancelled, report, on_batch=matcher.encoded)
@@ -299,33 +305,31 @@ def _encode_and_match(chunks: list[list[Pair]], paths: list[Path], pending: list
 
 def _match_chunks(chunks: list[list[Pair]], paths: list[Path], provider: FeatureProvider, proto: Protocol,
                   progress: ProgressFn | None, cancelled: Callable[[], bool] | None,
-                  streamed: dict[int, list[dict]] | None = None) -> tuple[list[dict], int, int]:  # fmt: skip
-    """Every chunk's predictions (``streamed`` ones as given, a checkpointed chunk read back); returns them,
-    computed and resumed counts."""
+                  streamed: dict[int, ChunkPredictions] | None = None) -> tuple[list[ChunkPredictions], int, int]:  # fmt: skip
+    """Every chunk's scored predictions (``streamed`` ones as given, a checkpointed chunk read back, any other
+    matched now and checkpointed); returns them, computed and resumed counts."""
     total = sum(len(chunk) for chunk in chunks)
-    all_records: list[dict] = []
-    computed = resumed = 0
+    parts: list[ChunkPredictions] = []
+    done = computed = resumed = 0
     streamed = streamed or {}
     for index, (chunk, path) in enumerate(zip(chunks, paths, strict=True)):
         _check_cancel(cancelled)
-        chunk_records = None
-        if index in streamed:
-            chunk_records = streamed[index]
-            computed += len(chunk_records)
-        elif path.exists():
-            try:
-                chunk_records = json.loads(path.read_text(encoding="utf-8"))
-                resumed += len(chunk_records)
-            except (json.JSONDecodeError, OSError):
-                chunk_records = None
-        if chunk_records is None:
-            chunk_records = predict_pairs(chunk, provider, proto, cancelled)
-            write_json_atomic(path, chunk_records)
-            computed += len(chunk_records)
-        all_records.extend(chunk_records)
+        part = streamed.get(index)
+        if part is not None:
+            computed += len(part)
+        elif (part := read_checkpoint(path, chunk)) is not None:
+            part = _scored(part, proto)
+            resumed += len(part)
+        else:
+            part = predict_pairs(chunk, provider, proto, cancelled)
+            write_checkpoint(path, part)
+            part = _scored(part, proto)
+            computed += len(part)
+        parts.append(part)
+        done += len(part)
         if progress is not None:
-            progress(len(all_records), total, f"{len(all_records)}/{total} pairs")
-    return all_records, computed, resumed
+            progress(done, total, f"{done}/{total} pairs")
+    return parts, computed, resumed
 
 
 def evaluate(
@@ -373,7 +377,7 @@ def _evaluate(dataset: Dataset, pairs: list[Pair], encoder_name: str | VisionEnc
     run_dir = Path(work_dir) if work_dir is not None else config.subdir("correspondence") / "runs" / key
     run_dir.mkdir(parents=True, exist_ok=True)
     chunks = [pairs[i : i + CHUNK_PAIRS] for i in range(0, len(pairs), CHUNK_PAIRS)]
-    paths = [run_dir / f"{key}-chunk{index:05d}.json" for index in range(len(chunks))]
+    paths = [checkpoint_path(run_dir, key, index) for index in range(len(chunks))]
     image_ids = [p.src_id for p in pairs] + [p.trg_id for p in pairs]
     provider.prefetch(image_ids)
     # pinned until this evaluation ends: another one's eviction (a concurrent sweep) must not remove the features
@@ -381,14 +385,14 @@ def _evaluate(dataset: Dataset, pairs: list[Pair], encoder_name: str | VisionEnc
     with cache.pinned(provider.key(i) for i in dict.fromkeys(image_ids)):
         if progress is not None:
             progress(0, len(pairs), "starting")
-        pending = [k for k, path in enumerate(paths) if not path.exists()]
-        streamed: dict[int, list[dict]] = {}
+        pending = [k for k, path in enumerate(paths) if not has_checkpoint(path)]
+        streamed: dict[int, ChunkPredictions] = {}
         encoded_at = time.perf_counter()
         if pending:  # encode every missing feature in one pipelined pass (no restart per chunk), matching beside it
             report = None if progress is None else (lambda done, total: progress(done, total, f"encoded {done}/{total} images"))
             streamed, encoded_at = _encode_and_match(chunks, paths, pending, provider, proto, cancelled, report)
-        all_records, computed, resumed = _match_chunks(chunks, paths, provider, proto, progress, cancelled, streamed)
-        pck = pck_from_predictions(all_records, proto.alphas, proto.normalizer, proto.comparison, proto.averaging)
+        parts, computed, resumed = _match_chunks(chunks, paths, provider, proto, progress, cancelled, streamed)
+        pck = summarise_scores([part.scores for part in parts], proto.alphas, proto.averaging)
         provider.flush()
         evicted = cache.enforce_limit(protect=provider.used_keys)
     result = CEvaluation(

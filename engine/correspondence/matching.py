@@ -103,6 +103,63 @@ def make_grid_map(
     return GridMap(grid=tuple(grid), geometry=geometry, stride=float(stride), patch_size=float(patch_size))  # type: ignore[arg-type]
 
 
+def _map_table(maps: Sequence[GridMap], counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per point (``counts[k]`` points of ``maps[k]`` after each other): whether its map uses the authors' frame, and
+    its map's numbers (grid h, w, then stride, patch / 2, scale x, offset x, scale y, offset y of the exact geometry,
+    or frame, scale, offset x, offset y of the frame)."""
+    table = np.zeros((len(maps), 8), dtype=np.float64)
+    framed = np.zeros(len(maps), dtype=bool)
+    for k, m in enumerate(maps):
+        if m.frame is None:
+            assert m.geometry is not None
+            g = m.geometry
+            table[k] = (m.grid[0], m.grid[1], m.stride, m.patch_size / 2.0, g.scale_x, g.offset_x, g.scale_y, g.offset_y)
+        else:
+            framed[k] = True
+            table[k, :6] = (m.grid[0], m.grid[1], m.frame, m.frame_scale, m.frame_offset[0], m.frame_offset[1])
+    return np.repeat(framed, counts), np.repeat(table, counts, axis=0)
+
+
+def cells_of(maps: Sequence[GridMap], points: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+    """``GridMap.to_cell`` of many images at once, value for value: ``points`` (K x 2 original x, y) holds
+    ``counts[k]`` points of ``maps[k]`` after each other; returns K x 2 int64 (i, j)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    framed, t = _map_table(maps, np.asarray(counts, dtype=np.int64))
+    ij = np.empty((len(pts), 2), dtype=np.float64)
+    exact = ~framed
+    if exact.any():
+        e, q = t[exact], pts[exact]
+        in_x, in_y = q[:, 0] * e[:, 4] + e[:, 5], q[:, 1] * e[:, 6] + e[:, 7]
+        ij[exact] = np.stack([np.rint((in_y - e[:, 3]) / e[:, 2]), np.rint((in_x - e[:, 3]) / e[:, 2])], 1)
+    if framed.any():
+        f, q = t[framed], pts[framed]
+        fx, fy = q[:, 0] * f[:, 3] + f[:, 4], q[:, 1] * f[:, 3] + f[:, 5]
+        ij[framed] = np.stack([np.trunc(f[:, 0] / f[:, 2] * fy), np.trunc(f[:, 1] / f[:, 2] * fx)], 1)
+    out = np.nan_to_num(ij, nan=0.0).astype(np.int64)
+    out[:, 0] = np.clip(out[:, 0], 0, t[:, 0].astype(np.int64) - 1)
+    out[:, 1] = np.clip(out[:, 1], 0, t[:, 1].astype(np.int64) - 1)
+    return out
+
+
+def points_of(maps: Sequence[GridMap], cells: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+    """``GridMap.from_cell`` of many images at once, value for value: ``cells`` (K x 2 continuous i, j) holds
+    ``counts[k]`` cells of ``maps[k]`` after each other; returns K x 2 original (x, y)."""
+    ij = np.asarray(cells, dtype=np.float64).reshape(-1, 2)
+    framed, t = _map_table(maps, np.asarray(counts, dtype=np.int64))
+    xy = np.empty((len(ij), 2), dtype=np.float64)
+    exact = ~framed
+    if exact.any():
+        e, c = t[exact], ij[exact]
+        in_x, in_y = c[:, 1] * e[:, 2] + e[:, 3], c[:, 0] * e[:, 2] + e[:, 3]
+        xy[exact] = np.stack([(in_x - e[:, 5]) / e[:, 4], (in_y - e[:, 7]) / e[:, 6]], 1)
+    if framed.any():
+        f, c = t[framed], ij[framed]
+        sx, sy = f[:, 2] / f[:, 1], f[:, 2] / f[:, 0]
+        fx, fy = c[:, 1] * sx + sx // 2, c[:, 0] * sy + sy // 2
+        xy[framed] = np.stack([(fx - f[:, 4]) / f[:, 3], (fy - f[:, 5]) / f[:, 3]], 1)
+    return xy
+
+
 def normalise(features: torch.Tensor) -> torch.Tensor:
     """L2-normalise along the channel axis (dim -3 of ... x C x h x w)."""
     return F.normalize(features.float(), dim=-3, eps=1e-8)
@@ -208,8 +265,27 @@ def transfer_keypoints(
     of all their source descriptors with that target grid; each image is normalised once (skipped when
     ``normalised``). The products run where the features live (a CUDA device included).
     """
+    counts = [len(kps) for kps in src_kps]
+    flat = transfer_keypoints_flat(src_feats, trg_feats, src_maps, trg_maps, src_kps, protocol, upsample, normalised)
+    ends = np.cumsum(counts, dtype=np.int64)
+    return [flat[e - n : e] if n else np.zeros((0, 2)) for n, e in zip(counts, ends, strict=True)]
+
+
+def transfer_keypoints_flat(
+    src_feats: Sequence[torch.Tensor],
+    trg_feats: Sequence[torch.Tensor],
+    src_maps: Sequence[GridMap],
+    trg_maps: Sequence[GridMap],
+    src_kps: Sequence[np.ndarray],
+    protocol: Protocol,
+    upsample: int = 1,
+    normalised: bool = False,
+) -> np.ndarray:
+    """``transfer_keypoints`` as one K x 2 array: every pair's predictions after each other, in pair order (K = all
+    source keypoints). Cells and pixels are mapped for all pairs at once (``cells_of``, ``points_of``)."""
     count = len(src_feats)
-    results: list[np.ndarray] = [np.zeros((0, 2)) for _ in range(count)]
+    counts = np.asarray([len(kps) for kps in src_kps], dtype=np.int64)
+    out = np.zeros((int(counts.sum()), 2), dtype=np.float64)
     unit: dict[int, torch.Tensor] = {}
 
     def unit_of(t: torch.Tensor) -> torch.Tensor:
@@ -219,27 +295,28 @@ def transfer_keypoints(
 
     groups: dict[int, list[int]] = {}
     for k in range(count):
-        if len(src_kps[k]):
+        if counts[k]:
             groups.setdefault(id(trg_feats[k]), []).append(k)
     if not groups:
-        return results
+        return out
     # every source cell computed on the CPU and moved in one copy, every prediction moved back in one: a copy per
     # group would wait for the device each time (thousands of small syncs per chunk on a GPU)
     order = [k for members in groups.values() for k in members]
+    in_order = counts[order]
+    points = np.concatenate([np.asarray(src_kps[k], dtype=np.float64).reshape(-1, 2) for k in order])
     device = trg_feats[order[0]].device
-    all_cells = torch.from_numpy(np.concatenate([src_maps[k].to_cell(src_kps[k]) for k in order])).to(device)
+    all_cells = torch.from_numpy(cells_of([src_maps[k] for k in order], points, in_order)).to(device)
     if device.type == "cuda" and len({tuple(trg_feats[m[0]].shape) for m in groups.values()}) == 1:
         cell_pred = _batched_cells(src_feats, trg_feats, list(groups.values()), order, src_kps, all_cells, unit_of,
                                    protocol, upsample).cpu().numpy()  # fmt: skip
     else:
         cell_pred = _grouped_cells(src_feats, trg_feats, list(groups.values()), src_kps, all_cells, unit_of, protocol,
                                    upsample).cpu().numpy()  # fmt: skip
-    offset = 0
-    for k in order:
-        n = len(src_kps[k])
-        results[k] = trg_maps[k].from_cell(cell_pred[offset : offset + n])
-        offset += n
-    return results
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    order_starts = np.concatenate([[0], np.cumsum(in_order)[:-1]])
+    rows = np.arange(len(points)) + np.repeat(starts[order] - order_starts, in_order)  # order's rows in pair order
+    out[rows] = points_of([trg_maps[k] for k in order], cell_pred, in_order)
+    return out
 
 
 def _grouped_cells(src_feats, trg_feats, groups, src_kps, all_cells, unit_of, protocol, upsample) -> torch.Tensor:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from engine.atomic import write_json_atomic
 from engine.correspondence import cache
 from engine.correspondence.datasets import Pair
 from engine.correspondence.features import FeatureGeometry, unit_of_array
+from engine.correspondence.predictions import ChunkPredictions, write_checkpoint
 
 MAX_READY_CHUNKS = 2  # chunks encoded but not matched yet before the encoding waits (bounds the features held)
 
@@ -28,20 +28,20 @@ def threaded_matching(device: torch.device) -> bool:
 class ChunkMatcher:
     """Matches the given chunks (every image encoded in this run) while the encoding goes on.
 
-    The encoding thread calls :meth:`encoded` after each batch, then :meth:`finish` for the records of every chunk
-    matched (each one's checkpoint is written first), or :meth:`stop` on an error. ``threaded`` (default
+    The encoding thread calls :meth:`encoded` after each batch, then :meth:`finish` for the predictions of every
+    chunk matched (each one's checkpoint is written first), or :meth:`stop` on an error. ``threaded`` (default
     ``threaded_matching(device)``): a matching thread takes each chunk as soon as its last image arrives (the
     encoding waits in ``encoded`` while ``MAX_READY_CHUNKS`` chunks are ready and unmatched); else ``encoded``
     matches them itself before it returns. A chunk none of whose images came (cached meanwhile, say) is left
     out of ``finish``'s answer for the caller to match the usual way. Features are held only while a chunk still
-    needs them; ``match(pairs, units, geometry)`` turns one chunk into its records.
+    needs them; ``match(pairs, units, geometry)`` turns one chunk into its predictions.
     """
 
     def __init__(
         self,
         chunks: dict[int, list[Pair]],
         paths: dict[int, Path],
-        match: Callable[[list[Pair], dict[str, torch.Tensor], dict[str, FeatureGeometry]], list[dict]],
+        match: Callable[[list[Pair], dict[str, torch.Tensor], dict[str, FeatureGeometry]], ChunkPredictions],
         device: torch.device,
         cancelled: Callable[[], bool] | None = None,
         threaded: bool | None = None,
@@ -63,7 +63,7 @@ class ChunkMatcher:
         self._held: dict[str, tuple[cache.CachedFeatures, torch.Tensor | None]] = {}
         self._units: dict[str, torch.Tensor] = {}
         self._ready: deque[int] = deque()
-        self._records: dict[int, list[dict]] = {}
+        self._records: dict[int, ChunkPredictions] = {}
         self._lock = threading.Condition()
         self._closed = False  # no more batches will come
         self._stopped = False
@@ -98,8 +98,8 @@ class ChunkMatcher:
             self._closed = False
             self._raise_error()
 
-    def finish(self) -> dict[int, list[dict]]:
-        """Wait for every ready chunk to be matched; returns {chunk index: records}; raises the matcher's error."""
+    def finish(self) -> dict[int, ChunkPredictions]:
+        """Wait for every ready chunk to be matched; returns {chunk index: predictions}; raises the matcher's error."""
         with self._lock:
             self._closed = True
             self._lock.notify_all()
@@ -156,7 +156,7 @@ class ChunkMatcher:
             with self._lock:
                 if self._stopped:
                     return
-            write_json_atomic(self._paths[chunk], records)
+            write_checkpoint(self._paths[chunk], records)
             with self._lock:
                 self._ready.popleft()
                 self._records[chunk] = records

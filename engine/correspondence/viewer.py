@@ -31,7 +31,7 @@ def predict_pair(
     pair = matches[0]
     encoder = resolve_encoder(encoder_name)
     provider = FeatureProvider(encoder, dataset, protocol_preprocessing(encoder, proto))
-    record = predict_pairs([pair], provider, proto)[0]
+    record = predict_pairs([pair], provider, proto).records()[0]
     feats = provider.get([pair.src_id, pair.trg_id])
     provider.flush()
     visible = np.asarray(pair.visible, dtype=bool)
