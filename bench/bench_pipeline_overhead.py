@@ -50,10 +50,23 @@ PHASES = (
     ("cache_trim", "engine.correspondence.cache", "enforce_limit"),
     ("checkpoints", "engine.correspondence.evaluate", "write_json_atomic"),
     ("checkpoints", "engine.correspondence.streaming", "write_json_atomic"),
+    ("checkpoints", "engine.correspondence.evaluate", "write_checkpoint"),
+    ("checkpoints", "engine.correspondence.streaming", "write_checkpoint"),
     ("matching_with_loads", "engine.correspondence.evaluate", "predict_pairs"),
     ("matching_records", "engine.correspondence.evaluate", "match_records"),
+    # the products and arg-maxes (device work on a GPU) with the keypoint <-> cell mapping (host work, also below)
     ("matching_products", "engine.correspondence.evaluate", "transfer_keypoints"),
+    ("matching_products", "engine.correspondence.evaluate", "transfer_keypoints_flat"),
+    ("keypoint_maps", "engine.correspondence.matching", "GridMap.to_cell"),
+    ("keypoint_maps", "engine.correspondence.matching", "GridMap.from_cell"),
+    ("keypoint_maps", "engine.correspondence.matching", "cells_of"),
+    ("keypoint_maps", "engine.correspondence.matching", "points_of"),
+    # all PCK work (per chunk as it is matched, where the engine does that) and what is left after the last chunk
     ("pck", "engine.correspondence.evaluate", "pck_from_predictions"),
+    ("pck", "engine.correspondence.evaluate", "_scored"),
+    ("pck", "engine.correspondence.evaluate", "summarise_scores"),
+    ("pck_after_last_chunk", "engine.correspondence.evaluate", "pck_from_predictions"),
+    ("pck_after_last_chunk", "engine.correspondence.evaluate", "summarise_scores"),
     ("record_result", "engine.correspondence.results", "record_result"),
 )
 
