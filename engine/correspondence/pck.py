@@ -25,7 +25,8 @@ def _numbers(value: Any, what: str, index: int) -> np.ndarray:
     return arr.astype(np.float64)
 
 
-def _as_points(value: Any, what: str, index: int) -> np.ndarray:
+def as_points(value: Any, what: str, index: int) -> np.ndarray:
+    """An N x 2 array of [x, y] JSON numbers (``_numbers``); errors name the pair and the field."""
     arr = _numbers(value, what, index)
     if arr.size == 0:
         return arr.reshape(0, 2)
@@ -85,8 +86,8 @@ def normalizer_length(record: dict, normalizer: str, index: int = 0) -> float:
 
 def pair_correct(record: dict, alphas: Sequence[float], normalizer: str, comparison: str, index: int = 0) -> np.ndarray:
     """A x V boolean array: is each visible keypoint of one pair correct at each alpha (V may be 0)."""
-    pred = _as_points(record.get("pred_kps"), "pred_kps", index)
-    gt = _as_points(record.get("gt_kps"), "gt_kps", index)
+    pred = as_points(record.get("pred_kps"), "pred_kps", index)
+    gt = as_points(record.get("gt_kps"), "gt_kps", index)
     if pred.shape != gt.shape:
         raise InputError(f"pair {index}: pred_kps has {len(pred)} points but gt_kps has {len(gt)}")
     vis = _visible(record.get("visible"), len(gt), index)
@@ -104,7 +105,7 @@ def pair_correct(record: dict, alphas: Sequence[float], normalizer: str, compari
     raise InputError(f"unknown comparison {comparison!r} (use <= or <)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare fields explicitly
 class PairScores:
     """PCK counts of some pairs, in order: ``scored[k]`` visible keypoints with finite ground truth (0: the pair is
     skipped), ``correct[k, a]`` of them within alpha ``a``; ``categories[k]`` its category."""
@@ -224,8 +225,8 @@ def pck_from_predictions(
     for index, record in enumerate(pairs_records):
         if not isinstance(record, dict):
             raise InputError(f"pair {index} is not a JSON object")
-        pred = _as_points(record.get("pred_kps"), "pred_kps", index)
-        gt = _as_points(record.get("gt_kps"), "gt_kps", index)
+        pred = as_points(record.get("pred_kps"), "pred_kps", index)
+        gt = as_points(record.get("gt_kps"), "gt_kps", index)
         if pred.shape != gt.shape:
             raise InputError(f"pair {index}: pred_kps has {len(pred)} points but gt_kps has {len(gt)}")
         vis = _visible(record.get("visible"), len(gt), index)

@@ -14,14 +14,14 @@ import numpy as np
 
 from engine.atomic import atomic_path
 from engine.correspondence.datasets import Pair
-from engine.correspondence.pck import PairScores, _as_points, longest_side, score_points
+from engine.correspondence.pck import PairScores, as_points, longest_side, score_points
 from engine.errors import InputError
 
 CHECKPOINT_FORMAT = 1  # the ``format`` entry of a chunk's .npz checkpoint
 _CHECKPOINT_ENTRIES = {"format", "pair_ids", "counts", "pred"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare fields explicitly
 class ChunkPredictions:
     """Predicted target keypoints of some pairs with what PCK needs, one array per field: pair ``k``'s keypoints are
     rows ``offsets[k]:offsets[k + 1]`` of ``pred`` (rounded to 3 decimals, original pixels), ``gt`` and ``visible``.
@@ -167,7 +167,7 @@ def _read_legacy_json(path: Path, pairs: Sequence[Pair]) -> np.ndarray | None:
         if not isinstance(record, dict) or record.get("pair_id") != pair.pair_id:
             return None
         try:
-            pred = _as_points(record.get("pred_kps"), "pred_kps", index)
+            pred = as_points(record.get("pred_kps"), "pred_kps", index)
         except InputError:
             return None
         if pred.shape != (len(pair.src_kps), 2):
