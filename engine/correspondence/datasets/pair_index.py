@@ -35,7 +35,6 @@ MAX_HEADER_BYTES = 4096
 # such a stamp is used but not stored.
 RACY_NS = 2_000_000_000
 ENV = "LAW_EXPLORER_PAIR_INDEX"
-_INT64_MAX = 2**63 - 1
 _STRING_FIELDS = ("pair_id", "category", "src_id", "trg_id")
 
 
@@ -69,31 +68,26 @@ def pack(key: str, offsets: np.ndarray, src_kps: np.ndarray, trg_kps: np.ndarray
 
 
 def encode(pairs: list[Pair], key: str) -> bytes | None:
-    """The index bytes of parsed pairs, or None when a value would not come back exactly (then nothing is stored)."""
-    counts = np.fromiter((len(p.src_kps) for p in pairs), dtype=np.int64, count=len(pairs))
-    offsets = np.zeros(len(pairs) + 1, dtype=np.int64)
+    """The index bytes of pairs as ``SPairDataset._parse`` makes them, or None when a value would not come back
+    exactly (a size beyond int64, a string JSON changes): then nothing is stored."""
+    n = len(pairs)
+    counts = np.fromiter((len(p.src_kps) for p in pairs), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    for p in pairs:
-        for kps in (p.src_kps, p.trg_kps):
-            if kps.dtype != np.float64 or kps.ndim != 2 or kps.shape[1] != 2 or len(kps) != len(p.src_kps):
-                return None
-        if len(p.visible) != len(p.src_kps) or p.visible.dtype != np.bool_ or not p.visible.all():
-            return None
-        if not all(type(v) is float for v in (*p.src_bbox, *p.trg_bbox)) or len(p.src_bbox) != 4 or len(p.trg_bbox) != 4:
-            return None
-        size = (*p.src_size, *p.trg_size)
-        if len(size) != 4 or not all(type(v) is int and 1 <= v <= _INT64_MAX for v in size):
-            return None
-    if pairs:
-        src_kps = np.concatenate([p.src_kps for p in pairs])
-        trg_kps = np.concatenate([p.trg_kps for p in pairs])
-    else:
-        src_kps = trg_kps = np.zeros((0, 2), dtype=np.float64)
-    boxes = np.array([(*p.src_bbox, *p.trg_bbox) for p in pairs], dtype=np.float64).reshape(-1, 8)
-    sizes = np.array([(*p.src_size, *p.trg_size) for p in pairs], dtype=np.int64).reshape(-1, 4)
-    columns = {f: [getattr(p, f) for p in pairs] for f in _STRING_FIELDS}
-    if not all(type(s) is str for column in columns.values() for s in column):
+    points = int(offsets[-1])
+    try:
+        src_kps = np.concatenate([p.src_kps for p in pairs]) if n else np.zeros((0, 2))
+        trg_kps = np.concatenate([p.trg_kps for p in pairs]) if n else np.zeros((0, 2))
+        visible = np.concatenate([p.visible for p in pairs]) if n else np.zeros(0, dtype=bool)
+        boxes = np.array([(*p.src_bbox, *p.trg_bbox) for p in pairs], dtype=np.float64).reshape(n, 8)
+        sizes = np.array([(*p.src_size, *p.trg_size) for p in pairs], dtype=np.int64).reshape(n, 4)
+    except (ValueError, TypeError, OverflowError):
         return None
+    if src_kps.dtype != np.float64 or trg_kps.dtype != np.float64 or src_kps.shape != (points, 2) \
+            or trg_kps.shape != (points, 2) or visible.dtype != np.bool_ or visible.shape != (points,) \
+            or not visible.all():  # fmt: skip
+        return None
+    columns = {f: [getattr(p, f) for p in pairs] for f in _STRING_FIELDS}
     strings = json.dumps(columns, ensure_ascii=True, separators=(",", ":")).encode("ascii")
     if json.loads(strings) != columns:  # a string JSON would not give back unchanged
         return None
@@ -150,21 +144,19 @@ def decode(data: bytes, key: str, stems: list[str]) -> list[Pair] | None:
         return None
     box_rows, size_rows, cuts = boxes.tolist(), sizes.tolist(), offsets.tolist()
     visible = np.ones(n_points, dtype=bool)
-    with without_gc():
-        return [
-            Pair(pair_id=pid, category=cat, src_id=src, trg_id=trg, src_kps=src_all[a:b], trg_kps=trg_all[a:b],
-                 visible=visible[a:b], src_bbox=tuple(box[:4]), trg_bbox=tuple(box[4:]),  # type: ignore[arg-type]
-                 src_size=(size[0], size[1]), trg_size=(size[2], size[3]))
-            for pid, cat, src, trg, box, size, a, b in zip(columns["pair_id"], columns["category"], columns["src_id"],
-                                                           columns["trg_id"], box_rows, size_rows, cuts[:-1], cuts[1:],
-                                                           strict=True)
-        ]  # fmt: skip
+    return [
+        Pair(pair_id=pid, category=cat, src_id=src, trg_id=trg, src_kps=src_all[a:b], trg_kps=trg_all[a:b],
+             visible=visible[a:b], src_bbox=tuple(box[:4]), trg_bbox=tuple(box[4:]),  # type: ignore[arg-type]
+             src_size=(size[0], size[1]), trg_size=(size[2], size[3]))
+        for pid, cat, src, trg, box, size, a, b in zip(columns["pair_id"], columns["category"], columns["src_id"],
+                                                       columns["trg_id"], box_rows, size_rows, cuts[:-1], cuts[1:], strict=True)
+    ]  # fmt: skip
 
 
 @contextlib.contextmanager
 def without_gc() -> Iterator[None]:
-    """No cyclic garbage collection inside the block: building ~10^4 small objects (none cyclic) in a process that
-    holds torch otherwise triggers full collections that measured 2x the build's own time."""
+    """No cyclic garbage collection inside the block: building ~10^5 small acyclic objects (pairs, stamp rows) in a
+    process that holds torch otherwise triggers full collections (measured: 2x the index read's own time)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

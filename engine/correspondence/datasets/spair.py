@@ -178,8 +178,7 @@ class SPairDataset(Dataset):
 
     def _parse_all(self, files: list[Path]) -> list[Pair]:
         # One thread: json holds the GIL, and 2-8 reader threads measured 1.3x slower than one on 2 cores.
-        with pair_index.without_gc():
-            return [self._parse(p) for p in files]
+        return [self._parse(p) for p in files]
 
     def _read_pairs(self, split: str) -> list[Pair]:
         """Every pair of a split: from the pair index when its stamp still matches, else parsed (and indexed)."""
@@ -197,7 +196,8 @@ class SPairDataset(Dataset):
     def pairs(self, split: str = "test", limit: int | None = None) -> list[Pair]:
         split = normalise_split(split)
         if split not in self._pairs:
-            self._pairs[split] = self._read_pairs(split)
+            with pair_index.without_gc():  # ~10^5 acyclic objects
+                self._pairs[split] = self._read_pairs(split)
         pairs = self._pairs[split]
         return pairs if limit is None else pairs[: max(0, int(limit))]
 
