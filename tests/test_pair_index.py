@@ -235,6 +235,7 @@ CORRUPT = {
     "header not json": lambda good, pairs, key: pair_index.MAGIC + b"{nope\n" + good.split(b"\n", 2)[2],
     "header without newline": lambda good, pairs, key: pair_index.MAGIC + b"{" * 10_000,
     "flipped byte": lambda good, pairs, key: good[:-1] + bytes([good[-1] ^ 1]),
+    "far larger than its pair files": lambda good, pairs, key: good + b"\0" * (8 << 20),
     "huge pair count": _header_edit(pairs=10**12),
     "huge point count": _header_edit(points=10**15),
     "negative count": _header_edit(strings_bytes=-5),
@@ -311,7 +312,9 @@ def test_concurrent_readers_and_writers_never_see_half_an_index(tmp_path, isolat
 
     def read():
         try:
-            while not stop.is_set():
+            reads = 0
+            while not stop.is_set() or reads < 10:
+                reads += 1
                 got = pair_index.load(path, key, stems)
                 seen.append(None if got is None else float(got[0].src_kps[0, 0]) - float(pairs[0].src_kps[0, 0]))
         except BaseException as exc:
@@ -327,7 +330,7 @@ def test_concurrent_readers_and_writers_never_see_half_an_index(tmp_path, isolat
     for t in readers:
         t.join()
     assert not errors
-    assert len(seen) > 10 and set(seen) <= {0.0, 1.0}  # always a whole version, never None (half a file)
+    assert len(seen) >= 30 and set(seen) <= {0.0, 1.0}  # always a whole version, never None (half a file)
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
     final = pair_index.load(path, key, stems)
     assert final is not None and len(final) == 400
@@ -373,8 +376,9 @@ def test_values_an_index_cannot_hold_exactly_are_parsed_every_time(spair, parses
     assert_same_pairs(got, want)
 
 
-def test_a_freshly_written_folder_is_not_stored_until_it_settles(tmp_path, isolated_home, parses):
+def test_a_freshly_written_folder_is_not_stored_until_it_settles(tmp_path, isolated_home, parses, monkeypatch):
     root = write_synthetic_spair(tmp_path / "new", n_categories=1, images_per_category=3, n_pairs=3, size_range=(32, 36))
+    monkeypatch.setattr(pair_index, "RACY_NS", 600 * 10**9)  # "recent" = the last 10 minutes: no timing in the test
     SPairDataset(root).pairs("test")
     assert not index_files()  # files changed within the racy window
     age(root)
@@ -433,3 +437,21 @@ def test_old_index_files_are_trimmed(tmp_path, isolated_home, monkeypatch):
     kept = {p.name for p in index_files()}
     assert len(kept) == 2 and pair_index.index_path(
         {"root": str(roots[1].resolve()), "split": "test", "layout": "large"}).name in kept
+
+
+def test_an_index_larger_than_its_bound_is_not_read(spair, monkeypatch):
+    pairs = SPairDataset(spair).pairs("test")
+    path = index_files()[0]
+    size = path.stat().st_size
+    key = json.loads(path.read_bytes().split(b"\n", 2)[1])["key"]
+    stems = [p.pair_id for p in pairs]
+    assert pair_index.load(path, key, stems, max_bytes=size - 1) is None
+    assert_same_pairs(pair_index.load(path, key, stems, max_bytes=size), pairs)
+
+
+def test_no_usable_state_folder_still_parses(spair, tmp_path, monkeypatch):
+    want = parsed(spair, monkeypatch)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LAW_EXPLORER_HOME", str(blocker))
+    assert_same_pairs(SPairDataset(spair).pairs("test"), want)

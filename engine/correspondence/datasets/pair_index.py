@@ -166,10 +166,13 @@ def without_gc() -> Iterator[None]:
             gc.enable()
 
 
-def load(path: Path, key: str, stems: list[str]) -> list[Pair] | None:
-    """The indexed pairs, or None when the file is missing, stale or invalid in any way."""
+def load(path: Path, key: str, stems: list[str], max_bytes: int | None = None) -> list[Pair] | None:
+    """The indexed pairs, or None when the file is missing, stale, larger than ``max_bytes`` (not read) or invalid
+    in any way."""
     try:
         with open(path, "rb") as fh:
+            if max_bytes is not None and os.fstat(fh.fileno()).st_size > max_bytes:
+                return None
             data = fh.read()
     except OSError:
         return None

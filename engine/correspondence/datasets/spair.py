@@ -150,11 +150,12 @@ class SPairDataset(Dataset):
             trg_size=trg_size,
         )
 
-    def _stamp(self, split: str, listing: dict[str, os.DirEntry]) -> tuple[Path, str, int]:
-        """The split's index file, its content key and the newest time stamped (stat only, no file opened): the
+    def _stamp(self, split: str, listing: dict[str, os.DirEntry]) -> tuple[Path, str, int, int]:
+        """The split's index file, its content key, the newest mtime and the bytes stamped (stat only, no file
+        opened); the key covers the
         name, size, mtime, ctime and inode of every entry of the split folder (a symlink's target path too), the
         Layout file's, the resolved folder, split, layout and ``PARSE_VERSION``."""
-        rows, newest = [], 0
+        rows, newest, total = [], 0, 0
         for name in sorted(listing):
             entry = listing[name]
             try:
@@ -165,6 +166,7 @@ class SPairDataset(Dataset):
             kind = os.path.realpath(entry.path) if entry.is_symlink() else ("d" if entry.is_dir() else "f")
             rows.append([name, kind, *_stat_row(st)])
             newest = max(newest, st.st_mtime_ns)
+            total += st.st_size
         try:
             st = (self.root / "Layout" / self.layout / f"{split}.txt").stat()
             layout_row: list[int] | None = _stat_row(st)
@@ -174,7 +176,7 @@ class SPairDataset(Dataset):
         identity = {"root": str(self.root.resolve()), "split": split, "layout": self.layout}
         key = hash_obj({"identity": identity, "entries": rows, "layout_file": layout_row, "parse": PARSE_VERSION,
                         "format": pair_index.FORMAT_VERSION}, length=32)  # fmt: skip
-        return pair_index.index_path(identity), key, newest
+        return pair_index.index_path(identity), key, newest, total
 
     def _parse_all(self, files: list[Path]) -> list[Pair]:
         # One thread: json holds the GIL, and 2-8 reader threads measured 1.3x slower than one on 2 cores.
@@ -185,8 +187,12 @@ class SPairDataset(Dataset):
         listing = _listing(self.root / "PairAnnotation" / split)
         if listing is None or not pair_index.enabled():
             return self._parse_all(self._pair_files(split, listing))
-        path, key, newest = self._stamp(split, listing)  # before anything is read: a later edit changes the stamp
-        pairs = pair_index.load(path, key, self._pair_ids(split, listing))
+        try:
+            path, key, newest, total = self._stamp(split, listing)  # first: an edit after it changes the next stamp
+        except OSError:  # no state folder to keep the index in
+            return self._parse_all(self._pair_files(split, listing))
+        # an index is never 4x larger than the JSON it came from (16 bytes per coordinate pair against >= 6)
+        pairs = pair_index.load(path, key, self._pair_ids(split, listing), max_bytes=4 * total + 2**20)
         if pairs is None:
             pairs = self._parse_all(self._pair_files(split, listing))
             if newest < time.time_ns() - pair_index.RACY_NS:
