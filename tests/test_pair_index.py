@@ -3,6 +3,7 @@ hostile or half-written index files ignored (parsed again and rewritten), parse 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -349,6 +350,7 @@ def test_a_pair_file_parse_rejects_gives_the_same_error_with_the_index(spair, mo
     with pytest.raises(InputError) as without:
         SPairDataset(spair).pairs("test")
     assert str(with_index.value) == str(without.value) and "\n" not in str(with_index.value)
+    assert gc.isenabled()  # switched back on after the failed read
     assert "trg_bndbox [10.0, 10.0, 5.0, 20.0] is not an [x1, y1, x2, y2] box" in str(with_index.value)
     assert victim.name.replace(":", ".") in str(with_index.value).replace(":", ".")
 
