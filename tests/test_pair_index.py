@@ -457,3 +457,15 @@ def test_no_usable_state_folder_still_parses(spair, tmp_path, monkeypatch):
     blocker.write_text("not a folder")
     monkeypatch.setenv("LAW_EXPLORER_HOME", str(blocker))
     assert_same_pairs(SPairDataset(spair).pairs("test"), want)
+
+
+def test_an_index_that_would_outgrow_its_bound_is_not_written(spair, parses, monkeypatch):
+    for path in (spair / "PairAnnotation" / "test").glob("*.json"):
+        data = json.loads(path.read_text())
+        data["category"] = "\u00e9" * 20_000  # 2 bytes a character here, 3 x 6 in the index (three columns, escaped)
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    age(spair)
+    want = parsed(spair, monkeypatch)
+    parses.clear()
+    assert_same_pairs(SPairDataset(spair).pairs("test"), want)
+    assert len(parses) == len(want) and not index_files()

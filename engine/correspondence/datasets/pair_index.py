@@ -183,10 +183,11 @@ def load(path: Path, key: str, stems: list[str], max_bytes: int | None = None) -
     return pairs
 
 
-def save(path: Path, pairs: list[Pair], key: str) -> bool:
-    """Store the index whole or not at all; False when the pairs cannot be stored exactly or the write failed."""
+def save(path: Path, pairs: list[Pair], key: str, max_bytes: int | None = None) -> bool:
+    """Store the index whole or not at all; False when the pairs cannot be stored exactly, would take more than
+    ``max_bytes`` (``load``'s bound: never written unreadable) or the write failed."""
     data = encode(pairs, key)
-    if data is None:
+    if data is None or (max_bytes is not None and len(data) > max_bytes):
         return False
     try:
         with atomic_path(path) as tmp:
