@@ -301,7 +301,7 @@ def test_cuda_packed_upload_equals_the_per_image_upload_bit_for_bit():
 def test_cuda_in_flight_features_and_units_equal_a_plain_loop_bit_for_bit(isolated_home, precision):
     ds = open_dataset("builtin")
     enc = BusyTinyConvEncoder().to("cuda")
-    ids = list(dict.fromkeys(p.src_id for p in ds.pairs("test")))[:30]
+    ids = list(dict.fromkeys(p.trg_id for p in ds.pairs("test")))[:30]
     side = torch.cuda.Stream()
     handed: dict[str, tuple[np.ndarray, torch.Tensor]] = {}
 
