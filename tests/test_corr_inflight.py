@@ -109,6 +109,23 @@ def test_closing_lagged_drops_the_launched_item_unfinished():
     assert device.queue == [1]  # launched, never waited for nor handed out
 
 
+def test_a_copy_out_waits_for_its_event_then_gives_ordinary_memory():
+    from engine.correspondence.inflight import CopyOut
+
+    host = torch.zeros(2, 3, dtype=torch.float16)  # the pinned buffer, filled by the "device" when the event is waited for
+
+    class Event:
+        waited = False
+
+        def synchronize(self) -> None:
+            host.copy_(torch.arange(6, dtype=torch.float16).view(2, 3))
+            Event.waited = True
+
+    array = CopyOut(host, Event()).array()
+    assert Event.waited and np.array_equal(array, np.arange(6, dtype=np.float16).reshape(2, 3))
+    assert array.flags.owndata and not np.shares_memory(array, host.numpy())
+
+
 def test_packed_upload_gives_views_of_one_buffer_equal_to_the_images():
     rng = np.random.default_rng(3)
     gray = rng.integers(0, 256, (5, 7), dtype=np.uint8)
