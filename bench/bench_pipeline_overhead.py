@@ -42,6 +42,11 @@ PHASES = (
     ("preprocessing", "engine.encoders.preprocess", "prepare"),
     ("encode_loop", "engine.correspondence.features", "FeatureProvider._encode_misses"),
     ("encode_step", "engine.correspondence.features", "FeatureProvider._encode_pixels"),
+    # CUDA, one batch in flight: queueing a forward and its copy-out, then waiting for a batch's event and copying it
+    # out of pinned memory (the host's wait for the GPU)
+    ("forward_queue", "engine.correspondence.features", "FeatureProvider._queue_pixels"),
+    ("gpu_wait_copy_out", "engine.correspondence.features", "FeatureProvider._take_queued"),
+    ("packed_upload", "engine.encoders.preprocess", "upload_images"),
     ("batch_bookkeeping", "engine.correspondence.features", "FeatureProvider._encode_batch"),
     ("feature_keys", "engine.correspondence.cache", "feature_key"),
     ("image_keys", "engine.correspondence.datasets.spair", "SPairDataset.image_key"),
