@@ -9,8 +9,10 @@ same cold run with a null encoder of the same feature shape: ``bench_pipeline_ov
 ``--old PATH``, the same cold run with an older copy of ``engine`` (a folder holding it) for a before/after on the
 same machine.
 Usage: python bench/bench_gpu_scale.py [--device cuda] [--old .old] [--no-ray] [--no-stages] [--out DIR]
-One short GPU check of the local path (a few minutes): git archive 606c8c7 | tar -x -C /tmp/before &&
-    python bench/bench_gpu_scale.py --device cuda --no-ray --no-stages --old /tmp/before
+One short GPU check of the local path (a few minutes; the CUDA tests first, see docs/scale.md): mkdir -p /tmp/before &&
+    git archive 606c8c7 | tar -x -C /tmp/before; python -m pytest -q -p no:cacheprovider tests/test_corr_speed.py
+    tests/test_corr_stream.py tests/test_corr_inflight.py -k cuda; python bench/bench_gpu_scale.py --device cuda
+    --no-ray --no-stages --old /tmp/before
 CPU smoke run: python bench/bench_gpu_scale.py --device cpu --model tiny --categories 2 --images-per-category 4
     --pairs 12 --batch-size 4
 """

@@ -134,7 +134,7 @@ def test_cli_precision_and_workers_flags(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_gpu_preprocessing_equals_cpu_preprocessing():
+def test_cuda_preprocessing_equals_cpu_preprocessing():
     from engine.encoders.preprocess import prepare
 
     ds = open_dataset("builtin")

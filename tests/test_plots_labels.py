@@ -163,3 +163,50 @@ def test_half_width_law_figures_show_their_whole_title():
     whole = " ".join(_lines(figures[0].layout.title.text))
     assert f"R² in-sample {fit.r2:.3f}, out of sample {fit.loo_r2:.3f}" in whole
     assert "in-sample" in " ".join(_lines(figures[2].layout.title.text))
+
+
+def _drawn_overlaps(fig, figure_width, reserved=0.0):
+    """Pairs of labels that overlap as the browser draws ``fig`` at ``figure_width`` px: the plot area from the
+    figure's own height and margins, each label from its annotation (point + pixel offset), glyph-sized boxes."""
+    lay = fig.layout
+    height = lay.height - lay.margin.t - lay.margin.b
+    width = figure_width - lay.margin.l - lay.margin.r - reserved
+    xr, yr = lay.xaxis.range, lay.yaxis.range
+    boxes = []
+    for a in lay.annotations:
+        cx = (a.x - xr[0]) / (xr[1] - xr[0]) * width + a.ax
+        cy = (a.y - yr[0]) / (yr[1] - yr[0]) * height - a.ay  # plotly's ay points down
+        half = (CHAR_PX * len(a.text) + 4) / 2
+        boxes.append((a.text, (cx - half, cy - LINE_PX / 2, cx + half, cy + LINE_PX / 2)))
+    return [(s, t) for (s, a), (t, b) in itertools.combinations(boxes, 2)
+            if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])]
+
+
+def test_labels_do_not_overlap_in_the_plot_area_the_figure_really_has_at_any_column_width():
+    # the placement used to assume a 600 x 340 px plot area whatever the figure: on the A-C plane (300 px high under
+    # its legend) 'CLIP336+DINOv2' covered 'SigLIP2-L' at every width, and the held-out plot had 'SD3' on 'SD2.1'
+    from engine.pipeline.figures import candidate_scatter
+
+    study = load_study("paper-v3")
+    families = setting_families(study.settings)
+    held = evaluate_study(study, "paper").heldout
+    figures = [("A-C plane", overview_plots.ac_scatter(study.settings[["setting", "A", "C"]], families), 0.0)]
+    for bench in study.benchmarks:
+        fit = fit_benchmark(study, bench)
+        figures.append((f"{bench} fit", law_plots.predicted_vs_actual(fit.predictions, families, bench, fit.r2,
+                                                                       fit.loo_r2), 0.0))  # fmt: skip
+        figures.append((f"{bench} held out", law_plots.heldout_intervals(held[held["benchmark"] == bench], families,
+                                                                          bench, "paper", 0.8), 0.0))  # fmt: skip
+    fit = fit_benchmark(study, "mme")
+    grid = np.linspace(0, 1, 5)
+    points = pd.DataFrame({"setting": study.setting_names, "A_norm": np.linspace(0, 1, 15) ** 2,
+                           "C_norm": np.linspace(0, 1, 15)[::-1], "score": 0.0})  # fmt: skip
+    contour = law_plots.surface_contour(grid, grid, np.zeros((5, 5)), points, families, "MME")
+    figures.append(("surface", contour, 100.0))  # its colour bar takes ~100 px right of the plot
+    others = study.settings[["setting", "A", "C"]]
+    figures.append(("candidate", candidate_scatter(others, "new", float(others["A"].median()),
+                                                   float(others["C"].median()), "demo"), 0.0))  # fmt: skip
+    for name, fig, reserved in figures:
+        assert len(fig.layout.annotations) >= 15, name
+        for width in (480, 560, 640, 720, 900, 1200):
+            assert _drawn_overlaps(fig, width, reserved) == [], (name, width)

@@ -13,6 +13,7 @@ import torch
 
 from engine.correspondence import cache
 from engine.correspondence.datasets import Dataset
+from engine.correspondence.inflight import CopyOut, lagged, one_in_flight, queue_copy_out
 from engine.correspondence.prefetch import (
     default_workers,
     effective_precision,
@@ -92,12 +93,25 @@ class FeatureStats:
     forwards: int = 0
 
 
+@dataclass(frozen=True)
+class _Queued:
+    """A batch whose forward is queued on a CUDA device, not waited for."""
+
+    batch: list[str]
+    copy: CopyOut
+    units: list | None
+    patch: float
+    stride: float
+
+
 class FeatureProvider:
     """Hands out C x h x w fp16 features per image id; encodes only cache misses, in batches.
 
     ``workers`` threads decode and resize the next batches while the current one is encoded (0: sequential, in
     this thread; None: ``default_workers(device)``) and cache writes run beside the next forward; the features are
-    the same either way. ``precision`` (fp32, tf32, bf16) is the forward's and is part of every cache key.
+    the same either way. ``precision`` (fp32, tf32, bf16) is the forward's and is part of every cache key. On a
+    CUDA device one batch is in flight: the next forward is queued before the host takes a batch's features
+    (``inflight.lagged``), whose copy to the host is asynchronous into pinned memory.
     """
 
     def __init__(
@@ -250,7 +264,8 @@ class FeatureProvider:
         """Encode and cache every image not cached yet, in one pipelined pass (loads no cached file);
         ``progress(done, total)`` is called after each batch with counts of the images to encode, and
         ``on_batch(ids, features, units)`` with its features (``units``: their normalised copies on the CUDA device
-        they were encoded on, else None), in this thread, before the next forward."""
+        they were encoded on, else None, and complete), in this thread, before the next forward (on a CUDA device the
+        next forward is already queued and runs meanwhile)."""
         if not self.use_cache:
             return
         misses = self.misses(image_ids)
@@ -336,8 +351,13 @@ class FeatureProvider:
             return
         stream = prepared_batches(batches, self.dataset.load_image, self.preprocessing, self.workers, self.device)
         with contextlib.closing(stream):
-            for batch, pixels in stream:
-                yield batch, *self._encode_pixels(batch, pixels)
+            if one_in_flight(self.device):
+                # one batch in flight: forward k + 1 is queued before the host takes batch k, so the GPU does not
+                # wait for the host's work on batch k (cache hand-off, matching hand-off, the next batch's upload)
+                yield from lagged(stream, lambda item: self._queue_pixels(*item), self._take_queued)
+            else:
+                for batch, pixels in stream:
+                    yield batch, *self._encode_pixels(batch, pixels)
 
     def _encode_batch(self, batch: list[str], encoded: list[cache.CachedFeatures], keys: dict[str, str], out: dict | None) -> list:
         entries = []
@@ -367,6 +387,22 @@ class FeatureProvider:
         units = self._keep_units(batch, half) if self.device.type == "cuda" else None
         feats = [cache.CachedFeatures(f, float(dense.patch_size), float(dense.stride)) for f in half.cpu().numpy()]
         return feats, units
+
+    def _queue_pixels(self, batch: list[str], pixels: torch.Tensor) -> _Queued:
+        """``_encode_pixels`` on a CUDA device without waiting for it: the forward, the units and the copy of the fp16
+        features into pinned host memory are queued on the current stream, an event after them."""
+        with forward_precision(self.precision, self.device):
+            dense = self.encoder.encode(pixels)
+        half = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format)
+        units = self._keep_units(batch, half) if self.device.type == "cuda" else None
+        return _Queued(batch, queue_copy_out(half), units, float(dense.patch_size), float(dense.stride))
+
+    def _take_queued(self, queued: _Queued) -> tuple[list[str], list[cache.CachedFeatures], list | None]:
+        """A queued batch once its copy (and its units, queued before it) is done: ``(ids, features, units)``."""
+        array = queued.copy.array()
+        self.stats.forwards += 1
+        self.stats.images_encoded += len(queued.batch)
+        return queued.batch, [cache.CachedFeatures(f, queued.patch, queued.stride) for f in array], queued.units
 
     def _keep_units(self, batch: list[str], half: torch.Tensor) -> list[torch.Tensor | None]:
         """Normalise features of this GPU for matching now (the same values ``unit`` computes from the cache);

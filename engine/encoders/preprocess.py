@@ -67,29 +67,75 @@ def _geometry(w: int, h: int, pre: Preprocessing) -> tuple[ImageGeometry, tuple[
     return geom, (rh, rw)
 
 
+def upload_images(arrays: list[np.ndarray], device: str | torch.device) -> list[torch.Tensor]:
+    """uint8 arrays -> uint8 tensors of the same shapes on ``device``, views of one buffer filled on the host and
+    copied over once. To a CUDA device the buffer is pinned and the copy asynchronous: nothing waits for the work
+    already queued there (a forward), and the caching host allocator keeps the buffer until the copy is done."""
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    sizes = [int(np.asarray(a).size) for a in arrays]
+    host = torch.empty(sum(sizes), dtype=torch.uint8, pin_memory=on_cuda)
+    flat = host.numpy()
+    offset = 0
+    for arr, size in zip(arrays, sizes, strict=True):
+        np.copyto(flat[offset : offset + size].reshape(np.shape(arr)), arr, casting="no")
+        offset += size
+    packed = host.to(device, non_blocking=True) if on_cuda else host.to(device)
+    views, offset = [], 0
+    for arr, size in zip(arrays, sizes, strict=True):
+        views.append(packed[offset : offset + size].view(np.shape(arr)))
+        offset += size
+    return views
+
+
+def _constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    t = torch.tensor(values, dtype=torch.float32).view(3, 1, 1)
+    if device.type == "cuda":  # a pageable copy would wait for the queued forward
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def prepare(
     images: list[np.ndarray], pre: Preprocessing, device: str | torch.device | None = None
 ) -> tuple[torch.Tensor, list[ImageGeometry]]:
     """uint8 RGB H x W x 3 arrays -> normalised B x 3 x H x W float tensor and one geometry per image.
 
-    ``device`` (default CPU) is where the resize and normalisation run: on a GPU only the uint8 image is copied
-    over (the same operations as on the CPU, a small fraction of their cost beside an encoder).
+    ``device`` (default CPU) is where the resize and normalisation run: on a GPU only the uint8 images are copied
+    over, in one asynchronous copy (``upload_images``), then the same operations as on the CPU, a small fraction of
+    their cost beside an encoder. Nothing in it waits for the GPU.
     """
     if not images:
         raise InputError("no images to prepare")
     device = torch.device("cpu") if device is None else torch.device(device)
-    height, width = pre.input_size
-    mean = torch.tensor(pre.mean, dtype=torch.float32).view(3, 1, 1).to(device)
-    std = torch.tensor(pre.std, dtype=torch.float32).view(3, 1, 1).to(device)
-    batch = torch.empty(len(images), 3, height, width, dtype=torch.float32, device=device)
-    geometries = []
+    arrays = []
     for k, image in enumerate(images):
         arr = to_uint8_rgb(image)
         h, w = arr.shape[:2]
         if h < 1 or w < 1:
             raise InputError(f"image {k} is empty ({w}x{h})")
+        _geometry(w, h, pre)  # an unknown resize strategy fails here, before any copy
+        arrays.append(arr)
+    if device.type == "cuda":
+        uploaded = upload_images(arrays, device)
+    else:
+        uploaded = [torch.from_numpy(np.ascontiguousarray(arr)).to(device) for arr in arrays]
+    return prepare_tensors(uploaded, pre)
+
+
+def prepare_tensors(images: list[torch.Tensor], pre: Preprocessing) -> tuple[torch.Tensor, list[ImageGeometry]]:
+    """``prepare`` of non-empty uint8 H x W x 3 tensors, on the device they are on."""
+    if not images:
+        raise InputError("no images to prepare")
+    device = images[0].device
+    height, width = pre.input_size
+    mean = _constant(pre.mean, device)
+    std = _constant(pre.std, device)
+    batch = torch.empty(len(images), 3, height, width, dtype=torch.float32, device=device)
+    geometries = []
+    for k, image in enumerate(images):
+        h, w = image.shape[:2]
         geom, (rh, rw) = _geometry(w, h, pre)
-        x = torch.from_numpy(np.ascontiguousarray(arr)).to(device).permute(2, 0, 1).float().div_(255.0)
+        x = image.permute(2, 0, 1).float().div_(255.0)
         if (rh, rw) != (h, w):
             x = F.interpolate(x[None], size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)[0]
             x = x.clamp_(0.0, 1.0)

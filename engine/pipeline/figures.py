@@ -8,8 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.plots.labels import label_annotations, padded_range
-from engine.plots.style import family_color, finish, setting_families
+from engine.plots.labels import label_points, padded_range
+from engine.plots.style import family_color, finish, legend_below, setting_families
 
 CANDIDATE_COLOR = "#d62728"
 
@@ -38,8 +38,8 @@ def candidate_scatter(settings: pd.DataFrame, setting: str, A: float, C: float, 
     x_range, y_range = padded_range(xs), padded_range(ys)
     fig.update_xaxes(range=list(x_range))
     fig.update_yaxes(range=list(y_range))
-    fig.update_layout(annotations=label_annotations(xs, ys, [*known["setting"], label], x_range, y_range))
-    return fig
+    legend_below(fig)
+    return label_points(fig, xs, ys, [*known["setting"], label], x_range, y_range)
 
 
 def prediction_bars(table: pd.DataFrame, setting: str, scale: str, study_scores: pd.DataFrame | None = None,

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from engine.law import FEATURE_SET_LABELS
-from engine.plots.labels import label_annotations, padded_range
+from engine.plots.labels import FIGURE_WIDTHS_PX, label_points, padded_range
 from engine.plots.style import (
     VARIANT_COLORS,
     by_family,
@@ -102,15 +102,15 @@ def predicted_vs_actual(
     title = titled(f"{benchmark}: predicted vs actual",
                    f"{_method(feature_set)}; R² in-sample {r2:.3f}, out of sample {loo_r2:.3f}")
     suffix = unit and f" ({unit.strip()})"
-    fig = finish(fig, title, f"measured score{suffix}", f"predicted score{suffix} (filled: fit on all; open: held out)")
+    fig = finish(fig, title, f"measured score{suffix}", f"predicted score{suffix} (filled: fit on all; open: held out)",
+                 height=530)
     fit_title(legend_below(fig))
     span = fig.data[0].x  # the y = x segment spans every point: same range on both axes
     fig.update_xaxes(range=list(span))
     fig.update_yaxes(range=list(span))
     scored = preds.dropna(subset=["score"])
-    fig.update_layout(annotations=label_annotations(scored["score"].tolist(), scored["predicted"].tolist(),
-                                                    scored["setting"].tolist(), tuple(span), tuple(span)))
-    return fig
+    return label_points(fig, scored["score"].tolist(), scored["predicted"].tolist(), scored["setting"].tolist(),
+                        tuple(span), tuple(span))
 
 
 def heldout_intervals(
@@ -141,13 +141,12 @@ def heldout_intervals(
     suffix = unit and f" ({unit.strip()})"
     fig = finish(fig, titled(f"{benchmark}: out of sample, '{model}' law",
                              f"{level:.0%} intervals cover {coverage:.0%}; x = outside its interval"),
-                 f"measured score{suffix}", f"predicted while held out{suffix}")
+                 f"measured score{suffix}", f"predicted while held out{suffix}", height=530)
     fit_title(legend_below(fig))
     fig.update_xaxes(range=[lo, hi])
     fig.update_yaxes(range=[lo, hi])
-    fig.update_layout(annotations=label_annotations(heldout["score"].tolist(), heldout["predicted"].tolist(),
-                                                    heldout["setting"].tolist(), (lo, hi), (lo, hi)))
-    return fig
+    return label_points(fig, heldout["score"].tolist(), heldout["predicted"].tolist(), heldout["setting"].tolist(),
+                        (lo, hi), (lo, hi))
 
 
 FULL_WIDTH_CHARS = 140  # the small multiples take the page's width
@@ -206,10 +205,9 @@ def surface_contour(
     fig.update_layout(legend={"orientation": "h", "x": 0, "y": -0.16, "yanchor": "top"}, margin={"b": 110})
     fig.update_xaxes(range=[-0.06, 1.06])
     fig.update_yaxes(range=[-0.06, 1.06])
-    fig.update_layout(annotations=label_annotations(points["A_norm"].tolist(), points["C_norm"].tolist(),
-                                                    points["setting"].tolist(), (-0.06, 1.06), (-0.06, 1.06),
-                                                    height_px=420))
-    return fig
+    # the colour bar takes ~100 px right of the plot
+    return label_points(fig, points["A_norm"].tolist(), points["C_norm"].tolist(), points["setting"].tolist(),
+                        (-0.06, 1.06), (-0.06, 1.06), [w - 100 for w in FIGURE_WIDTHS_PX])
 
 
 def r2_comparison(table: pd.DataFrame, random_r2: float | None, null_r2: float | None, benchmark: str) -> go.Figure:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.plots.labels import label_annotations, padded_range
+from engine.plots.labels import label_points, padded_range
 from engine.plots.style import VARIANT_COLORS, by_family, family_marker, finish, fit_title, legend_below, titled
 
 
@@ -38,10 +38,9 @@ def ac_scatter(settings: pd.DataFrame, families: pd.Series, a_label: str = "A", 
                        hovertemplate="<b>%{text}</b><br>A %{x:.3g}<br>C %{y:.3g}<extra></extra>")
         )
     x_range, y_range = padded_range(settings["A"]), padded_range(settings["C"])
-    fig = finish(fig, "Vision representation settings in the (A, C) plane", a_label, c_label, height=480)
-    legend_below(fig).update_layout(margin={"b": 120})
+    fig = finish(fig, "Vision representation settings in the (A, C) plane", a_label, c_label, height=530)
+    legend_below(fig)
     fig.update_xaxes(range=list(x_range))
     fig.update_yaxes(range=list(y_range))
-    fig.update_layout(annotations=label_annotations(settings["A"].tolist(), settings["C"].tolist(),
-                                                    settings["setting"].tolist(), x_range, y_range))
-    return fig
+    return label_points(fig, settings["A"].tolist(), settings["C"].tolist(), settings["setting"].tolist(), x_range,
+                        y_range)

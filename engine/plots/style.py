@@ -111,8 +111,14 @@ def fit_title(fig: go.Figure, extra: int = 0) -> go.Figure:
     return fig
 
 
-def legend_below(fig: go.Figure, y: float = -0.2) -> go.Figure:
-    """A horizontal legend under the plot: the plot keeps the figure's width (a right-hand legend takes a third of a
-    half-width figure)."""
-    fig.update_layout(legend={"orientation": "h", "x": 0, "y": y, "yanchor": "top"})
+LEGEND_BELOW_MARGIN_PX = 145  # the x axis title and four rows of a legend (a half-width figure wraps it)
+
+
+def legend_below(fig: go.Figure) -> go.Figure:
+    """A horizontal legend at the bottom of the figure, under the x axis title: the plot keeps the figure's width (a
+    right-hand legend takes a third of a half-width figure). Its room is a fixed bottom margin, so the plot area is
+    the same at every width (Plotly would otherwise grow the margin as the legend wraps; labels placed for the
+    plot area would then overlap)."""
+    fig.update_layout(legend={"orientation": "h", "x": 0, "xref": "container", "y": 0, "yref": "container",
+                              "yanchor": "bottom"}, margin={"b": LEGEND_BELOW_MARGIN_PX})  # fmt: skip
     return fig

@@ -99,6 +99,7 @@ class EncodeActor:
         try:
             import torch
 
+            from engine.correspondence.inflight import queue_copy_out
             from engine.correspondence.prefetch import decode_one, forward_precision
             from engine.encoders.preprocess import prepare
 
@@ -109,7 +110,10 @@ class EncodeActor:
                 pixels = prepare(images, preprocessing, self.job.device if on_gpu else None)[0]
                 with forward_precision(precision, self.job.device):
                     dense = self.encoder.encode(pixels)
-                feats = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format).cpu().numpy()
+                half = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format)
+                copy = queue_copy_out(half) if on_gpu else None
+            # on a GPU the wait for this batch's copy is outside the lock: the actor's other call queues its forward
+            feats = copy.array() if copy is not None else half.numpy()
             return "ok", (ids, feats, float(dense.patch_size), float(dense.stride))
         except Exception as exc:
             from engine.jobs.runner import one_line_error

@@ -1,6 +1,7 @@
 """Keypoint-pair datasets behind one interface: SPair-71k from disk and the generated builtin set.
 
-``base`` (Pair, Dataset, splits, image decoding), ``spair``, ``builtin`` and ``factory`` (``open_dataset``).
+``base`` (Pair, Dataset, splits, image decoding), ``spair``, ``builtin``, ``factory`` (``open_dataset``) and
+``pair_index`` (SPair's parsed pairs kept on disk).
 """
 
 from engine.correspondence.datasets.base import SPLIT_ALIASES, SPLITS, Dataset, Pair, normalise_split, read_rgb
