@@ -3,6 +3,7 @@ records, .npz checkpoints (old JSON ones still read, malformed ones recomputed):
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import pickle
@@ -265,8 +266,25 @@ def _hostile_files(path, pairs):
     def raw(data: bytes, where=None):
         return lambda: (where or path).write_bytes(data)
 
+    def lying_header(rows: int):
+        """An archive whose predictions claim ``rows`` x 2 float64 in their header and hold 64 bytes."""
+        def write():
+            npz()()
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (rows, 2)})
+            entries = {}
+            with zipfile.ZipFile(path) as z:
+                entries = {name: z.read(name) for name in z.namelist()}
+            entries["pred.npy"] = header.getvalue() + bytes(64)
+            with zipfile.ZipFile(path, "w") as z:
+                for name, data in entries.items():
+                    z.writestr(name, data)
+        return write
+
     legacy = path.with_suffix(".json")
     return [
+        ("a header claiming 14.6 TiB", lying_header(10**12)),
+        ("a header claiming 3 GiB", lying_header(2 * 10**8)),
         ("garbage", raw(b"\x00not a zip at all")),
         ("empty", raw(b"")),
         ("truncated", lambda: (npz()(), path.write_bytes(path.read_bytes()[:300]))),
@@ -309,4 +327,4 @@ def test_malformed_checkpoints_are_matched_again_without_unpickling(isolated_hom
         assert again.stats.pairs_computed == 8 and again.stats.pairs_resumed == 8, name  # the second one is read
         assert again.pck == fresh.pck, name
         assert read_checkpoint(first, pairs) is not None and second.exists(), name  # rewritten in this format
-    assert len(cases) == 17
+    assert len(cases) == 19
