@@ -221,8 +221,8 @@ def test_a_pair_with_a_visible_keypoint_and_no_box_length_is_one_error():
     flat = bad.trg_bndbox.copy()
     flat[1, 2] = flat[1, 0]  # x2 = x1
     flat[1, 3] = flat[1, 1]
-    with pytest.raises(InputError, match="pair 7: the bbox normaliser length is not positive"):
-        ChunkPredictions(**{**bad.__dict__, "trg_bndbox": flat}).scored((0.1,), "bbox", "<=", first_index=6)
+    with pytest.raises(InputError, match=f"pair {pairs[1].pair_id}: the bbox normaliser length is not positive"):
+        ChunkPredictions(**{**bad.__dict__, "trg_bndbox": flat}).scored((0.1,), "bbox", "<=")
 
 
 def _cancelled_run(work, enc) -> int:

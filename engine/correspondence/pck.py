@@ -131,10 +131,11 @@ def longest_side(boxes_or_sizes: np.ndarray, normalizer: str) -> np.ndarray:
 def score_points(
     categories: Sequence[str], counts: np.ndarray, pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
     lengths: np.ndarray, alphas: Sequence[float], comparison: str, normalizer: str = "bbox", first_index: int = 0,
+    names: Sequence[str] | None = None,
 ) -> PairScores:  # fmt: skip
     """PCK counts of n pairs at once: ``counts[k]`` keypoints each, their rows of the K x 2 ``pred`` / ``gt`` and K
     ``visible`` one pair after the other; ``lengths`` the n normaliser lengths (checked only for pairs with a visible
-    keypoint; ``first_index`` numbers the pairs in errors). A keypoint is scored when visible with finite ground
+    keypoint; errors name a pair by ``names[k]`` when given, else by its number from ``first_index``). A keypoint is scored when visible with finite ground
     truth; correct when its error is within ``alpha * length`` (a non-finite error never is)."""
     if comparison not in ("<=", "<"):
         raise InputError(f"unknown comparison {comparison!r} (use <= or <)")
@@ -148,7 +149,8 @@ def score_points(
     bad = (scored > 0) & ~(np.isfinite(lengths) & (lengths > 0))
     if bad.any():
         k = int(np.argmax(bad))
-        raise InputError(f"pair {first_index + k}: the {normalizer} normaliser length is not positive ({lengths[k]})")
+        which = first_index + k if names is None else names[k]
+        raise InputError(f"pair {which}: the {normalizer} normaliser length is not positive ({lengths[k]})")
     err = np.linalg.norm(pred[vis] - gt[vis], axis=1)
     err = np.where(np.isfinite(err), err, np.inf)
     thresholds = lengths[rows][:, None] * np.asarray(alphas, dtype=np.float64)[None, :]

@@ -63,12 +63,13 @@ class ChunkPredictions:
     def __len__(self) -> int:
         return len(self.pair_ids)
 
-    def scored(self, alphas: Sequence[float], normalizer: str, comparison: str, first_index: int = 0) -> ChunkPredictions:
-        """This chunk with its PCK counts (``scores``), every keypoint at once (``pck.score_points``)."""
+    def scored(self, alphas: Sequence[float], normalizer: str, comparison: str) -> ChunkPredictions:
+        """This chunk with its PCK counts (``scores``), every keypoint at once (``pck.score_points``; an error names
+        the pair by its id)."""
         boxes = self.trg_bndbox if normalizer == "bbox" else self.trg_imsize
         lengths = longest_side(boxes, normalizer)
         scores = score_points(self.categories, np.diff(self.offsets), self.pred, self.gt, self.visible, lengths,
-                              alphas, comparison, normalizer, first_index)  # fmt: skip
+                              alphas, comparison, normalizer, names=self.pair_ids)  # fmt: skip
         return replace(self, scores=scores)
 
     def records(self) -> list[dict[str, Any]]:
