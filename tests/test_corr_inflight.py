@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from _checkpoints import checkpoint_contents
 from _encoders import TinyConvEncoder
 
 from engine.correspondence import evaluate as ev
@@ -176,14 +177,6 @@ def simulated_gpu(monkeypatch) -> list[tuple[str, int]]:
     return log
 
 
-def _records(work) -> list:
-    """Every chunk checkpoint's content (pair ids, keypoint counts, predictions), chunk after chunk."""
-    out = []
-    for path in sorted(work.glob("*-chunk*.npz")):
-        with np.load(path, allow_pickle=False) as data:
-            out.append({name: data[name].tolist() for name in data.files})
-    return out
-
 
 def _pipeline_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(PIPELINE_THREADS)]
@@ -219,7 +212,7 @@ def test_in_flight_path_gives_the_plain_paths_features_records_and_counts(isolat
     ref = ev.evaluate("builtin", TinyConvEncoder(), limit=40, batch_size=3, work_dir=tmp_path / "b", record=False)
     assert (lag.stats.images_encoded, lag.stats.forwards) == (ref.stats.images_encoded, ref.stats.forwards)
     assert lag.stats.images_encoded == ref.stats.images and lag.stats.forwards == -(-ref.stats.images // 3)
-    assert _records(tmp_path / "a") == _records(tmp_path / "b") != [] and lag.pck == ref.pck
+    assert checkpoint_contents(tmp_path / "a") == checkpoint_contents(tmp_path / "b") != [] and lag.pck == ref.pck
     assert not _pipeline_threads()
 
 

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from _checkpoints import checkpoint_contents
 from _encoders import TinyConvEncoder
 
 from engine.correspondence import cache
@@ -18,15 +19,6 @@ from engine.correspondence.prefetch import effective_precision, prepared_batches
 from engine.encoders.base import Preprocessing
 from engine.encoders.preprocess import prepare
 from engine.errors import InputError
-
-
-def _predictions(work) -> list:
-    """Every checkpoint's raw content (pair ids, counts, predictions)."""
-    out = []
-    for path in sorted(work.glob("*-chunk*.npz")):
-        with np.load(path, allow_pickle=False) as data:
-            out.append({name: data[name].tolist() for name in data.files})
-    return out
 
 
 def test_prepared_batches_keep_order_and_pixels():
@@ -73,7 +65,7 @@ def test_prefetching_evaluation_gives_identical_records(isolated_home, tmp_path,
     assert par.stats.images_encoded == seq.stats.images_encoded == seq.stats.images
     assert par.stats.forwards == seq.stats.forwards
     assert par.pck == seq.pck
-    assert _predictions(tmp_path / "a") == _predictions(tmp_path / "b") != []
+    assert checkpoint_contents(tmp_path / "a") == checkpoint_contents(tmp_path / "b") != []
     again = ev.evaluate("builtin", TinyConvEncoder(), limit=20, workers=3, record=False)
     assert again.stats.images_encoded == 0 and again.pck == seq.pck
 
