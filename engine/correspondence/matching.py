@@ -6,7 +6,7 @@ that share a target image into one matrix product.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,44 +120,55 @@ def _map_table(maps: Sequence[GridMap], counts: np.ndarray) -> tuple[np.ndarray,
     return np.repeat(framed, counts), np.repeat(table, counts, axis=0)
 
 
+def _map_many(maps: Sequence[GridMap], values: np.ndarray, counts: Sequence[int],
+              exact: Callable[[np.ndarray, np.ndarray], np.ndarray],
+              framed: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``values`` (K x 2, ``counts[k]`` rows of ``maps[k]`` after each other) mapped by ``exact(table, rows)`` for
+    images of an exact geometry and ``framed(table, rows)`` for the paper-compat frame; also returns the table."""
+    rows = np.asarray(values, dtype=np.float64).reshape(-1, 2)
+    is_framed, table = _map_table(maps, np.asarray(counts, dtype=np.int64))
+    out = np.empty((len(rows), 2), dtype=np.float64)
+    for mask, mapping in ((~is_framed, exact), (is_framed, framed)):
+        if mask.any():
+            out[mask] = mapping(table[mask], rows[mask])
+    return out, table
+
+
+def _cells_exact(e: np.ndarray, q: np.ndarray) -> np.ndarray:
+    in_x, in_y = q[:, 0] * e[:, 4] + e[:, 5], q[:, 1] * e[:, 6] + e[:, 7]
+    return np.stack([np.rint((in_y - e[:, 3]) / e[:, 2]), np.rint((in_x - e[:, 3]) / e[:, 2])], 1)
+
+
+def _cells_framed(f: np.ndarray, q: np.ndarray) -> np.ndarray:
+    fx, fy = q[:, 0] * f[:, 3] + f[:, 4], q[:, 1] * f[:, 3] + f[:, 5]
+    return np.stack([np.trunc(f[:, 0] / f[:, 2] * fy), np.trunc(f[:, 1] / f[:, 2] * fx)], 1)
+
+
+def _points_exact(e: np.ndarray, c: np.ndarray) -> np.ndarray:
+    in_x, in_y = c[:, 1] * e[:, 2] + e[:, 3], c[:, 0] * e[:, 2] + e[:, 3]
+    return np.stack([(in_x - e[:, 5]) / e[:, 4], (in_y - e[:, 7]) / e[:, 6]], 1)
+
+
+def _points_framed(f: np.ndarray, c: np.ndarray) -> np.ndarray:
+    sx, sy = f[:, 2] / f[:, 1], f[:, 2] / f[:, 0]
+    fx, fy = c[:, 1] * sx + sx // 2, c[:, 0] * sy + sy // 2
+    return np.stack([(fx - f[:, 4]) / f[:, 3], (fy - f[:, 5]) / f[:, 3]], 1)
+
+
 def cells_of(maps: Sequence[GridMap], points: np.ndarray, counts: Sequence[int]) -> np.ndarray:
     """``GridMap.to_cell`` of many images at once, value for value: ``points`` (K x 2 original x, y) holds
     ``counts[k]`` points of ``maps[k]`` after each other; returns K x 2 int64 (i, j)."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    framed, t = _map_table(maps, np.asarray(counts, dtype=np.int64))
-    ij = np.empty((len(pts), 2), dtype=np.float64)
-    exact = ~framed
-    if exact.any():
-        e, q = t[exact], pts[exact]
-        in_x, in_y = q[:, 0] * e[:, 4] + e[:, 5], q[:, 1] * e[:, 6] + e[:, 7]
-        ij[exact] = np.stack([np.rint((in_y - e[:, 3]) / e[:, 2]), np.rint((in_x - e[:, 3]) / e[:, 2])], 1)
-    if framed.any():
-        f, q = t[framed], pts[framed]
-        fx, fy = q[:, 0] * f[:, 3] + f[:, 4], q[:, 1] * f[:, 3] + f[:, 5]
-        ij[framed] = np.stack([np.trunc(f[:, 0] / f[:, 2] * fy), np.trunc(f[:, 1] / f[:, 2] * fx)], 1)
+    ij, table = _map_many(maps, points, counts, _cells_exact, _cells_framed)
     out = np.nan_to_num(ij, nan=0.0).astype(np.int64)
-    out[:, 0] = np.clip(out[:, 0], 0, t[:, 0].astype(np.int64) - 1)
-    out[:, 1] = np.clip(out[:, 1], 0, t[:, 1].astype(np.int64) - 1)
+    out[:, 0] = np.clip(out[:, 0], 0, table[:, 0].astype(np.int64) - 1)
+    out[:, 1] = np.clip(out[:, 1], 0, table[:, 1].astype(np.int64) - 1)
     return out
 
 
 def points_of(maps: Sequence[GridMap], cells: np.ndarray, counts: Sequence[int]) -> np.ndarray:
     """``GridMap.from_cell`` of many images at once, value for value: ``cells`` (K x 2 continuous i, j) holds
     ``counts[k]`` cells of ``maps[k]`` after each other; returns K x 2 original (x, y)."""
-    ij = np.asarray(cells, dtype=np.float64).reshape(-1, 2)
-    framed, t = _map_table(maps, np.asarray(counts, dtype=np.int64))
-    xy = np.empty((len(ij), 2), dtype=np.float64)
-    exact = ~framed
-    if exact.any():
-        e, c = t[exact], ij[exact]
-        in_x, in_y = c[:, 1] * e[:, 2] + e[:, 3], c[:, 0] * e[:, 2] + e[:, 3]
-        xy[exact] = np.stack([(in_x - e[:, 5]) / e[:, 4], (in_y - e[:, 7]) / e[:, 6]], 1)
-    if framed.any():
-        f, c = t[framed], ij[framed]
-        sx, sy = f[:, 2] / f[:, 1], f[:, 2] / f[:, 0]
-        fx, fy = c[:, 1] * sx + sx // 2, c[:, 0] * sy + sy // 2
-        xy[framed] = np.stack([(fx - f[:, 4]) / f[:, 3], (fy - f[:, 5]) / f[:, 3]], 1)
-    return xy
+    return _map_many(maps, cells, counts, _points_exact, _points_framed)[0]
 
 
 def normalise(features: torch.Tensor) -> torch.Tensor:
