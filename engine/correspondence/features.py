@@ -13,7 +13,7 @@ import torch
 
 from engine.correspondence import cache
 from engine.correspondence.datasets import Dataset
-from engine.correspondence.inflight import CopyOut, lagged, one_in_flight, queue_copy_out
+from engine.correspondence.inflight import CopyOut, HostCopy, lagged, one_in_flight, queue_copy_out
 from engine.correspondence.prefetch import (
     default_workers,
     effective_precision,
@@ -98,7 +98,7 @@ class _Queued:
     """A batch whose forward is queued on a CUDA device, not waited for."""
 
     batch: list[str]
-    copy: CopyOut
+    copy: CopyOut | HostCopy
     units: list | None
     patch: float
     stride: float
@@ -378,24 +378,21 @@ class FeatureProvider:
             self._index[key] = (str(folder / key[:2] / f"{key}.npy"), patch, stride)
 
     def _encode_pixels(self, batch: list[str], pixels: torch.Tensor) -> tuple[list[cache.CachedFeatures], list | None]:
+        """The batch's features (and units on a CUDA device), waited for at once: ``_queue_pixels`` then
+        ``_take_queued`` with a plain copy to the host."""
+        _ids, feats, units = self._take_queued(self._queue_pixels(batch, pixels, copy=HostCopy))
+        return feats, units
+
+    def _queue_pixels(self, batch: list[str], pixels: torch.Tensor, copy: Callable | None = None) -> _Queued:
+        """The forward, the units (CUDA) and the copy of the fp16 features to the host, queued without waiting for
+        them: ``copy(half)`` (default ``queue_copy_out``: into pinned host memory, an event after it)."""
         with forward_precision(self.precision, self.device):
             dense = self.encoder.encode(pixels)
-        self.stats.forwards += 1
-        self.stats.images_encoded += int(pixels.shape[0])
         # fp16 and contiguous on the device first: half the copy, and no per-image transpose on the host after it
         half = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format)
         units = self._keep_units(batch, half) if self.device.type == "cuda" else None
-        feats = [cache.CachedFeatures(f, float(dense.patch_size), float(dense.stride)) for f in half.cpu().numpy()]
-        return feats, units
-
-    def _queue_pixels(self, batch: list[str], pixels: torch.Tensor) -> _Queued:
-        """``_encode_pixels`` on a CUDA device without waiting for it: the forward, the units and the copy of the fp16
-        features into pinned host memory are queued on the current stream, an event after them."""
-        with forward_precision(self.precision, self.device):
-            dense = self.encoder.encode(pixels)
-        half = dense.features.detach().to(torch.float16, memory_format=torch.contiguous_format)
-        units = self._keep_units(batch, half) if self.device.type == "cuda" else None
-        return _Queued(batch, queue_copy_out(half), units, float(dense.patch_size), float(dense.stride))
+        copied = (copy or queue_copy_out)(half)
+        return _Queued(batch, copied, units, float(dense.patch_size), float(dense.stride))
 
     def _take_queued(self, queued: _Queued) -> tuple[list[str], list[cache.CachedFeatures], list | None]:
         """A queued batch once its copy (and its units, queued before it) is done: ``(ids, features, units)``."""

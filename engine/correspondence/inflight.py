@@ -58,6 +58,17 @@ class CopyOut:
         return self.host.numpy().copy()
 
 
+@dataclass
+class HostCopy:
+    """The copy to the host done when asked (``.cpu()``: waits for the device), for the path without a batch in
+    flight; on a CPU it is the tensor's own memory, as before."""
+
+    tensor: torch.Tensor
+
+    def array(self) -> np.ndarray:
+        return self.tensor.cpu().numpy()
+
+
 def queue_copy_out(tensor: torch.Tensor) -> CopyOut:
     """Queue the copy of a CUDA tensor to the host without waiting for it (``CopyOut.array`` waits)."""
     stream = torch.cuda.current_stream(tensor.device)
