@@ -349,6 +349,15 @@ def show_figure(fig: Any, name: str, provenance: export.Provenance) -> None:
     export_buttons(fig, name, provenance)
 
 
+def metric_row(*metrics: dict[str, Any]) -> None:
+    """Metrics side by side, each as wide as its label and value, wrapping onto the next line in a narrow window
+    (equal columns cut a long label, such as what a number means, at a laptop's width). Each dict: st.metric's
+    keyword arguments."""
+    with st.container(horizontal=True, wrap=True, gap="medium"):
+        for metric in metrics:
+            st.metric(**metric, width="content")
+
+
 def show_table(table: pd.DataFrame, name: str, provenance: export.Provenance, **dataframe_kwargs: Any) -> None:
     """A dataframe with a CSV download button (the CSV starts with provenance comment lines)."""
     st.dataframe(table, hide_index=True, **dataframe_kwargs)

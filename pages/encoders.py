@@ -60,7 +60,8 @@ def _show_probe(result: ProbeResult) -> None:
     cols[0].image(result.image, caption=f"Input ({result.image_source})", width=320)
     cols[1].image(result.pca_rgb, caption="Feature PCA: 3 principal components as RGB, one pixel per feature cell "
                   "(parts an encoder sees as alike share a colour)", width=320, clamp=True)
-    st.json(result.info, expanded=False)
+    with st.expander("Probe details"):
+        st.json(result.info)
 
 
 def _details(specs: list) -> None:
@@ -85,7 +86,14 @@ def _details(specs: list) -> None:
     else:
         st.warning("Not available offline: its weights are not in the local cache (set HF_HUB_OFFLINE=0 with network).")
     row = spec.as_dict()
-    st.json({k: row[k] for k in ("source", "paper_setting", "license", "params")}, expanded=False)
+    # labelled fields, not an unlabelled collapsed JSON blob ("{...}")
+    facts = [f"Source: `{row['source']}`"]
+    facts += [f"{what}: {row[key]}" for key, what in (("paper_setting", "paper setting"), ("license", "licence"))
+              if row[key]]
+    st.caption(" · ".join(facts))
+    if row["params"]:
+        with st.expander("Build parameters"):
+            st.json(row["params"])
     if spec.family == "upload" and st.button("Delete this upload", key="encoders_delete", icon=":material/delete:"):
         from engine.encoders import delete_upload
 

@@ -44,31 +44,25 @@ def _render_one(study, report, benchmark: str, feature_set: str, families) -> No
         st.warning(f"{name}: {fit.n} settings for {fit.n_params} parameters — the fit interpolates them, so its "
                    "in-sample R² is meaningless. Read the out-of-sample figures below, or use the linear law.",
                    icon=":material/warning:")
-    cols = st.columns(4)
-    cols[0].metric("R² (in-sample)", f"{fit.r2:.3f}")
-    cols[1].metric("R² out of sample (leave one out)", f"{fit.loo_r2:.3f}")
-    cols[2].metric("RMSE out of sample (leave one out)", f"{fit.loo_rmse:.4g}{unit}")
-    cols[3].metric("Settings fitted", fit.n)
-    left, right = st.columns(2)
-    with left:
-        fig = plots.predicted_vs_actual(fit.predictions, families, name, fit.r2, fit.loo_r2, unit, feature_set)
-        _ui.show_figure(fig, f"law-{benchmark}-{feature_set}-pred", prov)
-    with right:
-        a_grid, c_grid, z, points = tables.surface(fit)
-        fig = plots.surface_contour(a_grid, c_grid, z, points, families, name, unit, feature_set)
-        _ui.show_figure(fig, f"law-{benchmark}-{feature_set}-surface", prov)
+    _ui.metric_row({"label": "R² (in-sample)", "value": f"{fit.r2:.3f}"},
+                   {"label": "R² out of sample (leave one out)", "value": f"{fit.loo_r2:.3f}"},
+                   {"label": "RMSE out of sample (leave one out)", "value": f"{fit.loo_rmse:.4g}{unit}"},
+                   {"label": "Settings fitted", "value": fit.n})
+    # one figure per row: side by side, a laptop-wide window left each ~400 px (title cut, labels overlapping)
+    fig = plots.predicted_vs_actual(fit.predictions, families, name, fit.r2, fit.loo_r2, unit, feature_set)
+    _ui.show_figure(fig, f"law-{benchmark}-{feature_set}-pred", prov)
+    a_grid, c_grid, z, points = tables.surface(fit)
+    fig = plots.surface_contour(a_grid, c_grid, z, points, families, name, unit, feature_set)
+    _ui.show_figure(fig, f"law-{benchmark}-{feature_set}-surface", prov)
     st.subheader("Does it take both A and C?")
     comparison = tables.r2_comparison(report, benchmark)
-    left, right = st.columns([3, 2])
-    with left:
-        fig = plots.r2_comparison(comparison, report.random_r2[benchmark], report.random_null[benchmark], name)
-        _ui.show_figure(fig, f"law-{benchmark}-r2", prov)
-    with right:
-        st.caption(
-            f"Random features: mean R² of the same quadratic on random uniform A, C ({report.random_trials} draws). "
-            "Null expectation: R² that 5 unrelated regressors reach on average, 5 / (n − 1)."
-        )
-        _ui.show_table(plots.human_columns(comparison), f"law-{benchmark}-r2-table", prov)
+    fig = plots.r2_comparison(comparison, report.random_r2[benchmark], report.random_null[benchmark], name)
+    _ui.show_figure(fig, f"law-{benchmark}-r2", prov)
+    st.caption(
+        f"Random features: mean R² of the same quadratic on random uniform A, C ({report.random_trials} draws). "
+        "Null expectation: R² that 5 unrelated regressors reach on average, 5 / (n − 1)."
+    )
+    _ui.show_table(plots.human_columns(comparison), f"law-{benchmark}-r2-table", prov)
     st.subheader("Coefficients")
     st.caption("Normalised: on min-max normalised A, C and score. Raw units: the same polynomial in the study's "
                f"A, C and score{unit and f' ({unit})'}.")
@@ -115,14 +109,15 @@ def _render_predict(study, benchmark: str, model: str, level: float, families) -
         st.caption(f"{label(benchmark)} is not evaluated: {evaluation.skipped.get(benchmark, 'too few settings')}")
         return
     res = evaluation.benchmarks[benchmark]
-    cols = st.columns(5)
-    cols[0].metric("R² in-sample (fit on all)", f"{res.in_sample_r2:.3f}",
-                   help="Meaningless when the fit interpolates" if res.interpolating else None)
-    cols[1].metric("R² out of sample", f"{res.loo_r2:.3f}")
-    cols[2].metric("Spearman ρ out of sample", f"{res.spearman:.3f}")
-    cols[3].metric("True best in predicted top 3", "yes" if res.top3_hit else "no")
-    cols[4].metric(f"Coverage of {level:.0%} intervals", f"{res.coverage:.0%}",
-                   help=f"Mean interval width {res.interval_width:.4g} score units")
+    _ui.metric_row(
+        {"label": "R² in-sample (fit on all)", "value": f"{res.in_sample_r2:.3f}",
+         "help": "Meaningless when the fit interpolates" if res.interpolating else None},
+        {"label": "R² out of sample", "value": f"{res.loo_r2:.3f}"},
+        {"label": "Spearman ρ out of sample", "value": f"{res.spearman:.3f}"},
+        {"label": "True best in predicted top 3", "value": "yes" if res.top3_hit else "no"},
+        {"label": f"Coverage of {level:.0%} intervals", "value": f"{res.coverage:.0%}",
+         "help": f"Mean interval width {res.interval_width:.4g} score units"},
+    )
     if res.interpolating:
         st.warning("Interpolating: no more settings than parameters; the in-sample R² says nothing.", icon=":material/warning:")
     held = evaluation.heldout[evaluation.heldout["benchmark"] == benchmark]

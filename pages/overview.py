@@ -15,20 +15,18 @@ LAW_LATEX = r"\hat{s}_b = \beta_0 + \beta_1 A + \beta_2 C + \beta_3 A^2 + \beta_
 
 def _headline(study, report) -> None:
     head = tables.headline(report, study.name)
-    cols = st.columns(len(head.members) + 2)
-    for col, group in zip(cols, head.members, strict=False):
-        title = group_label(group)
+    metrics = []
+    for group in head.members:
         value = 100 * head.reproduced[group]
         printed = head.printed.get(group)
-        col.metric(
-            f"Mean R² ×100, {title} benchmarks (in-sample)",
-            f"{value:.2f}",
-            delta=None if printed is None else f"{value - printed:+.2f} vs {printed:.2f} printed in the paper",
-            delta_color="off",
-            help=f"Mean in-sample R² of the law over {', '.join(head.members[group]) or 'no benchmark'}",
-        )
-    cols[-2].metric("Settings", len(study.setting_names))
-    cols[-1].metric("Benchmarks fitted", f"{len(report.fits)} / {len(study.benchmarks)}")
+        metrics.append({
+            "label": f"Mean R² ×100, {group_label(group)} benchmarks (in-sample)", "value": f"{value:.2f}",
+            "delta": None if printed is None else f"{value - printed:+.2f} vs {printed:.2f} printed in the paper",
+            "delta_color": "off", "delta_arrow": "off",
+            "help": f"Mean in-sample R² of the law over {', '.join(head.members[group]) or 'no benchmark'}",
+        })
+    _ui.metric_row(*metrics, {"label": "Settings", "value": len(study.setting_names)},
+                   {"label": "Benchmarks fitted", "value": f"{len(report.fits)} / {len(study.benchmarks)}"})
     interpolating = [b for b, fits in report.fits.items() if fits["ac_poly"].interpolating]
     if interpolating:
         st.warning(f"Interpolating fit on {', '.join(interpolating)}: no more settings than the quadratic's 6 "

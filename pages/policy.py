@@ -42,7 +42,7 @@ def _comparison(content_hash: str, trials: int, seed: int, top: int, variant: st
 
 
 def _controls(study, benchmarks: list[str]) -> dict:
-    cols = st.columns(5)
+    cols = st.columns(4)
     with cols[0]:
         benchmark = _ui.url_selectbox("Benchmark", [ALL, *benchmarks], "policy_benchmark", "benchmark",
                                       format_func=_label)
@@ -51,12 +51,13 @@ def _controls(study, benchmarks: list[str]) -> dict:
     trials = cols[2].number_input("Trials", min_value=10, max_value=5000, value=400, step=50, key="policy_trials",
                                   help="Simulated finetuning orders per benchmark (more = smoother, slower)")
     seed = cols[3].number_input("Seed", min_value=0, value=0, step=1, key="policy_seed")
-    variant = cols[4].selectbox("Ranking after each finetune", list(VARIANTS), key="policy_variant",
-                                format_func=variant_label)
-    left, right = st.columns(2)
-    optimistic = left.checkbox(
-        f"Add the optimistic strategy (upper bound of a law model's {DEFAULT_LEVEL:.0%} interval; slower)",
-        key="policy_optimistic", help="Refits the chosen law model with jackknife+ intervals after every finetune")
+    left, right = st.columns(2)  # a fifth column cut the ranking rule's name short
+    variant = left.selectbox("Ranking after each finetune", list(VARIANTS), key="policy_variant",
+                             format_func=variant_label)
+    optimistic = right.checkbox(
+        "Add the optimistic strategy (slower)", key="policy_optimistic",
+        help=f"Finetunes next the setting with the highest upper bound of the law model's {DEFAULT_LEVEL:.0%} "
+             "jackknife+ interval, refitting the chosen law model after every finetune")
     law_model = right.selectbox("Law model of the optimistic strategy", list(LAW_MODELS), key="policy_law_model",
                                 disabled=not optimistic,
                                 help="paper, linear, ridge: a few seconds per benchmark; multitask and auto (which "
@@ -133,14 +134,15 @@ def _render_recommender(study, benchmark: str, top: int) -> None:
     rec = recommend(study, benchmark, scores, top=top, feature_set="ac_linear" if linear else "ac_poly")
     if rec.warning:
         st.warning(rec.warning, icon=":material/warning:")
-    cols = st.columns(3)
-    cols[0].metric("Next finetune (region rule)", rec.next_setting or "—",
-                   help=f"Unexplored cell of the (A, C) grid at level {rec.level}")
-    cols[1].metric("Best predicted, not finetuned", rec.alternative or "—",
-                   delta=None if rec.alternative_predicted is None else f"{rec.alternative_predicted:.4g} predicted",
-                   delta_color="off", help="The greedy strategy's next finetune")
-    cols[2].metric("Uncertainty: RMSE out of sample", "—" if rec.loo_rmse is None else f"± {rec.loo_rmse:.3g}",
-                   help="Leave-one-out RMSE of the law refitted on the finetuned settings, in score units")
+    _ui.metric_row(
+        {"label": "Next finetune (region rule)", "value": rec.next_setting or "—",
+         "help": f"Unexplored cell of the (A, C) grid at level {rec.level}"},
+        {"label": "Best predicted, not finetuned", "value": rec.alternative or "—",
+         "delta": None if rec.alternative_predicted is None else f"{rec.alternative_predicted:.4g} predicted",
+         "delta_color": "off", "delta_arrow": "off", "help": "The greedy strategy's next finetune"},
+        {"label": "Uncertainty: RMSE out of sample", "value": "—" if rec.loo_rmse is None else f"± {rec.loo_rmse:.3g}",
+         "help": "Leave-one-out RMSE of the law refitted on the finetuned settings, in score units"},
+    )
     if rec.top_settings:
         st.markdown(f"**Current top {top}:** " + ", ".join(f"`{s}`" for s in rec.top_settings))
     else:
@@ -173,7 +175,8 @@ def _render_cost(study, comparison, ctl: dict, budget: int) -> None:
     cols = st.columns(7)
     width = cols[0].number_input("Encoder width", min_value=1, value=1024, key="cost_width")
     hidden = cols[1].number_input("LLM hidden size", min_value=1, value=4096, key="cost_hidden")
-    llm_b = cols[2].number_input("LLM parameters (B)", min_value=0.01, value=6.74, key="cost_llm")
+    llm_b = cols[2].number_input("LLM size (B)", min_value=0.01, value=6.74, key="cost_llm",
+                                 help="The language model's parameters, in billions (Vicuna-7B: 6.74)")
     n_cand = cols[3].number_input("Candidates", min_value=1, value=n, key="cost_candidates")
     full = cols[4].number_input("Full finetunes", min_value=1, max_value=int(n_cand), value=min(budget, int(n_cand)),
                                 key="cost_budget")
@@ -199,7 +202,7 @@ def _render_cost(study, comparison, ctl: dict, budget: int) -> None:
         else:
             strategy, recall, random_recall = reached
             st.metric("GPU-hours saved", f"{100 * cost['gpu_hours_savings']:.0f} %",
-                      delta=f"finds the best setting in {recall:.0%} of runs", delta_color="off",
+                      delta=f"finds the best setting in {recall:.0%} of runs", delta_color="off", delta_arrow="off",
                       help=f"With {int(full)} full finetunes in the order of {strategy_label(strategy)}, the best "
                            f"setting ends in the predicted top {ctl['top']} in {recall:.0%} of simulated runs "
                            f"({_scope(ctl, comparison)}, at budget); in the other runs the saving buys a wrong pick.")
@@ -209,8 +212,9 @@ def _render_cost(study, comparison, ctl: dict, budget: int) -> None:
                        f"predicted top {ctl['top']}) in {recall:.0%} of simulated runs with {strategy_label(strategy)}, "
                        f"the best order that uses A.{baseline}")
         st.metric("Trainable parameters to get A", f"{cost['projector_params'] / 1e6:.1f} M",
-                  delta=f"{100 * cost['trainable_ratio']:.2f} % of a full finetune", delta_color="off")
-        _ui.show_table(table, "policy-cost-table", prov)
+                  delta=f"{100 * cost['trainable_ratio']:.2f} % of a full finetune", delta_color="off",
+                  delta_arrow="off")
+    _ui.show_table(table, "policy-cost-table", prov)  # the page's width: in the side column its numbers were cut
 
 
 def render() -> None:

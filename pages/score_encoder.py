@@ -54,12 +54,16 @@ def _plan_inputs() -> dict:
     encoder = _encoder_picker(cols[0])
     a_definition = cols[1].selectbox("A definition", list(pipeline.A_DEFINITIONS), key="score_a_definition",
                                      help="v3-loglik: the paper's final A; v1-clip-ref: max cosine to CLIP tokens")
-    protocol = cols[2].selectbox("C protocol", _protocol_names(), key="score_c_protocol")
+    protocol = cols[2].selectbox("C protocol", _protocol_names(), key="score_c_protocol",
+                                 help="default: the clean definition; paper-compat: the authors' released code; "
+                                      "dense-upsampled: default with the similarity map upsampled (docs/correspondence.md)")
     cols = st.columns(3)
     dataset = cols[0].text_input("Correspondence dataset", "builtin", key="score_dataset",
                                  help="builtin (offline, demo-scale) or spair:/path/to/SPair-71k")
     limit = cols[1].number_input("Pairs (0 = all)", min_value=0, value=0, step=10, key="score_limit")
-    demo = cols[2].checkbox("Demo A (offline tiny LLM + demo projector)", value=True, key="score_demo")
+    demo = cols[2].checkbox("Demo A", value=True, key="score_demo",  # a longer label is cut in a third of the page
+                            help="An offline tiny LLM and demo projector: runs on a CPU, but A is then demo-scale "
+                                 "(not comparable with the paper's Vicuna-7B A)")
     setting = st.text_input("Setting name (default: the encoder's name)", key="score_setting")
     args = {"a_definition": a_definition, "c_protocol": protocol, "dataset": dataset, "demo": demo,
             "limit": int(limit) or None, "setting": setting.strip() or None}

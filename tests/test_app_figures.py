@@ -65,6 +65,11 @@ def test_r2_comparison_and_overview_bars():
     fig = law.r2_comparison(table, 0.4, 0.33, "MME")
     assert list(fig.data[0].y) == [0.95, 0.6, 0.3]
     assert len(fig.layout.shapes) == 2
+    # the baselines are named in the legend, not by text on the line (it sat on the bars, both labels at ~0.36)
+    assert [(sh.y0, sh.showlegend) for sh in fig.layout.shapes] == [(0.4, True), (0.33, True)]
+    assert "random features" in fig.layout.shapes[0].name and "0.40" in fig.layout.shapes[0].name
+    assert "null expectation" in fig.layout.shapes[1].name and "0.33" in fig.layout.shapes[1].name
+    assert not fig.layout.annotations
     bars = pd.DataFrame({"benchmark": ["MME", "MME", "SEED", "SEED"], "variant": ["AC", "A", "AC", "A"],
                          "r2": [0.9, 0.5, 0.8, 0.4]})
     fig = overview.r2_by_benchmark(bars)
