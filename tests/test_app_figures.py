@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from engine.plots import law, overview, policy
-from engine.plots.style import FAMILY_COLORS, setting_families
+from engine.plots.style import DETAIL_CHARS, FAMILY_COLORS, setting_families
 
 SETTINGS = pd.DataFrame({"setting": ["CLIP336", "DINOv2", "SD1.5", "Mine"], "A": [-1.9, -2.3, -2.5, -2.0],
                          "C": [15.7, 24.5, 22.0, 10.0]})
@@ -89,6 +91,12 @@ def test_policy_figures():
                      "chance (best setting among those finetuned)"]
     assert len(fig.data) == 8 and list(fig.data[3].y) == pytest.approx([0.2, 0.3])
     assert "first hit" in fig.layout.annotations[1].text and "at budget" in fig.layout.annotations[0].text
+    # side by side in a 1000-px window: the y title once (on the right panel it sat on the left plot), a title
+    # whose every line fits, panel titles on two lines, the legend under the plots
+    assert fig.layout.yaxis.title.text.startswith("Recall@3") and not fig.layout.yaxis2.title.text
+    lines = [re.sub(r"<[^>]+>", "", line) for line in fig.layout.title.text.split("<br>")]
+    assert len(lines) >= 2 and all(len(line) <= DETAIL_CHARS for line in lines) and "MME" in lines[1]
+    assert all("<br>" in a.text for a in fig.layout.annotations) and fig.layout.legend.yanchor == "bottom"
     runs = pd.DataFrame({"method": ["AC policy"] * 3 + ["random"] * 3, "runs": [3, 4, 3, 8, 10, 12]})
     hist = policy.runs_needed_histogram(runs, 3, "simulated runs, summed over 8 benchmarks (8 × 200)")
     assert len(hist.data) == 2 and "summed over 8" in hist.layout.yaxis.title.text

@@ -194,6 +194,24 @@ def test_figures_show_the_candidate_and_the_intervals(isolated_home):
     assert [t.error_y.arrayminus[0] for t in drawn] == pytest.approx((table["predicted"] - table["lower"]).tolist())
 
 
+def test_prediction_bars_title_and_legend_fit_a_laptop_window(isolated_home):
+    """A one-line title of ~110 characters was cut at a 1000-px window and the right-hand legend squeezed the four
+    panels until their titles overlapped: a short main line, the detail wrapped, the legend under the panels."""
+    import re
+
+    from engine.pipeline import figures
+    from engine.plots.style import DETAIL_CHARS
+
+    study = load_study(BUNDLED_NAME)
+    bars = figures.prediction_bars(pipeline.place_on_law(study, "cand", -2.0, 18.0), "cand", "demo", study.long)
+    lines = [re.sub(r"<[^>]+>", "", line) for line in bars.layout.title.text.split("<br>")]
+    assert lines[0] == "Predicted scores of cand" and len(lines) >= 2
+    assert all(len(line) <= DETAIL_CHARS for line in lines)
+    assert "out-of-sample" in " ".join(lines) and "demo-scale" in " ".join(lines)
+    assert bars.layout.margin.t >= 40 + 20 * len(lines)  # room for every title line above the panel titles
+    assert bars.layout.legend.orientation == "h" and bars.layout.legend.yanchor == "bottom"
+
+
 def test_cli_plan_place_and_add(isolated_home, capsys):
     import json
 

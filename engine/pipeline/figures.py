@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from engine.plots.labels import label_points, padded_range
-from engine.plots.style import family_color, finish, legend_below, setting_families
+from engine.plots.style import family_color, finish, fit_title, legend_below, setting_families, titled
 
 CANDIDATE_COLOR = "#d62728"
 
@@ -80,6 +80,10 @@ def prediction_bars(table: pd.DataFrame, setting: str, scale: str, study_scores:
                                      marker={"size": 11, "color": "black", "symbol": "diamond"},
                                      showlegend=i == 0, legendgroup="measured"), row=r, col=c)
     model = table["model"].iat[0] if "model" in table and len(table) else "paper"
-    title = (f"Predicted scores of {setting} ('{model}' law, out-of-sample interval; {scale}-scale A and C; "
-             "hatched = extrapolated)")
-    return finish(fig, title, "", "", height=300 * rows + 80)
+    # a one-line title and a right-hand legend were cut / squeezed the four panels (titles overlapping) in a
+    # laptop-wide window: the detail wraps under a short main line, the legend goes under the panels
+    title = titled(f"Predicted scores of {setting}", f"'{model}' law, out-of-sample jackknife+ interval; "
+                   f"{scale}-scale A and C; hatched = extrapolated; each panel in its benchmark's score units")
+    fig = finish(fig, title, "", "", height=300 * rows + 190)
+    fig.update_annotations(font_size=12)  # the panel titles
+    return fit_title(legend_below(fig), extra=32)

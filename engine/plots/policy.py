@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine.plots.style import finish
+from engine.plots.style import finish, fit_title, legend_below, titled
 from engine.policy.compare import METRIC_LABELS, STRATEGY_LABELS
 
 _PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b"]
@@ -24,7 +24,9 @@ def strategy_curves(mean: pd.DataFrame, top: int, scope: str, metrics: tuple[str
     ``mean``: strategy, metric, budget, recall, chance (already averaged over the benchmarks in ``scope``).
     """
     fig = make_subplots(rows=1, cols=len(metrics), shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=[f"Recall@{top}, {METRIC_LABELS.get(m, m)}" for m in metrics])
+                        # the label's parenthesis on a line of its own: side by side, one line each overlapped
+                        subplot_titles=[f"Recall@{top}, {METRIC_LABELS.get(m, m)}".replace(" (", "<br>(", 1)
+                                        for m in metrics])
     for col, metric in enumerate(metrics, start=1):
         part = mean[mean["metric"] == metric]
         for i, strategy in enumerate(dict.fromkeys(part["strategy"])):
@@ -41,12 +43,14 @@ def strategy_curves(mean: pd.DataFrame, top: int, scope: str, metrics: tuple[str
             legendgroup="chance", showlegend=col == 1, line={"color": "#7f7f7f", "dash": "dot"},
             hovertemplate="chance: %{x} finetunes → %{y:.2f}<extra></extra>"), row=1, col=col)
         fig.update_xaxes(title_text="settings finetuned (budget k)", row=1, col=col)
-    fig = finish(fig, f"Which finetune order finds the best setting? ({scope}; simulated on the study's own scores)",
-                 "settings finetuned (budget k)",
-                 f"Recall@{top}: best setting in the predicted top {top}", height=440)
+    fig = finish(fig, titled("Which finetune order finds the best setting?",
+                             f"{scope}; simulated on the study's own scores (in sample)"),
+                 "settings finetuned (budget k)", "", height=540)
+    # the shared y axis is titled once: on the second panel its title sat on the first panel's plot
     fig.update_yaxes(range=[0, 1.05])
-    fig.update_layout(legend={"orientation": "h", "y": -0.2})
-    return fig
+    fig.update_yaxes(title_text=f"Recall@{top}: best setting in the predicted top {top}", col=1)
+    fig.update_annotations(font_size=12)
+    return fit_title(legend_below(fig), extra=44)
 
 
 def runs_needed_histogram(runs: pd.DataFrame, top: int, y_title: str = "simulated trials") -> go.Figure:
