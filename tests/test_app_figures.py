@@ -50,6 +50,20 @@ def test_small_multiples_one_panel_per_benchmark():
     assert sum(t.name == "y = x" for t in fig.data) == 3
 
 
+def test_small_multiples_keep_the_width_for_their_panels():
+    """Four panels a row in a 1000-px window: with the legend on the right (a fifth of the width) and 6 % gaps the
+    panel titles, the next panel's y ticks and the x titles ran into each other. Legend under the panels, wider
+    gaps: each panel gets a quarter of the plot width less the gaps."""
+    fams = setting_families(SETTINGS)
+    heldout = pd.concat([_preds().assign(benchmark=b, lower=lambda f: f["predicted"] - 3,
+                                         upper=lambda f: f["predicted"] + 3, inside=True) for b in "abcd"])
+    for fig in (law.small_multiples([(b, _preds(), 0.9) for b in "abcd"], fams),
+                law.heldout_small_multiples(heldout, {}, fams, "paper", 0.8)):
+        assert fig.layout.legend.orientation == "h" and fig.layout.legend.yanchor == "bottom"
+        gaps = [fig.layout[f"xaxis{i + 1}"].domain[0] - fig.layout[f"xaxis{i or ''}"].domain[1] for i in (1, 2, 3)]
+        assert min(gaps) >= 0.08 - 1e-9
+
+
 def test_surface_contour_draws_grid_and_settings():
     a = np.linspace(0, 1, 5)
     c = np.linspace(0, 1, 4)

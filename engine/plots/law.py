@@ -152,10 +152,15 @@ def heldout_intervals(
 FULL_WIDTH_CHARS = 140  # the small multiples take the page's width
 
 
+SMALL_MULTIPLE_SPACING = 0.08  # room for the y tick labels of the next panel (MME's "1800") in a 1000-px window
+
+
 def _fit_panel_titles(fig: go.Figure) -> None:
-    """Small-multiple panel titles (two lines each) in a smaller font, with room above the first row."""
+    """Small-multiple panel titles (two lines each) in a smaller font, with room above the first row; the legend
+    under the panels (on the right it took a fifth of the width: in a 1000-px window the panels' titles, ticks and
+    axis titles ran into each other)."""
     fig.update_annotations(font_size=12)
-    fit_title(fig, extra=44)
+    fit_title(legend_below(fig), extra=44)
 
 
 def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.Series, cols: int = 4,
@@ -163,12 +168,12 @@ def small_multiples(panels: list[tuple[str, pd.DataFrame, float]], families: pd.
     """Predicted vs actual for several benchmarks, one small panel each (``panels`` = [(label, preds, r2)])."""
     rows = max(1, math.ceil(len(panels) / cols))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{label}<br>R² in-sample {r2:.2f}" for label, _, r2 in panels],
-                        horizontal_spacing=0.06, vertical_spacing=0.16)
+                        horizontal_spacing=SMALL_MULTIPLE_SPACING, vertical_spacing=0.16)
     for i, (_, preds, _) in enumerate(panels):
         _add_prediction_traces(fig, preds, families, "", row=i // cols + 1, col=i % cols + 1)
     fig = finish(fig, titled(f"Predicted vs measured score, every benchmark, {_method(feature_set)}",
                              "filled: in-sample fit on all settings; open: held out, out of sample; each panel in "
-                             "its score units", FULL_WIDTH_CHARS), "", "", height=320 * rows + 110)
+                             "its score units", FULL_WIDTH_CHARS), "", "", height=320 * rows + 200)
     _fit_panel_titles(fig)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted score", col=1)
@@ -241,7 +246,7 @@ def heldout_small_multiples(
     benches = list(dict.fromkeys(heldout["benchmark"]))
     rows = max(1, math.ceil(len(benches) / cols))
     cover = heldout.groupby("benchmark")["inside"].mean()
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.06, vertical_spacing=0.16,
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=SMALL_MULTIPLE_SPACING, vertical_spacing=0.16,
                         subplot_titles=[f"{labels.get(b, b)}<br>{cover[b]:.0%} inside the interval" for b in benches])
     shown: set[str] = set()
     for i, bench in enumerate(benches):
@@ -269,7 +274,7 @@ def heldout_small_multiples(
     fig = finish(fig, titled(f"Out of sample, every benchmark: '{model}' law, {level:.0%} jackknife+ intervals",
                              "x = measured score outside its interval; each panel in its benchmark's score units",
                              FULL_WIDTH_CHARS),
-                 "", "", height=320 * rows + 110)
+                 "", "", height=320 * rows + 200)
     _fit_panel_titles(fig)
     fig.update_xaxes(title_text="measured score", row=rows)
     fig.update_yaxes(title_text="predicted while held out", col=1)
