@@ -13,6 +13,7 @@ from engine import export
 from engine.errors import InputError, LawExplorerError
 from engine.hashing import hash_obj
 from engine.plots import matches as mplots
+from engine.plots.style import titled
 from pages import _ui
 
 ALPHAS = (0.01, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
@@ -321,8 +322,8 @@ def _similarity_view(encoders: list[str], spec: str, split: str, pair: pd.Series
             fig = mplots.similarity_figure(
                 result.src_image, result.trg_image, query["similarity"], query["query_xy"], query["best_xy"],
                 gt_xy=result.gt_kps[on_kp[0]] if len(on_kp) else None, extent=query["extent"], opacity=opacity,
-                height_px=_height(encoders), title=f"{_label(name)}: best match ({query['best_xy'][0]:.0f}, {query['best_xy'][1]:.0f}), "
-                      f"cosine {query['best_score']:.3f}",
+                height_px=_height(encoders), title=titled(_label(name), f"best match ({query['best_xy'][0]:.0f}, "
+                                                          f"{query['best_xy'][1]:.0f}), cosine {query['best_score']:.3f}"),
             )  # fmt: skip
             st.plotly_chart(fig, width="content", key=chart_keys[name],
                             on_select="rerun", selection_mode="points", theme=None)
@@ -341,7 +342,8 @@ def _pca_view(encoders: list[str], spec: str, split: str, pair: pd.Series, proto
             maps = _pca(name, spec, split, pair["pair_id"], protocol)
             fig = mplots.pca_figure(maps["src_rgb"], maps["trg_rgb"], result.src_image, result.trg_image,
                                     src_extent=maps["src_extent"], trg_extent=maps["trg_extent"],
-                                    height_px=_height(encoders), title=f"{_label(name)}: joint PCA of the features (3 components → RGB)")  # fmt: skip
+                                    height_px=_height(encoders),  # two encoders side by side: a one-line title was cut
+                                    title=titled(_label(name), "joint PCA of the features (3 components → RGB)"))  # fmt: skip
             st.plotly_chart(fig, width="content", key=f"chart-pca-{_file_part(name)}", theme=None)
             _ui.export_buttons(fig, f"pca-{_file_part(name)}-{pair['pair_id']}".replace("/", "_"),
                                _provenance(view="pca", encoder=name, dataset=spec, pair=pair["pair_id"],

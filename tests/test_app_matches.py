@@ -48,7 +48,7 @@ def test_page_renders_matches_similarity_and_pca():
     titles = _titles(at)
     assert len(titles) == 3  # matches, similarity, PCA (no stored evaluation yet)
     assert titles[0].startswith(f"{ENCODER} · ") and "PCK@0.1:" in titles[0]
-    assert titles[1].startswith(f"{ENCODER}: best match")
+    assert titles[1].startswith(f"{ENCODER}<br>") and "best match" in titles[1]  # the label, then the detail
     trace_names = {t.get("name") for t in _figures(at)[0]["data"]}
     assert {"source keypoints", "ground truth", "prediction"} <= trace_names
     # the click view starts on the first visible keypoint: its ground truth is ringed on the target
@@ -180,19 +180,19 @@ def test_two_encoders_side_by_side_in_click_and_pca_views():
     at.multiselect(key="mx_encoders").set_value([ENCODER, "efficientnet-lite0-random"]).run()
     _ok(at)
     titles = _titles(at)
-    similarity = [t for t in titles if ": best match" in t]
+    similarity = [t for t in titles if "best match" in t]
     pca = [t for t in titles if "joint PCA" in t]
-    assert [t.split(":")[0] for t in similarity] == [ENCODER, "efficientnet-lite0-random"]
-    assert [t.split(":")[0] for t in pca] == [ENCODER, "efficientnet-lite0-random"]
+    assert [t.split("<br>")[0] for t in similarity] == [ENCODER, "efficientnet-lite0-random"]
+    assert [t.split("<br>")[0] for t in pca] == [ENCODER, "efficientnet-lite0-random"]
     # the same query point on both
-    sims = [f for f in _figures(at) if ": best match" in f["layout"]["title"]["text"]]
+    sims = [f for f in _figures(at) if "best match" in f["layout"]["title"]["text"]]
     queries = [next(t for t in f["data"] if t.get("name") == "query") for f in sims]
     assert _values(queries[0]["x"]) == _values(queries[1]["x"])
 
 
 def test_query_and_best_match_have_distinct_markers():
     at = _app()
-    sim = next(f for f in _figures(at) if ": best match" in f["layout"]["title"]["text"])
+    sim = next(f for f in _figures(at) if "best match" in f["layout"]["title"]["text"])
     query = next(t for t in sim["data"] if t.get("name") == "query")["marker"]
     best = next(t for t in sim["data"] if t.get("name") == "best match")["marker"]
     assert (query["symbol"], query["color"]) != (best["symbol"], best["color"])

@@ -140,6 +140,13 @@ def test_pca_figure_stretches_maps_under_images():
     assert images[2].dx == pytest.approx(10.0) and images[2].dy == pytest.approx(10.0)  # 8 cells over 80 px
     assert images[3].dx == pytest.approx(5.0) and images[3].dy == pytest.approx(5.0)  # 5 cells over 50 px at 0.5
     assert images[2].y0 > 60  # second row
+    # the second row's names sit inside their maps (above them, the names overlapped the images of the first row
+    # once two encoders side by side shrank the figure)
+    labels = {a.text: a for a in fig.layout.annotations}
+    assert labels["source"].yanchor == "bottom" and labels["source"].y == pytest.approx(images[0].y0, abs=1)
+    for name, image in (("source features (PCA)", images[2]), ("target features (PCA)", images[3])):
+        assert labels[name].yanchor == "top" and labels[name].bgcolor
+        assert labels[name].y == pytest.approx(image.y0 - image.dy / 2)  # the map's top edge (y0: a pixel centre)
     alone = pm.pca_figure(rng.random((6, 8, 3)), rng.random((12, 5, 3)))
     assert len([t for t in alone.data if isinstance(t, go.Image)]) == 2
 

@@ -141,9 +141,12 @@ def _finish(
     return fig
 
 
-def _panel_label(fig: go.Figure, panel: Panel, text: str) -> None:
-    fig.add_annotation(x=panel.x0, y=panel.y0, text=text, showarrow=False, xanchor="left", yanchor="bottom",
-                       font={"size": 12, "color": "#333"})  # fmt: skip
+def _panel_label(fig: go.Figure, panel: Panel, text: str, inside: bool = False) -> None:
+    """The panel's name above it, or ``inside`` its top-left corner on a light box (a panel right under another:
+    the gap between them shrinks with the figure, a label above it then sat on the upper panel)."""
+    style = {"yanchor": "top", "bgcolor": "rgba(255,255,255,0.75)"} if inside else {"yanchor": "bottom"}
+    fig.add_annotation(x=panel.x0, y=panel.y0, text=text, showarrow=False, xanchor="left",
+                       font={"size": 12, "color": "#333"}, **style)  # fmt: skip
 
 
 def _circle_path(centres: np.ndarray, radii: np.ndarray, steps: int = 41) -> tuple[list, list]:

@@ -254,7 +254,7 @@ def pca_figure(
     extents = (src_extent, trg_extent) if src_img is not None and trg_img is not None else (None, None)
     for rgb, panel, extent, name in zip((src_rgb, trg_rgb), bottom, extents, ("source features (PCA)", "target features (PCA)"), strict=True):
         add_image(fig, rgb, sub_panel(panel, extent), name)
-        _panel_label(fig, panel, name)
+        _panel_label(fig, panel, name, inside=src_img is not None and trg_img is not None)
     return _finish(fig, panels, title, height_px if src_img is None else int(height_px * 1.6))
 
 
