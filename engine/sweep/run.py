@@ -126,7 +126,8 @@ class SweepSpec:
         )  # fmt: skip
 
     def check(self) -> None:
-        """Fail before any work: unknown encoder, protocol or dataset, a missing study."""
+        """Fail before any work: unknown encoder, protocol or dataset, a study C cannot be attached to (missing, the
+        bundled read-only one, a file)."""
         from engine.correspondence.datasets import open_dataset
         from engine.correspondence.protocols import get_protocol
         from engine.encoders.registry import get_spec
@@ -144,9 +145,9 @@ class SweepSpec:
         get_protocol(self.protocol)
         open_dataset(self.dataset, self.split)
         if self.study is not None:
-            from engine.study import load_study
+            from engine.study import writable_study
 
-            load_study(self.study)
+            writable_study(self.study)
 
 
 class EncoderStatus(StrEnum):
@@ -584,6 +585,22 @@ def summary(state: SweepState) -> dict[str, Any]:
         "images_encoded": sum(int(r["images_encoded"] or 0) for r in rows if not r["reused"]),
         "reused": sum(1 for r in rows if r["reused"]),
     }
+
+
+def progress_text(row: dict[str, Any]) -> str:
+    """An encoder's progress in words: a running evaluation counts images while it encodes and pairs while it
+    matches, so its own message (``encoded 50/114 images``, ``80/101 pairs``) says which; a finished one counts
+    pairs."""
+    if row.get("status") == EncoderStatus.RUNNING:
+        return str(row.get("message") or "starting")
+    if row.get("status") == EncoderStatus.DONE and row.get("total"):
+        return f"{row['done']}/{row['total']} pairs" + (" (reused)" if row.get("reused") else "")
+    return ""
+
+
+def attached_count(status: dict[str, Any]) -> int:
+    """How many encoders of a sweep have their C recorded (and attached to its study, when it has one)."""
+    return sum(1 for r in status["encoders"] if r["status"] == EncoderStatus.DONE)
 
 
 def run_job(params: dict, ctx) -> dict:
