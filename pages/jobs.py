@@ -88,20 +88,30 @@ def _backend_form() -> None:
 
 def _sweep_encoders(record: jobs.JobRecord) -> None:
     """Per-encoder progress of a sweep job (engine.sweep)."""
-    from engine.sweep import JOB_TARGET, EncoderStatus, sweep_status
+    from engine.sweep import JOB_TARGET, EncoderStatus, progress_text, sweep_status
 
     if record.target != JOB_TARGET:
         return
     status = sweep_status(record.id)
+    with_a = bool(record.params.get("with_a"))
+    # the bar's fraction counts images while an encoder encodes and pairs while it matches: "step" says which
     frame = pd.DataFrame(
         [{"encoder": r["encoder"], "status": r["status"] + (" (reused)" if r["reused"] else ""),
           "progress": (1.0 if r["status"] == EncoderStatus.DONE else (r["done"] / r["total"] if r["total"] else 0.0)),
-          "C (PCK@0.10 per image x 100, measured)": r["C"], "A (A-v3 caption log-likelihood, measured)": r["A"],
+          "step": progress_text(r),
+          "C (PCK@0.10 per image x 100, measured)": r["C"],
+          **({"A (A-v3 caption log-likelihood, measured)": r["A"], "A status": r["a_status"] or ""} if with_a else {}),
           "images encoded": r["images_encoded"],
           "error": r["error"] or ""} for r in status["encoders"]]
     )  # fmt: skip
+    frame["images encoded"] = frame["images encoded"].astype("Int64")
+    if status.get("study"):
+        done = sum(1 for r in status["encoders"] if r["status"] == EncoderStatus.DONE)
+        st.caption(f"C of {done} of {len(status['encoders'])} encoder(s) recorded and attached to study "
+                   f"'{status['study']}' (setting = encoder name; see Studies & data).")
     _ui.show_table(frame, f"sweep-{record.id}", _provenance(record), width="stretch",
-                   column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
+                   column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                                              format="percent")})
 
 
 def _metrics(record: jobs.JobRecord) -> None:

@@ -110,3 +110,20 @@ def test_backend_selector_saves_the_default_and_a_sweep_shows_its_encoders(jobs_
     sweep = [f for f in frames if "encoder" in f.columns]
     assert sweep and sweep[0]["encoder"].tolist() == ["pixels-8"] and sweep[0]["status"].tolist() == ["done"]
     assert "backend" in frames[0].columns
+
+
+def test_a_sweep_says_what_each_encoders_progress_counts_and_shows_a_only_with_with_a(jobs_home):
+    """An encoder's bar counts images while it encodes and pairs while it matches: a "step" column says which;
+    a C-only sweep has no empty A column; the caption says how many C values reached the study."""
+    from engine.study import copy_study
+    from engine.sweep import SweepSpec, submit_sweep
+
+    copy_study("paper-v3", "mine")
+    job_id = submit_sweep(SweepSpec(encoders=("pixels-8",), dataset="builtin", limit=2, study="mine"))
+    assert jobs.wait(job_id, timeout=120).status == "done"
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    sweep = next(df.value for df in at.dataframe if "encoder" in df.value.columns)
+    assert sweep["step"].tolist() == ["2/2 pairs"]
+    assert not any(c.startswith("A ") or c == "A status" for c in sweep.columns)
+    assert any("C of 1 of 1 encoder(s) recorded and attached to study 'mine'" in c.value for c in at.caption)

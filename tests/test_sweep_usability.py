@@ -112,3 +112,27 @@ def test_the_summary_line_says_how_many_encoders_were_attached_not_that_a_cancel
     assert table.loc["enc-a", "progress"] == "101/101 pairs"
     assert table.loc["enc-b", "progress"] == ""
     assert str(table["images encoded"].dtype) == "Int64"
+
+
+def test_a_resumed_encoder_never_shows_running_beside_the_last_runs_cancelled(isolated_home, monkeypatch):
+    import engine.sweep.run as sweep_run
+    from engine.sweep import EncoderStatus, SweepSpec, run_sweep
+    from engine.sweep.run import load_state, save_state
+
+    spec = SweepSpec(encoders=("pixels-8",), dataset="builtin", limit=2)
+    state = load_state(spec)
+    state.encoders["pixels-8"].message = "cancelled"  # what a cancel leaves (status pending)
+    save_state(state)
+    seen = []
+    real = sweep_run.save_state
+
+    def record(s):
+        entry = s.encoders["pixels-8"]
+        seen.append((entry.status, entry.message))
+        real(s)
+
+    monkeypatch.setattr(sweep_run, "save_state", record)
+    run_sweep(spec)
+    running = [message for status, message in seen if status == EncoderStatus.RUNNING]
+    assert running and "cancelled" not in running
+    assert seen[-1][0] == EncoderStatus.DONE

@@ -383,6 +383,7 @@ class _SweepRun:
         self.check_cancelled()
         with self.lock:
             entry.status, entry.error, entry.reused, entry.done, entry.total = EncoderStatus.RUNNING, None, False, 0, 0
+            entry.message = ""  # not the last run's "cancelled" beside "running"
             save_state(self.state)
         last_write = [0.0]
 
