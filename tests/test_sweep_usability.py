@@ -112,6 +112,7 @@ def test_the_summary_line_says_how_many_encoders_were_attached_not_that_a_cancel
     assert table.loc["enc-a", "progress"] == "101/101 pairs"
     assert table.loc["enc-b", "progress"] == ""
     assert str(table["images encoded"].dtype) == "Int64"
+    assert "A" not in table.columns  # a C-only sweep
 
 
 def test_a_resumed_encoder_never_shows_running_beside_the_last_runs_cancelled(isolated_home, monkeypatch):
@@ -136,3 +137,24 @@ def test_a_resumed_encoder_never_shows_running_beside_the_last_runs_cancelled(is
     running = [message for status, message in seen if status == EncoderStatus.RUNNING]
     assert running and "cancelled" not in running
     assert seen[-1][0] == EncoderStatus.DONE
+
+
+def test_a_sweeps_c_in_a_study_says_how_it_was_measured_and_builtin_c_is_flagged_against_spair_c(isolated_home):
+    """C from the builtin pairs (or a subset) is not on the scale of SPair-71k test C: the setting it lands in must
+    say so (``c_method``), so placing it on the study's law flags a method mismatch instead of mixing the scales."""
+    from engine.law.predict import method_mismatch
+    from engine.study import copy_study, load_study
+    from engine.sweep import SweepSpec, run_sweep
+    from engine.sweep.run import c_method
+
+    copy_study("paper-v3", "mine")
+    run_sweep(SweepSpec(encoders=("pixels-8",), dataset="builtin", limit=2, study="mine"))
+    study = load_study("mine")
+    row = study.settings.set_index("setting").loc["pixels-8"]
+    assert "builtin test" in row["c_method"] and "first 2 pairs" in row["c_method"]
+    assert "not comparable to SPair-71k test C" in row["c_method"]
+    assert method_mismatch(study, None, row["c_method"])  # the paper's settings record SPair-71k C
+    whole = c_method(SweepSpec(encoders=("x",), dataset="spair:/data/SPair-71k", split="test"))
+    assert whole.startswith("SPair-71k test PCK@0.10") and "demo scale" not in whole
+    part = c_method(SweepSpec(encoders=("x",), dataset="spair:/data/SPair-71k", split="test", limit=50))
+    assert "demo scale" in part

@@ -28,6 +28,8 @@ def _table(status: dict) -> pd.DataFrame:
         for r in status["encoders"]
     ]
     frame = pd.DataFrame(rows).set_index("encoder")
+    if all(r["a_status"] is None for r in status["encoders"]):  # a C-only sweep: no column of None
+        frame = frame.drop(columns="A")
     frame["images encoded"] = frame["images encoded"].astype("Int64")  # a count, never 45.0
     return frame
 
