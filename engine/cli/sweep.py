@@ -152,7 +152,8 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster HOST:PORT (default RAY_ADDRESS; none: a local Ray instance)")
     p.add_argument("--with-a", choices=["demo", "paper"], default=None,
-                   help="also train a stage-1 projector and score A-v3 per encoder (on this machine; needs --study): "
+                   help="also train a stage-1 projector and score A-v3 per encoder (needs --study; on this machine, or one "
+                        "Ray task per encoder with --backend ray): "
                         "demo (offline demo LLM, smoke scale) or paper (--llm, --align-data, --align-images)")
     p.add_argument("--llm", default=None, help="with --with-a paper: the LLM (e.g. lmsys/vicuna-7b-v1.5)")
     p.add_argument("--align-data", default=None, help="with --with-a paper: LLaVA-558K captions JSON")
