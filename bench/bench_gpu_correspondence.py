@@ -43,12 +43,12 @@ def forward_images_per_s(encoder, pixels, device: str, precision: str, reps: int
     with forward_precision(precision, device):
         encoder.encode(pixels)  # warm-up
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)  # that device's work (cuda:1 too), not the current device's
         t0 = time.perf_counter()
         for _ in range(reps):
             encoder.encode(pixels)
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
     return reps * pixels.shape[0] / (time.perf_counter() - t0)
 
 
@@ -133,7 +133,7 @@ def main() -> int:
     cuda = torch.cuda.is_available() and args.device.startswith("cuda")
     report = {
         "device": args.device,
-        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "gpu": torch.cuda.get_device_name(args.device) if cuda else None,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "decode_workers": default_workers(args.device) if args.workers is None else args.workers,
@@ -143,7 +143,7 @@ def main() -> int:
         "pairs": runs["cold_fp32"]["pairs"],
         "images": runs["cold_fp32"]["images"],
         "end_to_end": runs,
-        "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+        "peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated(args.device) / 2**30, 2) if cuda else None,
     }
     print(json.dumps(report, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

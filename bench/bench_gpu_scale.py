@@ -47,7 +47,7 @@ def _sync(device: str) -> None:
     import torch
 
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # that device's work (cuda:1 too), not the current device's
 
 
 def stage_times(spec: str, encoder, device: str, batch_size: int, workers: int) -> dict:
@@ -157,7 +157,7 @@ def main() -> int:
 
     report: dict = {"device": args.device, "torch": torch.__version__, "cpus": os.cpu_count()}
     cuda = args.device.startswith("cuda") and torch.cuda.is_available()
-    report["gpu"] = torch.cuda.get_device_name(0) if cuda else None
+    report["gpu"] = torch.cuda.get_device_name(args.device) if cuda else None
     name = register_random_encoder(args.model)
     t = time.perf_counter()
     root = write_synthetic_spair(scratch / "SPair-71k", args.categories, args.images_per_category, args.pairs)
@@ -228,7 +228,7 @@ def main() -> int:
         else:
             runs["old_engine_local_cold_bf16"] = "failed: " + done.stderr.strip()[-400:]
     report["end_to_end"] = runs
-    report["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
+    report["peak_gpu_mem_gib"] = round(torch.cuda.max_memory_allocated(args.device) / 2**30, 2) if cuda else None
     fwd = report["forward_only_images_per_s"]["bf16"]
     cold = runs["local_cold_bf16"]["images_per_s"]
     report["local_cold_fraction_of_forward_only"] = round(cold / fwd, 3)

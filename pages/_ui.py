@@ -82,6 +82,12 @@ _PAGE: contextvars.ContextVar[str] = contextvars.ContextVar("law_explorer_page",
 REDIRECTED_KEY = "law_explorer_legacy_redirect"
 
 
+DEFAULT_URL = "overview"
+# Streamlit serves the default page at the root URL and still reserves its url_path, which would then answer "Page
+# not found"; the default page gets this unused name, and /overview is a hidden alias that switches to the root.
+_DEFAULT_PAGE_RESERVED = "overview-default-page"
+
+
 def _to_overview() -> None:
     st.switch_page(PAGES_DIR / "overview.py")
 
@@ -89,15 +95,18 @@ def _to_overview() -> None:
 def build_pages() -> dict[str, list[st.Page]]:
     """The sections of ``NAVIGATION`` as Streamlit pages (the Overview is the default page, at the root URL).
 
-    ``/app`` (the main script's name, where Streamlit's legacy mode put the home page) is a hidden alias of it.
+    ``/app`` (the main script's name, where Streamlit's legacy mode put the home page) and ``/overview`` (the page's
+    name, like ``/law`` for the law page) are hidden aliases of it.
     """
     sections = {
-        section: [st.Page(PAGES_DIR / e.file, title=e.title, url_path=e.url, icon=e.icon, default=e.url == "overview")
+        section: [st.Page(PAGES_DIR / e.file, title=e.title, icon=e.icon, default=e.url == DEFAULT_URL,
+                          url_path=_DEFAULT_PAGE_RESERVED if e.url == DEFAULT_URL else e.url)
                   for e in entries]
         for section, entries in NAVIGATION.items()
     }
     first = next(iter(sections))
-    sections[first].append(st.Page(_to_overview, title="Law Explorer", url_path="app", visibility="hidden"))
+    sections[first] += [st.Page(_to_overview, title="Law Explorer", url_path=alias, visibility="hidden")
+                        for alias in ("app", DEFAULT_URL)]
     return sections
 
 
@@ -121,7 +130,7 @@ def run_app() -> None:
     st.session_state.pop(REDIRECTED_KEY, None)
     sidebar_links()
     study_picker()
-    token, page = _IN_APP.set(True), _PAGE.set(navigation.url_path or "overview")
+    token, page = _IN_APP.set(True), _PAGE.set(navigation.url_path or DEFAULT_URL)
     try:
         navigation.run()
     finally:

@@ -10,10 +10,7 @@ from engine.plots import overview as plots
 from engine.plots import setting_families, tables
 from pages import _ui
 
-LAW_LATEX = (
-    r"\hat{s}_b = \beta_0 + \beta_1 A + \beta_2 C + \beta_3 A^2 + \beta_4 A C + \beta_5 C^2,"
-    r"\qquad A, C, s_b \text{ min-max normalised over the study's settings}"
-)
+LAW_LATEX = r"\hat{s}_b = \beta_0 + \beta_1 A + \beta_2 C + \beta_3 A^2 + \beta_4 A C + \beta_5 C^2"
 
 
 def _headline(study, report) -> None:
@@ -92,17 +89,16 @@ def render() -> None:
         "**C**, zero-shot keypoint correspondence (PCK@0.10 on SPair-71k). One quadratic per benchmark:"
     )
     st.latex(LAW_LATEX)
+    st.caption("$A$, $C$ and each benchmark score $s_b$ are min-max normalised over the study's settings.")
     prov = _ui.provenance(study, "ac_poly")
     r2 = tables.r2_by_benchmark(report)
-    left, right = st.columns([3, 2])
-    with left:
-        _ui.show_figure(plots.r2_by_benchmark(r2), "overview-r2-by-benchmark", prov)
-    with right:
-        settings = tables.settings_ac(study)
-        a_label = f"A ({study.meta.get('a_method') or 'alignment'})"
-        c_label = f"C ({study.meta.get('c_method') or 'correspondence'})"
-        _ui.show_figure(plots.ac_scatter(settings, setting_families(study.settings), a_label, c_label),
-                        "overview-ac-scatter", prov)
+    # one figure per row: side by side, a laptop-wide window left the (A, C) plane too narrow for its labels
+    settings = tables.settings_ac(study)
+    a_label = f"A ({study.meta.get('a_method') or 'alignment'})"
+    c_label = f"C ({study.meta.get('c_method') or 'correspondence'})"
+    _ui.show_figure(plots.ac_scatter(settings, setting_families(study.settings), a_label, c_label),
+                    "overview-ac-scatter", prov)
+    _ui.show_figure(plots.r2_by_benchmark(r2), "overview-r2-by-benchmark", prov)
     with st.expander("R² per benchmark (table)"):
         wide = r2.pivot(index="benchmark", columns="variant", values="r2").reset_index()
         _ui.show_table(wide, "overview-r2", prov)

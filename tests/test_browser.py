@@ -138,6 +138,8 @@ def test_every_page_by_deep_link_and_by_sidebar(tmp_path):
                 page.goto(base if url_path == "overview" else f"{base}/{url_path}")
                 _check_page(page, url_path, expected_nav)
                 _screenshot(page, f"deeplink-{url_path}")
+            page.goto(f"{base}/overview")  # the overview's own name, like /law: a hidden alias of the root URL
+            _check_page(page, "overview", expected_nav)
             page.goto(base)
             _check_page(page, "overview", expected_nav)
             page.get_by_text("Settings", exact=True).first.wait_for(timeout=TIMEOUT_MS)

@@ -126,3 +126,31 @@ def test_batched_gpu_matching_path_equals_the_grouped_path():
                 brute.append([best // sim.shape[1], best % sim.shape[1]])
         if proto.argmax == "argmax" and proto.matching == "nn_feature":
             assert torch.equal(batched, torch.tensor(brute, dtype=torch.float32))
+
+
+def test_only_pairs_the_batched_gpu_path_can_take_go_to_it():
+    """On a GPU one batched product takes a chunk only when its sources share one grid (they are stacked), its targets
+    one grid, with the same channels: sources of other grids went to it when only the targets were checked, and
+    failed there (the grouped path matches them, and names a channel mismatch)."""
+    from engine.correspondence.matching import _batched_cells, _grouped_cells, _one_product
+    from engine.errors import InputError
+
+    gen = torch.Generator().manual_seed(5)
+    big, small, target = (torch.nn.functional.normalize(torch.randn(8, *hw, generator=gen), dim=0)
+                          for hw in ((6, 7), (4, 5), (6, 7)))  # fmt: skip
+    src, trg = [big, small], [target, target]
+    kps = [np.array([[1, 2], [3, 4]]), np.array([[2, 3]])]
+    groups, order = [[0, 1]], [0, 1]
+    cells = torch.from_numpy(np.concatenate(kps)).long()
+    proto = get_protocol("default")
+    with pytest.raises(RuntimeError):
+        _batched_cells(src, trg, groups, order, kps, cells, lambda t: t, proto, 1)
+    assert not _one_product(src, trg, order)
+    grouped = _grouped_cells(src, trg, groups, kps, cells, lambda t: t, proto, 1)
+    for row, (k, (i, j)) in enumerate([(0, kps[0][0]), (0, kps[0][1]), (1, kps[1][0])]):  # brute-force oracle
+        best = int(torch.einsum("c,chw->hw", src[k][:, i, j], target).flatten().argmax())
+        assert grouped[row].tolist() == [best // 7, best % 7]
+    assert _one_product([big, target], [target, big], order)
+    assert not _one_product([big, big], [target[:4], target[:4]], order)  # other channels: the grouped path's error
+    with pytest.raises(InputError, match="channel"):
+        _grouped_cells([big, big], [target[:4], target[:4]], groups, kps, cells, lambda t: t, proto, 1)

@@ -144,3 +144,21 @@ def test_cuda_features_normalised_at_encoding_match_the_cached_path(isolated_hom
     cached = ev.evaluate("builtin", gpu_encoder, limit=30, record=False)  # units from the fp16 cache files
     assert cold.stats.images_encoded > 0 and cached.stats.images_encoded == 0
     assert cached.pck == cold.pck
+
+
+def test_gpu_bench_forward_timing_waits_for_the_device_it_times(monkeypatch):
+    # torch.cuda.synchronize() waits for the current device only (cuda:0 in a fresh thread): a forward timed on cuda:1
+    # would then time the kernel launches, not the forward
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_gpu_correspondence.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu_correspondence_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    enc = TinyConvEncoder()
+    pixels, _ = prepare([np.zeros((16, 16, 3), np.uint8)], enc.preprocessing)
+    assert bench.forward_images_per_s(enc, pixels, "cuda:1", "fp32", 2) > 0
+    assert len(waited) == 2 and all(d is not None and torch.device(d) == torch.device("cuda:1") for d in waited)

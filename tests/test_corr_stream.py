@@ -170,3 +170,33 @@ def test_features_normalised_for_matching_equal_a_numpy_oracle_and_the_astype_pa
     assert np.array_equal(got, before.numpy())
     arr.flags.writeable = False  # as arrays from Ray actors arrive
     assert np.array_equal(unit_of_array(arr).numpy(), got)
+
+
+def test_the_matching_thread_never_multiplies_inside_a_tf32_forward(tmp_path, monkeypatch):
+    # torch's matmul precision is one setting for the whole process: products the matching thread queued while the
+    # encoding thread is inside a tf32 forward (CUDA) would run in TF32, so a cold run's matches (and PCK) would
+    # depend on timing and differ from its cached re-run's (matched in the process's own precision)
+    import time
+
+    from engine.correspondence.prefetch import forward_precision
+
+    pairs = open_dataset("builtin").pairs("test")[:2]
+    ids = streaming.chunk_image_ids(pairs)
+    seen = []
+
+    def match(chunk_pairs, units, geometry):
+        seen.append(torch.get_float32_matmul_precision())
+        return "predictions"
+
+    monkeypatch.setattr(streaming, "write_checkpoint", lambda path, records: None)
+    own = torch.get_float32_matmul_precision()
+    assert own != "high"
+    matcher = streaming.ChunkMatcher({0: pairs}, {0: tmp_path / "chunk.npz"}, match, torch.device("cpu"), threaded=True)
+    feats = [cache.CachedFeatures(np.ones((4, 3, 3), np.float16), 8.0, 8.0) for _ in ids]
+    with forward_precision("tf32", "cuda"):  # sets the process-wide precision only: no device needed
+        matcher.encoded(ids, feats)  # the chunk is ready: the thread takes it at once
+        time.sleep(0.5)
+        assert torch.get_float32_matmul_precision() == "high"
+    assert matcher.finish() == {0: "predictions"}
+    assert seen == [own]
+    assert not _pipeline_threads()

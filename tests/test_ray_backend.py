@@ -24,8 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One local Ray instance for the whole session (2 CPUs, no dashboard), shut down at the end."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    """One local Ray instance for the whole session (2 CPUs, no GPU even on a GPU machine: the tests expect CPU actors
+    and a cluster without a GPU; no dashboard), shut down at the end."""
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -317,7 +317,7 @@ def transfer_keypoints_flat(
     points = np.concatenate([np.asarray(src_kps[k], dtype=np.float64).reshape(-1, 2) for k in order])
     device = trg_feats[order[0]].device
     all_cells = torch.from_numpy(cells_of([src_maps[k] for k in order], points, in_order)).to(device)
-    if device.type == "cuda" and len({tuple(trg_feats[m[0]].shape) for m in groups.values()}) == 1:
+    if device.type == "cuda" and _one_product(src_feats, trg_feats, order):
         cell_pred = _batched_cells(src_feats, trg_feats, list(groups.values()), order, src_kps, all_cells, unit_of,
                                    protocol, upsample).cpu().numpy()  # fmt: skip
     else:
@@ -328,6 +328,14 @@ def transfer_keypoints_flat(
     rows = np.arange(len(points)) + np.repeat(starts[order] - order_starts, in_order)  # order's rows in pair order
     out[rows] = points_of([trg_maps[k] for k in order], cell_pred, in_order)
     return out
+
+
+def _one_product(src_feats, trg_feats, order) -> bool:
+    """Whether ``_batched_cells`` can take these pairs: the sources of one shape (they are stacked), the targets of one
+    shape, the same channels; otherwise the grouped path (any grids; a clear error for other channel counts)."""
+    sources = {tuple(src_feats[k].shape) for k in order}
+    targets = {tuple(trg_feats[k].shape) for k in order}
+    return len(sources) == 1 and len(targets) == 1 and next(iter(sources))[0] == next(iter(targets))[0]
 
 
 def _grouped_cells(src_feats, trg_feats, groups, src_kps, all_cells, unit_of, protocol, upsample) -> torch.Tensor:

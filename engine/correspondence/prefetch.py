@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,6 +16,9 @@ from engine.errors import InputError
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 AHEAD_BATCHES = 2  # batches decoded ahead of the one being encoded (bounds memory: (1 + AHEAD) x batch pixels)
+# held while a tf32 forward is queued: torch's matmul precision is one setting for the whole process, so the matching
+# thread's products must not be queued meanwhile (they would run in TF32 too: ``fp32_matmuls``)
+_MATMUL_PRECISION = threading.RLock()
 
 
 def effective_precision(precision: str, device: str | torch.device) -> str:
@@ -34,13 +38,22 @@ def forward_precision(precision: str, device: str | torch.device) -> Iterator[No
         with torch.autocast(device_type=kind, dtype=torch.bfloat16):
             yield
     elif precision == "tf32" and kind == "cuda":
-        before = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high")
-        try:
-            yield
-        finally:
-            torch.set_float32_matmul_precision(before)
+        with _MATMUL_PRECISION:
+            before = torch.get_float32_matmul_precision()
+            torch.set_float32_matmul_precision("high")
+            try:
+                yield
+            finally:
+                torch.set_float32_matmul_precision(before)
     else:
+        yield
+
+
+@contextlib.contextmanager
+def fp32_matmuls() -> Iterator[None]:
+    """Context for matrix products on a thread beside the encoding: waits while another thread queues a tf32 forward
+    (``forward_precision``), whose process-wide setting would otherwise make these products TF32 too."""
+    with _MATMUL_PRECISION:
         yield
 
 

@@ -14,6 +14,7 @@ from engine.correspondence import cache
 from engine.correspondence.datasets import Pair
 from engine.correspondence.features import FeatureGeometry, unit_of_array
 from engine.correspondence.predictions import ChunkPredictions, write_checkpoint
+from engine.correspondence.prefetch import fp32_matmuls
 
 MAX_READY_CHUNKS = 2  # chunks encoded but not matched yet before the encoding waits (bounds the features held)
 
@@ -151,7 +152,8 @@ class ChunkMatcher:
             ids = chunk_image_ids(pairs)
             units = {i: self._unit(i) for i in ids}
             geometry = {i: _geometry(self._held[i][0]) for i in ids}
-            records = self._match(pairs, units, geometry)
+            with fp32_matmuls():  # never inside a tf32 forward of the encoding thread: the same products as cached
+                records = self._match(pairs, units, geometry)
             self._check_cancel()
             with self._lock:
                 if self._stopped:
