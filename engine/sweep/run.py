@@ -361,14 +361,15 @@ class _SweepRun:
     # -- one encoder ------------------------------------------------------------------------------------------------
     def reuse(self, name: str) -> bool:
         """Whether the encoder's C is recorded by an earlier run (then it is attached again, nothing recomputed)."""
-
         entry = self.state.encoders[name]
         stored = _stored_result(entry.result_id) if entry.status == EncoderStatus.DONE else None
         if stored is None:
             return False
         entry.reused, entry.message = True, "finished earlier: reused"
         if self.spec.study:
-            self.attach(stored, name)
+            from engine.correspondence.results import attach_c_to_study
+
+            attach_c_to_study(stored, self.spec.study, name)
         self.save()
         self.say(f"{name}: reused result {entry.result_id} (C = {entry.C:.2f})")
         return True
@@ -432,17 +433,10 @@ class _SweepRun:
             save_state(self.state)
         shutil.rmtree(_work_dir(self.state.key, name), ignore_errors=True)  # checkpoints of a recorded result
         if self.spec.study:
-            self.attach(result, name)
+            from engine.correspondence.results import attach_c_to_study
+
+            attach_c_to_study(result, self.spec.study, name)
         self.say(f"{name}: C = {entry.C:.2f} ({entry.images_encoded} images encoded, {entry.seconds:.1f} s)")
-
-    def attach(self, result: CEvaluation | dict[str, Any], name: str) -> None:
-        """C of the encoder's setting in the study, with how it was measured (``c_method``): a C from the builtin
-        pairs, another split or a subset is not on the scale of SPair-71k test C and must not pass for it."""
-        from engine.correspondence import results
-        from engine.study import set_setting_scores
-
-        set_setting_scores(str(self.spec.study), name, C=results.c_score(result),
-                           metadata={"c_method": c_method(self.spec)})  # fmt: skip
 
     def a_plan(self, name: str) -> tuple[list[Any], float | None, str | None]:
         """The A steps of one encoder still to run (projector training, A scoring), A when it is stored, and the id
@@ -594,17 +588,6 @@ def summary(state: SweepState) -> dict[str, Any]:
         "images_encoded": sum(int(r["images_encoded"] or 0) for r in rows if not r["reused"]),
         "reused": sum(1 for r in rows if r["reused"]),
     }
-
-
-def c_method(spec: SweepSpec) -> str:
-    """How a sweep measures C, in the words a study's ``c_method`` column holds; anything but the whole SPair-71k
-    test split says it is demo scale (the rule of ``engine.pipeline.planning``: C on other pairs is not comparable)."""
-    paper_scale = spec.dataset.startswith("spair:") and spec.split == "test" and spec.limit is None
-    where = "SPair-71k" if spec.dataset.startswith("spair:") else spec.dataset
-    text = f"{where} {spec.split} PCK@0.10 per image x 100, protocol {spec.protocol}"
-    if spec.limit is not None:
-        text += f", first {spec.limit} pairs"
-    return text if paper_scale else f"{text} (demo scale: not comparable to SPair-71k test C)"
 
 
 def a_method(spec: SweepSpec) -> str:
