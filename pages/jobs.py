@@ -16,6 +16,7 @@ REFRESH_S = 2.0  # while a job is queued or running
 IDLE_REFRESH_S = 15.0  # otherwise, to notice jobs started from other pages or the CLI
 TIMER_KEY = "jobs_timer_active"
 SELECTED_KEY = "jobs_selected"
+BACKEND_NOTE_KEY = "jobs_backend_note"  # a saved Ray address that did not answer, shown once after the rerun
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:", "done": ":material/check_circle:",
                 "failed": ":material/error:", "cancelled": ":material/stop_circle:", "interrupted": ":material/warning:"}
 
@@ -69,7 +70,7 @@ def _demo_form() -> None:
 
 def _backend_form() -> None:
     """Where jobs submitted from the app run: this machine (local) or a Ray cluster (engine.scale)."""
-    from engine.scale import BACKENDS, resolve_backend, save_default_backend, saved_default_backend
+    from engine.scale import BACKENDS, resolve_backend, save_default_backend, saved_default_backend, unreachable
 
     saved = saved_default_backend()
     with st.expander(f"Where jobs run: {resolve_backend().name}", icon=":material/hub:"):
@@ -82,8 +83,13 @@ def _backend_form() -> None:
                                     placeholder="empty: a local Ray instance")
             if st.form_submit_button("Save", icon=":material/save:"):
                 with _ui.user_errors():
-                    save_default_backend(name, address if name == "ray" else None)
+                    choice = save_default_backend(name, address if name == "ray" else None)
+                    why = unreachable(choice.address) if choice.name == "ray" else None
+                    st.session_state[BACKEND_NOTE_KEY] = why and f"Saved, but {why}: jobs sent there fail until it is up."
                     st.rerun(scope="app")
+        note = st.session_state.pop(BACKEND_NOTE_KEY, None)
+        if note:
+            st.warning(note, icon=":material/warning:")
 
 
 def _sweep_encoders(record: jobs.JobRecord) -> None:

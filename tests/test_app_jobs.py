@@ -112,6 +112,30 @@ def test_backend_selector_saves_the_default_and_a_sweep_shows_its_encoders(jobs_
     assert "backend" in frames[0].columns
 
 
+def test_saving_a_ray_address_nothing_answers_at_warns_at_once_and_a_listening_one_does_not(jobs_home):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on once this socket is closed
+        closed.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{closed.getsockname()[1]}"
+    with socket.socket() as head:
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        alive = f"127.0.0.1:{head.getsockname()[1]}"
+        at = AppTest.from_file(PAGE, default_timeout=60).run()
+        at.radio(key="backend_name").set_value("ray")
+        at.text_input(key="backend_address").set_value(dead)
+        at.button[[b.label for b in at.button].index("Save")].click().run()
+        assert not at.exception
+        assert [w.value for w in at.warning if dead in w.value and "cannot reach" in w.value]
+        at.text_input(key="backend_address").set_value(alive)
+        at.button[[b.label for b in at.button].index("Save")].click().run()
+        assert not at.exception and not [w.value for w in at.warning if "cannot reach" in w.value]
+    from engine.scale.backend import saved_default_backend
+
+    assert saved_default_backend().address == alive  # saved both times: a cluster may come up later
+
+
 def test_a_sweep_says_what_each_encoders_progress_counts_and_shows_a_only_with_with_a(jobs_home):
     """An encoder's bar counts images while it encodes and pairs while it matches: a "step" column says which;
     a C-only sweep has no empty A column; the caption says how many C values reached the study."""
