@@ -16,6 +16,7 @@ REFRESH_S = 2.0  # while a job is queued or running
 IDLE_REFRESH_S = 15.0  # otherwise, to notice jobs started from other pages or the CLI
 TIMER_KEY = "jobs_timer_active"
 SELECTED_KEY = "jobs_selected"
+BACKEND_NOTE_KEY = "jobs_backend_note"  # a saved Ray address that did not answer, shown once after the rerun
 STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/play_circle:", "done": ":material/check_circle:",
                 "failed": ":material/error:", "cancelled": ":material/stop_circle:", "interrupted": ":material/warning:"}
 
@@ -69,7 +70,7 @@ def _demo_form() -> None:
 
 def _backend_form() -> None:
     """Where jobs submitted from the app run: this machine (local) or a Ray cluster (engine.scale)."""
-    from engine.scale import BACKENDS, resolve_backend, save_default_backend, saved_default_backend
+    from engine.scale import BACKENDS, resolve_backend, save_default_backend, saved_default_backend, unreachable
 
     saved = saved_default_backend()
     with st.expander(f"Where jobs run: {resolve_backend().name}", icon=":material/hub:"):
@@ -82,26 +83,41 @@ def _backend_form() -> None:
                                     placeholder="empty: a local Ray instance")
             if st.form_submit_button("Save", icon=":material/save:"):
                 with _ui.user_errors():
-                    save_default_backend(name, address if name == "ray" else None)
+                    choice = save_default_backend(name, address if name == "ray" else None)
+                    why = unreachable(choice.address) if choice.name == "ray" else None
+                    st.session_state[BACKEND_NOTE_KEY] = why and f"Saved, but {why}: jobs sent there fail until it is up."
                     st.rerun(scope="app")
+        note = st.session_state.pop(BACKEND_NOTE_KEY, None)
+        if note:
+            st.warning(note, icon=":material/warning:")
 
 
 def _sweep_encoders(record: jobs.JobRecord) -> None:
     """Per-encoder progress of a sweep job (engine.sweep)."""
-    from engine.sweep import JOB_TARGET, EncoderStatus, sweep_status
+    from engine.sweep import JOB_TARGET, EncoderStatus, progress_text, sweep_status
 
     if record.target != JOB_TARGET:
         return
     status = sweep_status(record.id)
+    with_a = bool(record.params.get("with_a"))
+    # the bar's fraction counts images while an encoder encodes and pairs while it matches: "step" says which
     frame = pd.DataFrame(
         [{"encoder": r["encoder"], "status": r["status"] + (" (reused)" if r["reused"] else ""),
           "progress": (1.0 if r["status"] == EncoderStatus.DONE else (r["done"] / r["total"] if r["total"] else 0.0)),
-          "C (PCK@0.10 per image x 100, measured)": r["C"], "A (A-v3 caption log-likelihood, measured)": r["A"],
+          "step": progress_text(r),
+          "C (PCK@0.10 per image x 100, measured)": r["C"],
+          **({"A (A-v3 caption log-likelihood, measured)": r["A"], "A status": r["a_status"] or ""} if with_a else {}),
           "images encoded": r["images_encoded"],
           "error": r["error"] or ""} for r in status["encoders"]]
     )  # fmt: skip
+    frame["images encoded"] = frame["images encoded"].astype("Int64")
+    if status.get("study"):
+        done = sum(1 for r in status["encoders"] if r["status"] == EncoderStatus.DONE)
+        st.caption(f"C of {done} of {len(status['encoders'])} encoder(s) recorded and attached to study "
+                   f"'{status['study']}' (setting = encoder name; see Studies & data).")
     _ui.show_table(frame, f"sweep-{record.id}", _provenance(record), width="stretch",
-                   column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
+                   column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                                              format="percent")})
 
 
 def _metrics(record: jobs.JobRecord) -> None:

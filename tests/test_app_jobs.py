@@ -110,3 +110,44 @@ def test_backend_selector_saves_the_default_and_a_sweep_shows_its_encoders(jobs_
     sweep = [f for f in frames if "encoder" in f.columns]
     assert sweep and sweep[0]["encoder"].tolist() == ["pixels-8"] and sweep[0]["status"].tolist() == ["done"]
     assert "backend" in frames[0].columns
+
+
+def test_saving_a_ray_address_nothing_answers_at_warns_at_once_and_a_listening_one_does_not(jobs_home):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on once this socket is closed
+        closed.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{closed.getsockname()[1]}"
+    with socket.socket() as head:
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        alive = f"127.0.0.1:{head.getsockname()[1]}"
+        at = AppTest.from_file(PAGE, default_timeout=60).run()
+        at.radio(key="backend_name").set_value("ray")
+        at.text_input(key="backend_address").set_value(dead)
+        at.button[[b.label for b in at.button].index("Save")].click().run()
+        assert not at.exception
+        assert [w.value for w in at.warning if dead in w.value and "cannot reach" in w.value]
+        at.text_input(key="backend_address").set_value(alive)
+        at.button[[b.label for b in at.button].index("Save")].click().run()
+        assert not at.exception and not [w.value for w in at.warning if "cannot reach" in w.value]
+    from engine.scale.backend import saved_default_backend
+
+    assert saved_default_backend().address == alive  # saved both times: a cluster may come up later
+
+
+def test_a_sweep_says_what_each_encoders_progress_counts_and_shows_a_only_with_with_a(jobs_home):
+    """An encoder's bar counts images while it encodes and pairs while it matches: a "step" column says which;
+    a C-only sweep has no empty A column; the caption says how many C values reached the study."""
+    from engine.study import copy_study
+    from engine.sweep import SweepSpec, submit_sweep
+
+    copy_study("paper-v3", "mine")
+    job_id = submit_sweep(SweepSpec(encoders=("pixels-8",), dataset="builtin", limit=2, study="mine"))
+    assert jobs.wait(job_id, timeout=120).status == "done"
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    sweep = next(df.value for df in at.dataframe if "encoder" in df.value.columns)
+    assert sweep["step"].tolist() == ["2/2 pairs"]
+    assert not any(c.startswith("A ") or c == "A status" for c in sweep.columns)
+    assert any("C of 1 of 1 encoder(s) recorded and attached to study 'mine'" in c.value for c in at.caption)

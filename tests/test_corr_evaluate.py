@@ -106,7 +106,11 @@ def test_results_table_and_attach(isolated_home, monkeypatch):
     fake.set_setting_scores = lambda study, setting, **scores: calls.append((study, setting, scores))
     monkeypatch.setitem(sys.modules, "engine.study", fake)
     value = results.attach_c_to_study(res.result_id, "s1", "tiny")
-    assert calls == [("s1", "tiny", {"C": pytest.approx(100 * res.pck["per_image"]["0.1"])})]
+    [(study, setting, scores)] = calls
+    assert (study, setting) == ("s1", "tiny") and scores["C"] == pytest.approx(100 * res.pck["per_image"]["0.1"])
+    # how it was measured travels with it: 10 builtin pairs are not on the scale of SPair-71k test C
+    assert scores["metadata"]["c_method"] == ("builtin test PCK@0.10 per image x 100, protocol paper-compat, first 10 "
+                                              "pairs (demo scale: not comparable to SPair-71k test C)")
     assert value == pytest.approx(100 * res.pck["per_image"]["0.1"])
     table = results.per_category_table(res, rows[0])
     assert table.shape[1] == 2 and "overall (per_image)" in table.index
@@ -181,3 +185,23 @@ def test_lru_keeps_recently_used_features(isolated_home):
     assert check.stats.cache_hits == 2 and check.stats.images_encoded == 0
     check.get(new_ids)
     assert check.stats.images_encoded == 2
+
+
+@pytest.mark.parametrize(("dataset", "split", "limit", "paper_scale"), [
+    ("spair:/data/SPair-71k", "test", None, True),
+    ("spair:/data/SPair-71k", "test", 500, False),
+    ("spair:/data/SPair-71k", "trn", None, False),
+    ("builtin", "test", None, False),
+])
+def test_only_the_whole_spair_test_split_is_described_as_paper_scale_c(dataset, split, limit, paper_scale):
+    text = results.c_method(dataset, split, limit, "default")
+    assert ("demo scale" not in text) == paper_scale
+    assert text.startswith(f"{'SPair-71k' if dataset != 'builtin' else 'builtin'} {split} PCK@0.10")
+    assert (f"first {limit} pairs" in text) == (limit is not None)
+
+
+def test_c_method_is_the_same_from_an_evaluation_its_json_and_its_stored_row(isolated_home):
+    res = ev.evaluate("builtin", TinyPatchEncoder(), limit=4, protocol="default")
+    expected = results.c_method("builtin", "test", 4, "default")
+    assert results.c_method_of(res) == results.c_method_of(res.to_dict()) == expected
+    assert results.c_method_of(results.get_result(res.result_id)) == expected

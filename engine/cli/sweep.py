@@ -13,11 +13,13 @@ from engine.errors import InputError, LawExplorerError
 
 
 def _table(status: dict) -> pd.DataFrame:
+    from engine.sweep import progress_text
+
     rows = [
         {
             "encoder": r["encoder"],
             "status": r["status"] + (" (reused)" if r["reused"] else ""),
-            "progress": f"{r['done']}/{r['total']}" if r["total"] else "",
+            "progress": progress_text(r),
             "C (PCK@0.10 per image x 100)": None if r["C"] is None else round(r["C"], 2),
             "A": None if r["A"] is None else round(r["A"], 4),
             "images encoded": r["images_encoded"],
@@ -25,7 +27,11 @@ def _table(status: dict) -> pd.DataFrame:
         }
         for r in status["encoders"]
     ]
-    return pd.DataFrame(rows).set_index("encoder")
+    frame = pd.DataFrame(rows).set_index("encoder")
+    if all(r["a_status"] is None for r in status["encoders"]):  # a C-only sweep: no column of None
+        frame = frame.drop(columns="A")
+    frame["images encoded"] = frame["images encoded"].astype("Int64")  # a count, never 45.0
+    return frame
 
 
 def _text(status: dict) -> str:
@@ -33,8 +39,15 @@ def _text(status: dict) -> str:
     if status.get("error"):
         head += f": {status['error']}"
     if status.get("study"):
-        head += f"; C attached to study {status['study']!r}"
+        from engine.sweep import attached_count
+
+        n = attached_count(status)
+        head += (f"; C of {n} of {len(status['encoders'])} encoder(s) attached to study {status['study']!r}" if n
+                 else f"; nothing attached to study {status['study']!r} yet")
     return head
+
+
+_BAR = "{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}"
 
 
 def _follow(job_id: str, timeout: float | None) -> dict:
@@ -42,7 +55,7 @@ def _follow(job_id: str, timeout: float | None) -> dict:
     from tqdm import tqdm
 
     from engine import jobs
-    from engine.sweep import EncoderStatus, sweep_status
+    from engine.sweep import EncoderStatus, progress_text, sweep_status
 
     bars: dict[str, tqdm] = {}
     show = sys.stderr.isatty()
@@ -54,12 +67,19 @@ def _follow(job_id: str, timeout: float | None) -> dict:
                 for pos, row in enumerate(status["encoders"]):
                     bar = bars.get(row["encoder"])
                     if bar is None:
+                        # no count or rate of tqdm's own: a running evaluation counts images, then pairs, so the
+                        # postfix (the evaluation's message) says which
                         bar = bars[row["encoder"]] = tqdm(desc=row["encoder"], position=pos, file=sys.stderr,
-                                                          dynamic_ncols=True, leave=True)  # fmt: skip
+                                                          dynamic_ncols=True, leave=True, bar_format=_BAR)  # fmt: skip
                     if row["total"] and bar.total != row["total"]:
                         bar.total = row["total"]
                     bar.n = row["total"] if row["status"] == EncoderStatus.DONE and row["total"] else row["done"]
-                    bar.set_postfix_str(row["status"] + (f" C={row['C']:.2f}" if row["C"] is not None else ""), refresh=False)
+                    words = [str(row["status"]) + (" (reused)" if row["reused"] else ""), progress_text(row)]
+                    if row["C"] is not None:
+                        words.append(f"C={row['C']:.2f}")
+                    if row["error"]:
+                        words.append(row["error"])
+                    bar.set_postfix_str(" · ".join(w for w in words if w), refresh=False)
                     bar.refresh()
             if status["status"] in jobs.FINISHED:
                 return status
@@ -89,7 +109,9 @@ def _run(args: argparse.Namespace) -> Output:
                       text=f"submitted sweep {job_id} (follow it: python -m engine sweep status {job_id})")
     status = _follow(job_id, args.timeout)
     if status["status"] != "done":
-        reason = status.get("error") or status["status"]
+        reason = status.get("error")
+        if not reason or reason == status["status"]:
+            reason = "finished encoders are kept; run the same command again to resume"
         raise LawExplorerError(f"sweep {job_id} {status['status']}: {reason}")
     return Output(data=status, text=_text(status), tables=[("encoders", _table(status))])
 
@@ -130,7 +152,8 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--ray-address", default=None,
                    help="Ray cluster HOST:PORT (default RAY_ADDRESS; none: a local Ray instance)")
     p.add_argument("--with-a", choices=["demo", "paper"], default=None,
-                   help="also train a stage-1 projector and score A-v3 per encoder (on this machine; needs --study): "
+                   help="also train a stage-1 projector and score A-v3 per encoder (needs --study; on this machine, or one "
+                        "Ray task per encoder with --backend ray): "
                         "demo (offline demo LLM, smoke scale) or paper (--llm, --align-data, --align-images)")
     p.add_argument("--llm", default=None, help="with --with-a paper: the LLM (e.g. lmsys/vicuna-7b-v1.5)")
     p.add_argument("--align-data", default=None, help="with --with-a paper: LLaVA-558K captions JSON")

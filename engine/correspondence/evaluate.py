@@ -384,7 +384,8 @@ def _evaluate(dataset: Dataset, pairs: list[Pair], encoder_name: str | VisionEnc
     # this one wrote or is about to read (it would encode them again)
     with cache.pinned(provider.key(i) for i in dict.fromkeys(image_ids)):
         if progress is not None:
-            progress(0, len(pairs), "starting")
+            # on Ray the first batch waits for the actors to start and load the encoder (tens of seconds cold)
+            progress(0, len(pairs), "starting (Ray actors load the encoder)" if opts.backend == "ray" else "starting")
         pending = [k for k, path in enumerate(paths) if not has_checkpoint(path)]
         streamed: dict[int, ChunkPredictions] = {}
         encoded_at = time.perf_counter()

@@ -105,15 +105,35 @@ def c_score(result: CEvaluation | Mapping[str, Any], alpha: str = "0.1", averagi
     return value
 
 
+def c_method(dataset: str, split: str, limit: int | None, protocol: str) -> str:
+    """How a C was measured, in the words of a study's ``c_method`` column; anything but the whole SPair-71k test
+    split says it is demo scale (the rule of ``engine.pipeline.planning``: C on other pairs is not comparable)."""
+    spair = dataset.startswith("spair:")
+    text = f"{'SPair-71k' if spair else dataset} {split} PCK@0.10 per image x 100, protocol {protocol}"
+    if limit is not None:
+        text += f", first {limit} pairs"
+    return text if spair and split == "test" and limit is None else f"{text} (demo scale: not comparable to SPair-71k test C)"
+
+
+def c_method_of(result: CEvaluation | Mapping[str, Any]) -> str:
+    """``c_method`` of an evaluation, its JSON or a stored row (``get_result``): dataset, split, pair limit, protocol."""
+    data = result.to_dict() if isinstance(result, CEvaluation) else result
+    if isinstance(data.get("dataset"), Mapping):  # an evaluation's JSON
+        dataset, protocol = data["dataset"], data["protocol"]
+        return c_method(str(dataset["spec"]), str(dataset["split"]), dataset.get("limit"), str(protocol["name"]))
+    return c_method(str(data["dataset"]), str(data["split"]), data.get("limit_pairs"), str(data["protocol_name"]))
+
+
 def attach_c_to_study(result: str | CEvaluation | Mapping[str, Any], study_name: str, setting: str) -> float:
-    """Set C (= per-image PCK@0.10 x 100) of a study setting from a recorded result id, an evaluation or its JSON."""
+    """Set C (= per-image PCK@0.10 x 100) of a study setting from a recorded result id, an evaluation or its JSON,
+    with how it was measured (``c_method``: a builtin, other-split or subset C must not pass for SPair-71k test C)."""
     data = get_result(result) if isinstance(result, str) else result
     value = c_score(data)
     try:
         from engine.study import set_setting_scores
     except ImportError as exc:
         raise InputError("studies are not available in this build (engine.study is missing)") from exc
-    set_setting_scores(study_name, setting, C=value)
+    set_setting_scores(study_name, setting, C=value, metadata={"c_method": c_method_of(data)})
     return value
 
 

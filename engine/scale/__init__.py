@@ -4,6 +4,13 @@ Ray is imported only when the ``ray`` backend is used; ``local`` (the default) n
 docs/scale.md.
 """
 
-from engine.scale.backend import BACKENDS, BackendChoice, resolve_backend, save_default_backend, saved_default_backend
+from engine.scale.backend import (
+    BACKENDS,
+    BackendChoice,
+    resolve_backend,
+    save_default_backend,
+    saved_default_backend,
+    unreachable,
+)
 
-__all__ = ["BACKENDS", "BackendChoice", "resolve_backend", "save_default_backend", "saved_default_backend"]
+__all__ = ["BACKENDS", "BackendChoice", "resolve_backend", "save_default_backend", "saved_default_backend", "unreachable"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from engine import config
 from engine.atomic import write_json_atomic
-from engine.errors import InputError
+from engine.errors import InputError, NotAvailableError
 
 BACKENDS = ("local", "ray")
 _SAVED = "backend.json"
@@ -71,6 +71,20 @@ def save_default_backend(name: str, address: str | None = None) -> BackendChoice
     path = config.home() / _SAVED
     write_json_atomic(path, {"backend": choice.name, "ray_address": choice.address})
     return choice
+
+
+def unreachable(address: str | None, timeout: float = 1.0) -> str | None:
+    """Why nothing answers at a Ray address now (one line), or None when it answers or no address is given (a local
+    instance): the Jobs page says so when the address is saved, rather than at the first job sent there."""
+    from engine.scale.cluster import check_reachable
+
+    if not address:
+        return None
+    try:
+        check_reachable(address, timeout=timeout)
+    except NotAvailableError as exc:
+        return str(exc)
+    return None
 
 
 def resolve_backend(backend: str | None = None, address: str | None = None) -> BackendChoice:

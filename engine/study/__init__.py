@@ -14,6 +14,7 @@ from engine.study.repository import (
     save_study,
     set_groups,
     set_setting_scores,
+    writable_study,
 )
 
 
@@ -51,4 +52,5 @@ __all__ = [
     "study_to_json",
     "study_to_tidy",
     "validate_study",
+    "writable_study",
 ]

@@ -132,6 +132,20 @@ def load_study(source: str) -> Study:
     raise InputError(f"unknown study '{source}': not a stored study ({', '.join(names)}) nor an existing file")
 
 
+def writable_study(name: str) -> Study:
+    """The stored study ``name`` that results can be attached to (InputError for the bundled one, a file or none)."""
+    name = str(name or "").strip()
+    if name == BUNDLED_NAME:
+        raise InputError(f"'{BUNDLED_NAME}' is read-only: copy it first (python -m engine study copy {BUNDLED_NAME} NEW_NAME)")
+    stored = _stored(name) if name else None
+    if stored is None:
+        names = [s["name"] for s in list_studies() if not s["bundled"]]
+        known = f"stored studies: {', '.join(names)}" if names else "no study is stored yet"
+        raise InputError(f"no stored study named '{name}' ({known}; create one with "
+                         f"python -m engine study copy {BUNDLED_NAME} {name or 'NAME'} or study import FILE --name NAME)")
+    return stored
+
+
 def copy_study(src: str, new_name: str) -> Study:
     """Store a copy of any study (e.g. the read-only bundled one) under a new name."""
     study = load_study(src)

@@ -4,11 +4,14 @@ from engine.sweep.run import (
     JOB_TARGET,
     EncoderStatus,
     SweepSpec,
+    attached_count,
     cancel_sweep,
     list_sweeps,
+    progress_text,
     run_sweep,
     submit_sweep,
     sweep_status,
 )
 
-__all__ = ["JOB_TARGET", "EncoderStatus", "SweepSpec", "cancel_sweep", "list_sweeps", "run_sweep", "submit_sweep", "sweep_status"]
+__all__ = ["JOB_TARGET", "EncoderStatus", "SweepSpec", "attached_count", "cancel_sweep", "list_sweeps", "progress_text",
+           "run_sweep", "submit_sweep", "sweep_status"]

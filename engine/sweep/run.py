@@ -126,7 +126,8 @@ class SweepSpec:
         )  # fmt: skip
 
     def check(self) -> None:
-        """Fail before any work: unknown encoder, protocol or dataset, a missing study."""
+        """Fail before any work: unknown encoder, protocol or dataset, a study C cannot be attached to (missing, the
+        bundled read-only one, a file)."""
         from engine.correspondence.datasets import open_dataset
         from engine.correspondence.protocols import get_protocol
         from engine.encoders.registry import get_spec
@@ -144,9 +145,9 @@ class SweepSpec:
         get_protocol(self.protocol)
         open_dataset(self.dataset, self.split)
         if self.study is not None:
-            from engine.study import load_study
+            from engine.study import writable_study
 
-            load_study(self.study)
+            writable_study(self.study)
 
 
 class EncoderStatus(StrEnum):
@@ -360,15 +361,15 @@ class _SweepRun:
     # -- one encoder ------------------------------------------------------------------------------------------------
     def reuse(self, name: str) -> bool:
         """Whether the encoder's C is recorded by an earlier run (then it is attached again, nothing recomputed)."""
-        from engine.correspondence import results
-
         entry = self.state.encoders[name]
         stored = _stored_result(entry.result_id) if entry.status == EncoderStatus.DONE else None
         if stored is None:
             return False
         entry.reused, entry.message = True, "finished earlier: reused"
         if self.spec.study:
-            results.attach_c_to_study(stored, self.spec.study, name)
+            from engine.correspondence.results import attach_c_to_study
+
+            attach_c_to_study(stored, self.spec.study, name)
         self.save()
         self.say(f"{name}: reused result {entry.result_id} (C = {entry.C:.2f})")
         return True
@@ -382,6 +383,7 @@ class _SweepRun:
         self.check_cancelled()
         with self.lock:
             entry.status, entry.error, entry.reused, entry.done, entry.total = EncoderStatus.RUNNING, None, False, 0, 0
+            entry.message = ""  # not the last run's "cancelled" beside "running"
             save_state(self.state)
         last_write = [0.0]
 
@@ -431,7 +433,9 @@ class _SweepRun:
             save_state(self.state)
         shutil.rmtree(_work_dir(self.state.key, name), ignore_errors=True)  # checkpoints of a recorded result
         if self.spec.study:
-            results.attach_c_to_study(result, self.spec.study, name)
+            from engine.correspondence.results import attach_c_to_study
+
+            attach_c_to_study(result, self.spec.study, name)
         self.say(f"{name}: C = {entry.C:.2f} ({entry.images_encoded} images encoded, {entry.seconds:.1f} s)")
 
     def a_plan(self, name: str) -> tuple[list[Any], float | None, str | None]:
@@ -492,7 +496,7 @@ class _SweepRun:
         entry = self.state.encoders[name]
         entry.A, entry.a_status = value, EncoderStatus.DONE
         self.save()
-        set_setting_scores(str(self.spec.study), name, A=value)
+        set_setting_scores(str(self.spec.study), name, A=value, metadata={"a_method": a_method(self.spec)})
         self.say(f"{name}: A = {value:.4f}")
 
     def _a_on_ray(self, todo: list[str]) -> None:
@@ -584,6 +588,29 @@ def summary(state: SweepState) -> dict[str, Any]:
         "images_encoded": sum(int(r["images_encoded"] or 0) for r in rows if not r["reused"]),
         "reused": sum(1 for r in rows if r["reused"]),
     }
+
+
+def a_method(spec: SweepSpec) -> str:
+    """How a sweep's ``--with-a`` measures A, in the words of a study's ``a_method`` column."""
+    if spec.with_a == "demo":
+        return "caption log-likelihood (v3), offline demo projector and LLM (demo scale: not comparable to paper A)"
+    return f"caption log-likelihood (v3), stage-1 projector on {spec.llm}"
+
+
+def progress_text(row: dict[str, Any]) -> str:
+    """An encoder's progress in words: a running evaluation counts images while it encodes and pairs while it
+    matches, so its own message (``encoded 50/114 images``, ``80/101 pairs``) says which; a finished one counts
+    pairs."""
+    if row.get("status") == EncoderStatus.RUNNING:
+        return str(row.get("message") or "starting")
+    if row.get("status") == EncoderStatus.DONE and row.get("total"):
+        return f"{row['done']}/{row['total']} pairs" + (" (reused)" if row.get("reused") else "")
+    return ""
+
+
+def attached_count(status: dict[str, Any]) -> int:
+    """How many encoders of a sweep have their C recorded (and attached to its study, when it has one)."""
+    return sum(1 for r in status["encoders"] if r["status"] == EncoderStatus.DONE)
 
 
 def run_job(params: dict, ctx) -> dict:
