@@ -123,7 +123,9 @@ def test_stored_evaluation_gives_bars_and_the_button_runs_a_background_job(isola
     at = _app()
     _ok(at)
     titles = _titles(at)
-    assert titles[-1].startswith("PCK@0.1 per category")
+    assert titles[-1].startswith("PCK@0.1 per category<br>")  # the dataset and protocol on the next line
+    shown = at.dataframe[-1].value
+    assert "PCK@0.1 (share of keypoints matched)" in shown.columns and "pck" not in shown.columns
     bars = _figures(at)[-1]
     assert [t["name"] for t in bars["data"]] == [ENCODER]
     assert _values(bars["data"][0]["x"])[-1] == "mean"

@@ -164,6 +164,9 @@ def test_per_category_bars_groups_and_mean():
     assert fig.layout.barmode == "group"
     with pytest.raises(InputError, match="pck"):
         pm.per_category_bars(df.drop(columns="pck"))
+    # a wrapped title (main line, then the detail) gets room for each of its lines above the plot
+    titled = pm.per_category_bars(df, title="PCK@0.1 per category<br><span>builtin, protocol default</span>")
+    assert titled.layout.margin.t >= 40 + 20 * 2 > fig.layout.margin.t
 
 
 def test_kaleido_png_export_of_a_match_figure():

@@ -39,6 +39,7 @@ from engine.plots.match_canvas import (  # noqa: F401  (re-exported public names
     layout_row,
     sub_panel,
 )
+from engine.plots.style import fit_title
 
 
 def pck_summary(correct: np.ndarray, visible: np.ndarray | None = None) -> dict:
@@ -299,4 +300,4 @@ def per_category_bars(
         plot_bgcolor="white",
     )
     fig.update_yaxes(gridcolor="#e5e5e5")
-    return fig
+    return fit_title(fig) if title else fig  # room for every line of a wrapped (``style.titled``) title
