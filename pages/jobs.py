@@ -34,13 +34,20 @@ def _elapsed(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _step(record: jobs.JobRecord) -> str:
+    """The job's own words for where it is (``pixels-8: encoded 16/34 images``); a bare count only without them (a
+    sweep counts encoders, an evaluation images then pairs: "0/3" alone would not say of what)."""
+    done, total, message = record.progress
+    return message or (f"{done}/{total}" if total else "")
+
+
 def _table(records: list[jobs.JobRecord]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
                 "status": r.status,
                 "progress": r.fraction,
-                "step": f"{r.progress[0]}/{r.progress[1]}" if r.progress[1] else "",
+                "step": _step(r),
                 "elapsed": _elapsed(r.elapsed_s),
                 "title": r.title,
                 "backend": r.params.get("backend", "local"),

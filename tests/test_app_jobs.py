@@ -149,5 +149,8 @@ def test_a_sweep_says_what_each_encoders_progress_counts_and_shows_a_only_with_w
     assert not at.exception
     sweep = next(df.value for df in at.dataframe if "encoder" in df.value.columns)
     assert sweep["step"].tolist() == ["2/2 pairs"]
+    listing = at.dataframe[0].value  # the jobs table: the sweep's step in its own words, not a bare "1/1" of encoders
+    step = listing.loc[listing["id"] == job_id, "step"].item()
+    assert "pixels-8" in step, step
     assert not any(c.startswith("A ") or c == "A status" for c in sweep.columns)
     assert any("C of 1 of 1 encoder(s) recorded and attached to study 'mine'" in c.value for c in at.caption)
