@@ -13,7 +13,7 @@ from engine import export
 from engine.errors import InputError, LawExplorerError
 from engine.hashing import hash_obj
 from engine.plots import matches as mplots
-from engine.plots.style import titled
+from engine.plots import style
 from pages import _ui
 
 ALPHAS = (0.01, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2)
@@ -322,7 +322,7 @@ def _similarity_view(encoders: list[str], spec: str, split: str, pair: pd.Series
             fig = mplots.similarity_figure(
                 result.src_image, result.trg_image, query["similarity"], query["query_xy"], query["best_xy"],
                 gt_xy=result.gt_kps[on_kp[0]] if len(on_kp) else None, extent=query["extent"], opacity=opacity,
-                height_px=_height(encoders), title=titled(_label(name), f"best match ({query['best_xy'][0]:.0f}, "
+                height_px=_height(encoders), title=style.titled(_label(name), f"best match ({query['best_xy'][0]:.0f}, "
                                                           f"{query['best_xy'][1]:.0f}), cosine {query['best_score']:.3f}"),
             )  # fmt: skip
             st.plotly_chart(fig, width="content", key=chart_keys[name],
@@ -343,7 +343,7 @@ def _pca_view(encoders: list[str], spec: str, split: str, pair: pd.Series, proto
             fig = mplots.pca_figure(maps["src_rgb"], maps["trg_rgb"], result.src_image, result.trg_image,
                                     src_extent=maps["src_extent"], trg_extent=maps["trg_extent"],
                                     height_px=_height(encoders),  # two encoders side by side: a one-line title was cut
-                                    title=titled(_label(name), "joint PCA of the features (3 components → RGB)"))  # fmt: skip
+                                    title=style.titled(_label(name), "joint PCA of the features (3 components → RGB)"))  # fmt: skip
             st.plotly_chart(fig, width="content", key=f"chart-pca-{_file_part(name)}", theme=None)
             _ui.export_buttons(fig, f"pca-{_file_part(name)}-{pair['pair_id']}".replace("/", "_"),
                                _provenance(view="pca", encoder=name, dataset=spec, pair=pair["pair_id"],
@@ -406,7 +406,7 @@ def _category_view(encoders: list[str], spec: str, split: str, dataset: corr.Dat
     comparable = spec.startswith("spair:")
     scale_note = "" if comparable else " (builtin pairs: not comparable to SPair-71k C)"
     # the detail wraps under the main line (one line of ~95 characters was cut in a 1000-px window)
-    fig = mplots.per_category_bars(table, title=titled(f"PCK@{bar_alpha:g} per category", f"{dataset.name}, protocol "
+    fig = mplots.per_category_bars(table, title=style.titled(f"PCK@{bar_alpha:g} per category", f"{dataset.name}, protocol "
                                                        f"{protocol}{scale_note}"),
                                    value_title=f"PCK@{bar_alpha:g} (share of keypoints matched)")
     if not comparable:
