@@ -32,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from engine.errors import InputError, NotAvailableError
@@ -154,6 +155,18 @@ def embed_provenance(data: bytes, fmt: str, provenance: Provenance) -> bytes:
     if fmt == "html":
         return _html_with_comment(data.decode("utf-8"), record).encode("utf-8")
     raise InputError(f"cannot embed provenance into {fmt!r}; use table_to_csv for tables")
+
+
+def image_to_png(rgb: Any, provenance: Provenance) -> bytes:
+    """An H x W x 3 uint8 picture as PNG bytes with the provenance record in its text chunks."""
+    from PIL import Image
+
+    array = np.asarray(rgb)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise InputError(f"a picture to export must be H x W x 3 uint8, got {array.shape} {array.dtype}")
+    buffer = io.BytesIO()
+    Image.fromarray(array, "RGB").save(buffer, format="PNG")
+    return embed_provenance(buffer.getvalue(), "png", provenance)
 
 
 def read_provenance(data: bytes, fmt: str) -> dict[str, str]:

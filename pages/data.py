@@ -25,7 +25,7 @@ def _upload_bytes(upload) -> bytes:
 
 
 def _render_list(study) -> None:
-    st.dataframe(tables.studies_overview(studies.list_studies()), hide_index=True)
+    _ui.show_table(tables.studies_overview(studies.list_studies()), "studies", _ui.provenance(study, table="stored studies"))
     st.markdown(f"Current study: **{study.name}** · content hash `{study.content_hash()}`")
     csv = export.table_to_csv(tables.study_tidy(study), _ui.provenance(study))
     st.download_button("Download the current study as CSV (tidy, re-importable)", csv, file_name=f"{study.name}.csv",

@@ -60,8 +60,18 @@ def _show_probe(result: ProbeResult) -> None:
     cols[0].image(result.image, caption=f"Input ({result.image_source})", width=320)
     cols[1].image(result.pca_rgb, caption="Feature PCA: 3 principal components as RGB, one pixel per feature cell "
                   "(parts an encoder sees as alike share a colour)", width=320, clamp=True)
+    st.download_button("PNG", export.image_to_png(result.side_by_side(), _probe_provenance(result)),
+                       file_name=f"probe-{result.name.replace(':', '-')}.png", mime="image/png", key="encoders_probe_png",
+                       icon=":material/download:", on_click="ignore",
+                       help="The picture and its feature PCA side by side (records the encoder and its weights hash)")
     with st.expander("Probe details"):
         st.json(result.info)
+
+
+def _probe_provenance(result: ProbeResult) -> export.Provenance:
+    return export.Provenance(study="encoders", study_hash=result.weights_hash,
+                             extra={"encoder": result.name, "picture": result.image_source,
+                                    "grid": f"{result.grid[0]} x {result.grid[1]}", "layer": result.layer})
 
 
 def _details(specs: list) -> None:

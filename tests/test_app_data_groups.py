@@ -42,6 +42,13 @@ def test_bundled_study_has_no_delete_button():
     assert "Delete" in _labels(at)
 
 
+def test_the_list_of_stored_studies_has_its_csv_export():
+    copy_study("paper-v3", "mine")
+    at = _page("mine")
+    assert "csv-studies" in [b.key for b in at.get("download_button")]
+    assert {"paper-v3", "mine"} <= set(at.dataframe[0].value["study"])
+
+
 def test_groups_tab_saves_valid_groups_and_refuses_bad_ones():
     copy_study("paper-v3", "mine")
     at = _page("mine", **{"data_groups_mine": {"edited_rows": {1: {"group": "ocr"}}, "added_rows": [],

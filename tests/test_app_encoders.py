@@ -32,6 +32,23 @@ def test_table_details_and_probe(isolated_home):
     at.button(key="encoders_probe").click().run()
     assert not at.exception and not at.error
     assert any("28 x 28" in s.value for s in at.success)
+    assert "encoders_probe_png" in [b.key for b in at.get("download_button")], "the probe picture has an export"
+
+
+def test_probe_export_puts_each_feature_cell_as_a_block_beside_the_picture():
+    import numpy as np
+
+    from engine.encoders import ProbeResult
+
+    image = np.full((6, 9, 3), 40, dtype=np.uint8)
+    pca = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)  # 2 x 3 cells, each its own colour
+    result = ProbeResult(name="x", grid=(2, 3), channels=4, weights_hash="h", info={}, image=image, pca_rgb=pca,
+                         image_source="test")
+    both = result.side_by_side()
+    assert both.shape == (6, 9 + 8 + 9, 3)
+    assert np.array_equal(both[:, :9], image) and (both[:, 9:17] == 255).all()
+    expected = np.repeat(np.repeat(pca, 3, axis=0), 3, axis=1)  # at the picture's height, 6 / 2 = 3 pixels a cell
+    assert np.array_equal(both[:, 17:], expected)
 
 
 def test_upload_and_refusal(isolated_home, tmp_path):

@@ -44,6 +44,17 @@ def test_plotly_png_is_decodable_and_records_provenance():
     _assert_provenance(export.read_provenance(data, "png"))
 
 
+def test_a_picture_exports_as_png_with_the_same_pixels_and_its_provenance():
+    import numpy as np
+
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    data = export.image_to_png(rgb, PROV)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), rgb)  # lossless
+    _assert_provenance(export.read_provenance(data, "png"))
+    with pytest.raises(InputError, match="H x W x 3 uint8"):
+        export.image_to_png(rgb.astype(np.float32), PROV)
+
+
 @needs_chromium
 def test_plotly_svg_parses_as_xml_with_metadata():
     data = export.figure_to_bytes(_figure(), "svg", PROV, width=300, height=200)

@@ -29,6 +29,17 @@ class ProbeResult:
     build_s: float = 0.0
     encode_s: float = 0.0
 
+    def side_by_side(self) -> np.ndarray:
+        """The picture and its feature PCA (each cell a block of pixels, at the picture's height) in one RGB array,
+        for an export; a white gap between them."""
+        height = self.image.shape[0]
+        h, w = self.pca_rgb.shape[:2]
+        rows = (np.arange(height) * h) // height  # nearest cell of each output row / column
+        cols = (np.arange(max(1, round(w * height / h))) * w) // max(1, round(w * height / h))
+        pca = self.pca_rgb[rows][:, cols]
+        gap = np.full((height, 8, 3), 255, dtype=np.uint8)
+        return np.concatenate([self.image.astype(np.uint8), gap, pca.astype(np.uint8)], axis=1)
+
 
 def probe_image() -> tuple[np.ndarray, str]:
     """A real-looking offline picture: the first source image of the builtin correspondence set."""
