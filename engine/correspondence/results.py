@@ -105,14 +105,17 @@ def c_score(result: CEvaluation | Mapping[str, Any], alpha: str = "0.1", averagi
     return value
 
 
+def c_scale(dataset: str, split: str, limit: int | None) -> str:
+    """``paper`` for C on the whole SPair-71k test split, else ``demo`` (C on other pairs is not comparable)."""
+    return "paper" if dataset.startswith("spair:") and split == "test" and limit is None else "demo"
+
+
 def c_method(dataset: str, split: str, limit: int | None, protocol: str) -> str:
-    """How a C was measured, in the words of a study's ``c_method`` column; anything but the whole SPair-71k test
-    split says it is demo scale (the rule of ``engine.pipeline.planning``: C on other pairs is not comparable)."""
-    spair = dataset.startswith("spair:")
-    text = f"{'SPair-71k' if spair else dataset} {split} PCK@0.10 per image x 100, protocol {protocol}"
+    """How a C was measured, in the words of a study's ``c_method`` column; demo scale (:func:`c_scale`) says so."""
+    text = f"{'SPair-71k' if dataset.startswith('spair:') else dataset} {split} PCK@0.10 per image x 100, protocol {protocol}"
     if limit is not None:
         text += f", first {limit} pairs"
-    return text if spair and split == "test" and limit is None else f"{text} (demo scale: not comparable to SPair-71k test C)"
+    return text if c_scale(dataset, split, limit) == "paper" else f"{text} (demo scale: not comparable to SPair-71k test C)"
 
 
 def c_method_of(result: CEvaluation | Mapping[str, Any]) -> str:

@@ -285,6 +285,7 @@ def plan(
     ``demo`` uses the offline demo projector/LLM for A-v3 (smoke scale); otherwise ``llm``, ``align_data`` and
     ``align_images`` name the LLM and LLaVA-Pretrain data (the paper: Vicuna-7B v1.5, LLaVA-558K, 100 captions).
     """
+    from engine.correspondence import results
     from engine.correspondence.datasets import normalise_split
     from engine.correspondence.protocols import get_protocol
     from engine.encoders.registry import display_name, get_spec
@@ -306,7 +307,7 @@ def plan(
     study = load_study(study_name)
     a = {"definition": a_definition, "demo": bool(demo), "llm": llm, "data": None if align_data is None else str(align_data),
          "images": None if align_images is None else str(align_images), "n": int(n_captions), "seed": int(seed)}
-    c_scale = "paper" if dataset.startswith("spair:") and split == "test" and limit is None else "demo"
+    c_scale = results.c_scale(dataset, split, limit)
     a_scale = {"v1-clip-ref": "v1"}.get(a_definition, "demo" if demo else "paper")
     shown = display_name(spec)  # an upload's label rather than its upload:<hash> id
     name = (setting or shown).strip()
