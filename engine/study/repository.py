@@ -132,11 +132,16 @@ def load_study(source: str) -> Study:
     raise InputError(f"unknown study '{source}': not a stored study ({', '.join(names)}) nor an existing file")
 
 
+def _refuse_bundled(name: str) -> None:
+    """The one error for writing to the bundled study: it is read-only."""
+    if name == BUNDLED_NAME:
+        raise InputError(f"'{BUNDLED_NAME}' is read-only: copy it first (python -m engine study copy {BUNDLED_NAME} NEW_NAME)")
+
+
 def writable_study(name: str) -> Study:
     """The stored study ``name`` that results can be attached to (InputError for the bundled one, a file or none)."""
     name = str(name or "").strip()
-    if name == BUNDLED_NAME:
-        raise InputError(f"'{BUNDLED_NAME}' is read-only: copy it first (python -m engine study copy {BUNDLED_NAME} NEW_NAME)")
+    _refuse_bundled(name)
     stored = _stored(name) if name else None
     if stored is None:
         names = [s["name"] for s in list_studies() if not s["bundled"]]
@@ -174,8 +179,7 @@ def set_groups(study_name: str, groups: Mapping[str, str]) -> Study:
 
 def _update(study_name: str, change: Callable[[Study], Study]) -> Study:
     """Read, change, validate and write a stored study in one transaction (the bundled one is read-only)."""
-    if study_name == BUNDLED_NAME:
-        raise InputError(f"'{BUNDLED_NAME}' is read-only: copy it first (python -m engine study copy {BUNDLED_NAME} NEW_NAME)")
+    _refuse_bundled(study_name)
     with store.connect() as con:
         row = con.execute("SELECT payload, created FROM studies WHERE name = ?", [study_name]).fetchone()
         if row is None:
